@@ -1,0 +1,39 @@
+# The two commands: `make run` and `make test`. Each does all the set-up it needs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+FLASK  := $(BIN)/flask
+HOST   ?= 127.0.0.1
+PORT   ?= 5000
+
+.PHONY: run test install db lint format bench serve clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+install: $(BIN)/.installed
+
+db: install ## create or migrate the schema (starts the embedded PostgreSQL when DATABASE_URL is unset)
+	$(FLASK) db upgrade
+
+run: db ## the app on http://$(HOST):$(PORT)
+	$(FLASK) run --host $(HOST) --port $(PORT)
+
+test: install ## the whole suite, against the embedded PostgreSQL or TEST_DATABASE_URL
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install ## every benchmark in bench/
+	$(BIN)/python bench/webhooks.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,98 @@
+"""The Flask storefront whose shoppers sign in with Clerk, with a PostgreSQL mirror of Clerk's users."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from shop import config
+from shop.config import ConfigError
+
+__all__ = ["ConfigError", "create_app"]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("shop")
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app. `test_config` replaces the environment (settings by their env names) and
+    may carry Flask options such as TESTING; with None, settings come from os.environ."""
+    app = Flask(
+        __name__,
+        instance_path=str(PROJECT_ROOT / "instance"),
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+    )
+    env: Mapping[str, Any] = os.environ if test_config is None else test_config
+    app.testing = bool(env.get("TESTING", False))
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    app.config.update(
+        config.load(env, production=not (app.debug or app.testing), instance_path=Path(app.instance_path))
+    )
+    configure_logging(app)
+    configure_database(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_commands(app)
+    return app
+
+
+def configure_logging(app: Flask) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.DEBUG if app.debug else logging.INFO)
+
+
+def configure_database(app: Flask) -> None:
+    url = app.config["DATABASE_URL"]
+    if url is None:
+        from shop import embedded_postgres
+
+        url = embedded_postgres.start(Path(app.instance_path) / "pgdata")
+        log.info("Database: embedded PostgreSQL in %s", Path(app.instance_path) / "pgdata")
+    else:
+        log.info("Database: %s", config.describe_database_url(url))
+    app.config["SQLALCHEMY_DATABASE_URI"] = url
+    app.config.setdefault(
+        "SQLALCHEMY_ENGINE_OPTIONS",
+        {
+            "pool_pre_ping": True,
+            "pool_size": 5,
+            "max_overflow": 10,
+            "pool_recycle": 1800,
+            # Bound values (e-mails, payloads) stay out of error messages and logs.
+            "hide_parameters": True,
+            "connect_args": {"connect_timeout": 5},
+        },
+    )
+
+
+def register_extensions(app: Flask) -> None:
+    from shop import models  # noqa: F401  (the tables must be known to db.metadata and Alembic)
+    from shop.extensions import csrf, db, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
+    csrf.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from shop import api, webhooks
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(webhooks.bp)
+
+
+def register_commands(app: Flask) -> None:
+    from shop import models
+    from shop.extensions import db
+
+    @app.shell_context_processor
+    def shell_context() -> dict[str, Any]:
+        return {"db": db, "User": models.User, "Role": models.Role, "WebhookEvent": models.WebhookEvent}

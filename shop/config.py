@@ -1,0 +1,167 @@
+"""Settings: read once from the environment, validated at start, one clear sentence per problem."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+
+from shop.clerk import keys
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CLERK_API_URL = "https://api.clerk.com/v1"
+WEBHOOK_MAX_BYTES = 1024 * 1024
+TRUE_WORDS = {"1", "true", "yes", "on"}
+
+
+class ConfigError(Exception):
+    """Settings that cannot work. Its message lists every problem, one sentence each."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept `postgres://`, `postgresql://` and `postgresql+psycopg://`; always use psycopg 3."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("postgres", "postgresql", "postgresql+psycopg"):
+        raise ValueError(scheme)
+    return f"postgresql+psycopg://{rest}"
+
+
+def describe_database_url(url: str) -> str:
+    """The URL without its password, for logs."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _first(env: Mapping[str, str], *names: str) -> str:
+    for name in names:
+        value = (env.get(name) or "").strip()
+        if value:
+            return value
+    return ""
+
+
+def _development_secret_key(instance_path: Path) -> str:
+    """Generated once and kept in instance/, so sessions survive restarts in development."""
+    path = instance_path / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def load(env: Mapping[str, str], *, production: bool, instance_path: Path) -> dict[str, Any]:
+    """Turn the environment into Flask config, or raise ConfigError naming every problem."""
+    problems: list[str] = []
+    settings: dict[str, Any] = {"SHOP_PRODUCTION": production, "WEBHOOK_MAX_BYTES": WEBHOOK_MAX_BYTES}
+
+    database_url = _first(env, "DATABASE_URL")
+    if database_url:
+        try:
+            settings["DATABASE_URL"] = normalize_database_url(database_url)
+        except ValueError:
+            problems.append(
+                "DATABASE_URL must start with postgres://, postgresql:// or postgresql+psycopg://; "
+                "unset it to use the embedded PostgreSQL."
+            )
+    elif production:
+        problems.append(
+            "DATABASE_URL is not set: production needs a PostgreSQL URL (the embedded database is for development)."
+        )
+    else:
+        settings["DATABASE_URL"] = None  # the factory starts the embedded PostgreSQL
+
+    secret_key = _first(env, "SECRET_KEY")
+    if secret_key:
+        settings["SECRET_KEY"] = secret_key
+    elif production:
+        problems.append(
+            'SECRET_KEY is not set: production needs one (python -c "import secrets; print(secrets.token_hex(32))").'
+        )
+    else:
+        settings["SECRET_KEY"] = _development_secret_key(instance_path)
+
+    publishable_key = _first(env, "CLERK_PUBLISHABLE_KEY", "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY")
+    settings["CLERK_PUBLISHABLE_KEY"] = publishable_key or None
+    settings["CLERK_FRONTEND_API"] = None
+    if publishable_key:
+        try:
+            settings["CLERK_FRONTEND_API"] = keys.frontend_api_host(publishable_key)
+        except keys.InvalidKey as exc:
+            problems.append(
+                f"CLERK_PUBLISHABLE_KEY is not valid: {exc}; copy it from Clerk's dashboard, Configure → API keys."
+            )
+
+    secret = _first(env, "CLERK_SECRET_KEY")
+    settings["CLERK_SECRET_KEY"] = secret or None
+    if secret:
+        try:
+            keys.check_secret_key(secret)
+        except keys.InvalidKey as exc:
+            problems.append(f"CLERK_SECRET_KEY is not valid: {exc}; copy it from Clerk's dashboard, API keys.")
+    if publishable_key and secret and keys.is_live(publishable_key) != keys.is_live(secret):
+        problems.append(
+            "CLERK_PUBLISHABLE_KEY and CLERK_SECRET_KEY belong to different instances (one test, one live)."
+        )
+
+    webhook_secrets = _first(env, "CLERK_WEBHOOK_SECRET", "CLERK_WEBHOOK_SIGNING_SECRET").split()
+    for position, webhook_secret in enumerate(webhook_secrets, start=1):
+        try:
+            keys.check_webhook_secret(webhook_secret)
+        except keys.InvalidKey as exc:
+            problems.append(
+                f"CLERK_WEBHOOK_SECRET (secret {position}) is not valid: {exc}; "
+                "copy the Signing Secret from Clerk's dashboard, Webhooks → your endpoint."
+            )
+    settings["CLERK_WEBHOOK_SECRETS"] = webhook_secrets
+
+    jwt_key = _first(env, "CLERK_JWT_KEY")
+    settings["CLERK_JWT_KEY"] = None
+    if jwt_key:
+        try:
+            settings["CLERK_JWT_KEY"] = keys.normalize_pem(jwt_key)
+        except keys.InvalidKey as exc:
+            problems.append(f"CLERK_JWT_KEY is not valid: {exc}; copy the PEM from Clerk's dashboard, API keys.")
+
+    parties = [p.strip().rstrip("/") for p in _first(env, "CLERK_AUTHORIZED_PARTIES").split(",") if p.strip()]
+    for party in parties:
+        parts = urlsplit(party)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            problems.append(
+                f"CLERK_AUTHORIZED_PARTIES has {party!r}, which is not an origin like https://shop.example.com."
+            )
+    settings["CLERK_AUTHORIZED_PARTIES"] = parties
+
+    api_url = _first(env, "CLERK_API_URL") or DEFAULT_CLERK_API_URL
+    if urlsplit(api_url).scheme not in ("http", "https"):
+        problems.append(f"CLERK_API_URL must be an http(s) URL such as {DEFAULT_CLERK_API_URL}.")
+    settings["CLERK_API_URL"] = api_url.rstrip("/")
+
+    skew = _first(env, "CLERK_CLOCK_SKEW_SECONDS") or "5"
+    try:
+        settings["CLERK_CLOCK_SKEW_SECONDS"] = int(skew)
+        if not 0 <= settings["CLERK_CLOCK_SKEW_SECONDS"] <= 300:
+            raise ValueError
+    except ValueError:
+        problems.append("CLERK_CLOCK_SKEW_SECONDS must be a whole number of seconds between 0 and 300.")
+
+    dev_auth = _first(env, "SHOP_DEV_AUTH").lower() in TRUE_WORDS
+    if dev_auth and production:
+        problems.append(
+            "SHOP_DEV_AUTH=1 turns on the local Clerk stand-in, which is for development and tests only: unset it."
+        )
+    if dev_auth and secret.startswith("sk_live_"):
+        problems.append("SHOP_DEV_AUTH=1 cannot be used with a live Clerk secret key (sk_live_…).")
+    settings["SHOP_DEV_AUTH"] = dev_auth
+
+    if problems:
+        raise ConfigError(problems)
+    return settings

@@ -1,0 +1,121 @@
+"""The mirror's tables: `users` (Clerk's users plus the shop's role) and `webhook_events`."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shop.extensions import db
+
+
+class Role(enum.StrEnum):
+    CLIENT = "CLIENT"
+    ADMIN = "ADMIN"
+
+
+class User(db.Model):
+    """A Clerk user. Clerk-owned columns are written only by shop.mirror; `role` only by operators."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    clerk_id: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str | None] = mapped_column(Text)
+    first_name: Mapped[str | None] = mapped_column(Text)
+    last_name: Mapped[str | None] = mapped_column(Text)
+    image_url: Mapped[str | None] = mapped_column(Text)
+    role: Mapped[Role] = mapped_column(
+        Enum(Role, name="user_role"), default=Role.CLIENT, server_default=Role.CLIENT.value
+    )
+    # Clerk's own updated_at (ms): a snapshot older than this is stale and changes nothing.
+    clerk_updated_at: Mapped[int | None] = mapped_column(BigInteger)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set when another Clerk user claimed this row's e-mail: this row is out of date.
+    needs_resync: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        # E-mail is unique among live users, case-insensitively; tombstones hold none.
+        Index(
+            "uq_users_live_email",
+            func.lower(email),
+            unique=True,
+            postgresql_where=text("deleted_at IS NULL AND email IS NOT NULL"),
+        ),
+    )
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN
+
+    @property
+    def display_name(self) -> str:
+        name = " ".join(part for part in (self.first_name, self.last_name) if part)
+        return name or self.email or self.clerk_id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "clerk_id": self.clerk_id,
+            "email": self.email,
+            "first_name": self.first_name,
+            "last_name": self.last_name,
+            "image_url": self.image_url,
+            "role": self.role.value,
+        }
+
+
+class WebhookStatus(enum.StrEnum):
+    RECEIVED = "received"  # only ever seen inside the transaction that processes it
+    PROCESSED = "processed"
+    IGNORED = "ignored"
+    FAILED = "failed"
+
+
+class WebhookEvent(db.Model):
+    """One delivery per (source, svix_id): the idempotency key Svix keeps across retries."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    source: Mapped[str] = mapped_column(String(32), default="clerk", server_default="clerk")
+    svix_id: Mapped[str] = mapped_column(Text)
+    type: Mapped[str | None] = mapped_column(String(100))
+    clerk_user_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[Any | None] = mapped_column(JSONB)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("source", "svix_id", name="uq_webhook_events_source_svix_id"),
+        CheckConstraint("status IN ('received', 'processed', 'ignored', 'failed')", name="ck_webhook_events_status"),
+        Index("ix_webhook_events_source_created_at", "source", "created_at"),
+        Index("ix_webhook_events_status_created_at", "status", "created_at"),
+        Index("ix_webhook_events_clerk_user_id", "clerk_user_id"),
+    )

@@ -1,0 +1,82 @@
+"""`flask webhooks list` and `flask webhooks replay`: the delivery history and re-processing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from sqlalchemy import select
+
+from shop.clerk.events import NotAClerkEvent, parse_event
+from shop.extensions import db
+from shop.models import WebhookEvent, WebhookStatus
+from shop.webhooks import bp
+from shop.webhooks.service import SOURCE, Outcome, describe_error, process, record_failure
+
+webhooks_cli = bp.cli  # `flask webhooks …`
+webhooks_cli.short_help = "Clerk webhook history and replay."
+
+
+@webhooks_cli.command("list")
+@click.option("--status", type=click.Choice([s.value for s in WebhookStatus]), help="Only events in this status.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+def list_events(status: str | None, limit: int) -> None:
+    """Show the latest webhook deliveries, newest first."""
+    query = select(WebhookEvent).where(WebhookEvent.source == SOURCE)
+    if status:
+        query = query.where(WebhookEvent.status == status)
+    events = db.session.scalars(query.order_by(WebhookEvent.created_at.desc()).limit(limit)).all()
+    if not events:
+        click.echo("No webhook events.")
+        return
+    for event in events:
+        line = (
+            f"{event.created_at:%Y-%m-%d %H:%M:%S}  {event.status:<9}  {event.type or '-':<20}  "
+            f"{event.svix_id}  {event.clerk_user_id or '-'}  attempts={event.attempts}"
+        )
+        if event.error:
+            line += f"  error={event.error[:120]}"
+        click.echo(line)
+
+
+def replay_event(svix_id: str, payload: Any) -> str:
+    """Re-process a stored delivery through the same path as a live one; returns what happened."""
+    try:
+        parsed = parse_event(payload)
+    except NotAClerkEvent as exc:
+        return f"still not a Clerk event: {exc}"
+    try:
+        return process(svix_id, parsed, payload).value
+    except Exception as exc:
+        error = describe_error(exc)
+        record_failure(svix_id, parsed.type, parsed.user_id, payload, error)
+        return f"failed again: {error}"
+
+
+@webhooks_cli.command("replay")
+@click.argument("svix_ids", nargs=-1)
+@click.option("--failed", "all_failed", is_flag=True, help="Replay every failed event.")
+def replay(svix_ids: tuple[str, ...], all_failed: bool) -> None:
+    """Re-process stored events (by svix-id, or every failed one) once their cause is fixed."""
+    if bool(svix_ids) == all_failed:
+        raise click.UsageError("Give SVIX_ID… or --failed (one of the two).")
+    query = select(WebhookEvent).where(WebhookEvent.source == SOURCE)
+    if all_failed:
+        query = query.where(WebhookEvent.status == WebhookStatus.FAILED).order_by(WebhookEvent.created_at)
+    else:
+        query = query.where(WebhookEvent.svix_id.in_(svix_ids))
+    stored = db.session.execute(query.with_only_columns(WebhookEvent.svix_id, WebhookEvent.payload)).all()
+    db.session.rollback()  # process() owns the transactions from here
+    missing = set(svix_ids) - {svix_id for svix_id, _ in stored}
+    for svix_id in sorted(missing):
+        click.echo(f"{svix_id}: no such webhook event", err=True)
+    failures = len(missing)
+    for svix_id, payload in stored:
+        result = replay_event(svix_id, payload)
+        click.echo(f"{svix_id}: {result}")
+        if result not in {o.value for o in Outcome}:
+            failures += 1
+    if not stored and not missing:
+        click.echo("No failed webhook events.")
+    if failures:
+        raise SystemExit(1)

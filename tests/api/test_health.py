@@ -1,0 +1,49 @@
+from sqlalchemy import select
+
+from shop.extensions import db
+from tests.support import clerk_user, deleted_event, event
+
+
+def test_health_is_ok(client):
+    response = client.get("/api/health")
+    assert (response.status_code, response.json) == (200, {"status": "ok", "database": "ok"})
+
+
+def test_test_db_counts_live_users_only(client, deliver):
+    for index in range(3):
+        deliver(event("user.created", clerk_user(f"user_{index}")))
+    deliver(deleted_event("user_2"))
+    response = client.get("/api/test-db")
+    assert response.status_code == 200
+    body = response.json
+    assert body["status"] == "success"
+    assert body["data"]["connected"] is True
+    assert body["data"]["userCount"] == 2
+    assert body["data"]["databaseUrl"] == "✅ Set"
+    assert body["data"]["timestamp"]
+
+
+def test_database_down_is_503_without_the_url(make_app):
+    app = make_app(DATABASE_URL="postgresql://shop:s3cret-password@127.0.0.1:1/shop")
+    client = app.test_client()
+    for path in ("/api/test-db", "/api/health"):
+        response = client.get(path)
+        assert response.status_code == 503
+        assert "s3cret" not in response.text and "127.0.0.1" not in response.text
+    assert client.get("/api/test-db").json["status"] == "error"
+
+
+def test_the_log_names_the_database_without_its_password(make_app, caplog):
+    caplog.set_level("INFO", logger="shop")
+    app = make_app(DATABASE_URL="postgres://shop:s3cret-password@db.example.com:5432/shop")
+    assert app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql+psycopg://")
+    assert "db.example.com" in caplog.text
+    assert "s3cret" not in caplog.text
+
+
+def test_shell_context_preloads_models(app):
+    with app.app_context():
+        context = app.make_shell_context()
+        assert {"db", "User", "Role"} <= context.keys()
+        assert context["db"].session.scalar(select(context["User"]).limit(1)) is None
+    assert context["db"] is db

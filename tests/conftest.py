@@ -1,0 +1,114 @@
+"""Fixtures: a real PostgreSQL (embedded, or TEST_DATABASE_URL), the app, its client and CLI runner."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import flask_migrate
+import psycopg
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from shop import PROJECT_ROOT, create_app
+from shop.extensions import db
+from tests.support import WEBHOOK_SECRET, signed_headers
+
+TEST_DATABASE = "shop_test"
+
+
+def _fresh_database_url() -> str:
+    """A URL to an empty database that the suite owns."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        # The caller created this database for the suite (.ci/run does); start from an empty schema.
+        with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(False)) as conn:
+            conn.execute("DROP SCHEMA public CASCADE")
+            conn.execute("CREATE SCHEMA public")
+        return url
+    from shop import embedded_postgres
+
+    server_url = embedded_postgres.start(PROJECT_ROOT / "instance" / "pgdata")
+    admin = make_url(server_url).set(drivername="postgresql")
+    with psycopg.connect(admin.render_as_string(False), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {TEST_DATABASE} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {TEST_DATABASE}")
+    return make_url(server_url).set(database=TEST_DATABASE).render_as_string(False)
+
+
+def settings(database_url: str, **overrides: Any) -> dict[str, Any]:
+    return {
+        "TESTING": True,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "test-secret-key",
+        "CLERK_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        **overrides,
+    }
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    url = _fresh_database_url()
+    app = create_app(settings(url))
+    with app.app_context():
+        flask_migrate.upgrade()  # the schema comes from the committed migrations, as in production
+        db.engine.dispose()
+    return url
+
+
+def empty_all_tables(database_url: str) -> None:
+    tables = ", ".join(table.name for table in db.metadata.sorted_tables)
+    engine = create_engine(database_url, poolclass=NullPool)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def make_app(database_url: str) -> Iterator[Callable[..., Flask]]:
+    """Build an app with extra settings; every app made is cleaned up after the test."""
+    made: list[Flask] = []
+
+    def make(**overrides: Any) -> Flask:
+        app = create_app(settings(database_url, **overrides))
+        made.append(app)
+        return app
+
+    yield make
+    empty_all_tables(database_url)
+    for app in made:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def deliver(client: FlaskClient):
+    """POST a Clerk event to the webhook endpoint, signed as Svix would."""
+    import json
+
+    def send(payload: Any, *, svix_id: str | None = None, **sign: Any):
+        body = payload if isinstance(payload, str | bytes) else json.dumps(payload)
+        return client.post("/api/webhooks/clerk", data=body, headers=signed_headers(body, svix_id=svix_id, **sign))
+
+    return send

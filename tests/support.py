@@ -1,0 +1,96 @@
+"""Helpers shared by the tests: Clerk-shaped payloads, Svix signing, a live server."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from svix.webhooks import Webhook
+from werkzeug.serving import make_server
+
+VECTORS = Path(__file__).parent / "vectors"
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+OTHER_WEBHOOK_SECRET = "whsec_dGhpcyBpcyBhbm90aGVyIHNlY3JldCBrZXkh"
+
+
+def vector(name: str) -> Any:
+    return json.loads((VECTORS / name).read_text())
+
+
+def clerk_user(
+    clerk_id: str,
+    *,
+    email: str | None = None,
+    updated_at: int = 1_700_000_000_000,
+    first_name: str | None = "Ada",
+    last_name: str | None = "Lovelace",
+    **extra: Any,
+) -> dict[str, Any]:
+    """A Clerk User as the Backend API and webhooks send it."""
+    addresses = []
+    if email:
+        addresses = [
+            {"id": "idn_other", "email_address": f"secondary-{email}", "object": "email_address"},
+            {"id": f"idn_{clerk_id}", "email_address": email, "object": "email_address"},
+        ]
+    return {
+        "object": "user",
+        "id": clerk_id,
+        "email_addresses": addresses,
+        "primary_email_address_id": f"idn_{clerk_id}" if email else None,
+        "first_name": first_name,
+        "last_name": last_name,
+        "image_url": f"https://img.clerk.com/{clerk_id}",
+        "public_metadata": {},
+        "private_metadata": None,
+        "unsafe_metadata": {},
+        "created_at": 1_600_000_000_000,
+        "updated_at": updated_at,
+        **extra,
+    }
+
+
+def event(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"object": "event", "type": kind, "data": data, "timestamp": 1_700_000_000_000, "instance_id": "ins_test"}
+
+
+def deleted_event(clerk_id: str) -> dict[str, Any]:
+    return event("user.deleted", {"object": "user", "id": clerk_id, "deleted": True})
+
+
+def signed_headers(
+    body: str | bytes,
+    *,
+    svix_id: str | None = None,
+    secret: str = WEBHOOK_SECRET,
+    timestamp: datetime | None = None,
+) -> dict[str, str]:
+    """Headers exactly as Svix sends them, signed by svix's own Webhook.sign."""
+    svix_id = svix_id or f"msg_{uuid.uuid4().hex}"
+    timestamp = timestamp or datetime.now(UTC)
+    text = body.decode() if isinstance(body, bytes) else body
+    return {
+        "svix-id": svix_id,
+        "svix-timestamp": str(int(timestamp.timestamp())),
+        "svix-signature": Webhook(secret).sign(svix_id, timestamp, text),
+        "content-type": "application/json",
+    }
+
+
+@contextmanager
+def live_server(app) -> Iterator[str]:
+    """The app on a real threaded HTTP server on 127.0.0.1; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join()

@@ -1,0 +1,126 @@
+"""The mirror's rules, called directly as webhooks, first sign-in and sync call them."""
+
+import pytest
+from sqlalchemy import select
+
+from shop import mirror
+from shop.clerk.users import parse_user
+from shop.extensions import db
+from shop.models import Role, User
+from tests.support import clerk_user
+
+
+@pytest.fixture
+def ctx(app):
+    with app.app_context():
+        yield
+        db.session.rollback()
+
+
+def apply(clerk_id, **fields):
+    change = mirror.apply_snapshot(parse_user(clerk_user(clerk_id, **fields)))
+    db.session.commit()
+    return change
+
+
+def delete(clerk_id):
+    change = mirror.apply_deletion(clerk_id)
+    db.session.commit()
+    return change
+
+
+def row(clerk_id) -> User:
+    db.session.expire_all()
+    return db.session.scalar(select(User).where(User.clerk_id == clerk_id))
+
+
+def test_create_then_update_then_unchanged(ctx):
+    assert apply("user_a", email="a@example.com", updated_at=1) == mirror.Change.CREATED
+    assert apply("user_a", email="a2@example.com", updated_at=2) == mirror.Change.UPDATED
+    assert apply("user_a", email="a2@example.com", updated_at=3) == mirror.Change.UNCHANGED
+    assert row("user_a").email == "a2@example.com"
+    assert row("user_a").role == Role.CLIENT
+
+
+def test_stale_snapshot_changes_nothing(ctx):
+    apply("user_a", email="new@example.com", updated_at=20)
+    assert apply("user_a", email="old@example.com", updated_at=10) == mirror.Change.UNCHANGED
+    assert row("user_a").email == "new@example.com"
+    assert row("user_a").clerk_updated_at == 20
+
+
+def test_snapshot_with_the_same_updated_at_applies(ctx):
+    apply("user_a", first_name="One", updated_at=5)
+    assert apply("user_a", first_name="Two", updated_at=5) == mirror.Change.UPDATED
+
+
+def test_deletion_erases_personal_data_and_keeps_the_row(ctx):
+    apply("user_a", email="a@example.com")
+    assert delete("user_a") == mirror.Change.TOMBSTONED
+    tomb = row("user_a")
+    assert tomb.deleted_at is not None
+    assert (tomb.email, tomb.first_name, tomb.last_name, tomb.image_url) == (None, None, None, None)
+    assert delete("user_a") == mirror.Change.ALREADY_DELETED
+
+
+def test_nothing_resurrects_a_tombstone(ctx):
+    apply("user_a", email="a@example.com", updated_at=1)
+    delete("user_a")
+    assert apply("user_a", email="a@example.com", updated_at=10**12) == mirror.Change.UNCHANGED
+    assert row("user_a").deleted_at is not None
+    assert row("user_a").email is None
+
+
+def test_deletion_before_creation_leaves_a_tombstone(ctx):
+    assert delete("user_a") == mirror.Change.TOMBSTONED
+    assert apply("user_a", email="a@example.com") == mirror.Change.UNCHANGED
+    assert row("user_a").deleted_at is not None
+
+
+def test_email_is_handed_to_the_newest_owner_without_merging(ctx):
+    apply("user_old", email="Shared@Example.com", updated_at=1)
+    apply("user_new", email="shared@example.com", updated_at=2)
+    old, new = row("user_old"), row("user_new")
+    assert old.id != new.id
+    assert new.email == "shared@example.com"
+    assert old.email is None and old.needs_resync
+    # When Clerk's fresh data for the old user arrives, it is repaired and unflagged.
+    apply("user_old", email="old@example.com", updated_at=3)
+    assert row("user_old").email == "old@example.com"
+    assert not row("user_old").needs_resync
+
+
+def test_a_stale_snapshot_does_not_take_an_email(ctx):
+    apply("user_a", email="a-new@example.com", updated_at=20)
+    apply("user_b", email="a-old@example.com", updated_at=1)
+    apply("user_a", email="a-old@example.com", updated_at=10)  # stale for user_a
+    assert row("user_b").email == "a-old@example.com"
+    assert not row("user_b").needs_resync
+
+
+def test_tombstones_do_not_hold_emails(ctx):
+    apply("user_a", email="reused@example.com")
+    delete("user_a")
+    assert apply("user_b", email="reused@example.com") == mirror.Change.CREATED
+
+
+@pytest.mark.parametrize("metadata", ["public_metadata", "unsafe_metadata", "private_metadata"])
+def test_metadata_never_changes_the_role(ctx, metadata):
+    apply("user_a", updated_at=1, **{metadata: {"role": "ADMIN"}})
+    assert row("user_a").role == Role.CLIENT
+
+
+def test_clerk_data_never_lowers_an_operators_role(ctx):
+    apply("user_a", updated_at=1)
+    row("user_a").role = Role.ADMIN
+    db.session.commit()
+    apply("user_a", first_name="Changed", updated_at=2, public_metadata={"role": "CLIENT"})
+    assert row("user_a").role == Role.ADMIN
+    assert row("user_a").first_name == "Changed"
+
+
+def test_live_users_excludes_tombstones(ctx):
+    apply("user_a")
+    apply("user_b")
+    delete("user_b")
+    assert [u.clerk_id for u in db.session.scalars(mirror.live_users())] == ["user_a"]
