@@ -19,18 +19,19 @@ from shop import PROJECT_ROOT, create_app
 from shop.extensions import db
 from tests.support import WEBHOOK_SECRET, signed_headers
 
-TEST_DATABASE = "shop_test"
+# One database per run, so that several runs (two terminals, helpers) never disturb each other.
+TEST_DATABASE = f"shop_test_{os.getpid()}"
 
 
-def _fresh_database_url() -> str:
-    """A URL to an empty database that the suite owns."""
+def _fresh_database_url() -> tuple[str, Callable[[], None]]:
+    """A URL to an empty database that the suite owns, and how to drop it afterwards."""
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
         # The caller created this database for the suite (.ci/run does); start from an empty schema.
         with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(False)) as conn:
             conn.execute("DROP SCHEMA public CASCADE")
             conn.execute("CREATE SCHEMA public")
-        return url
+        return url, lambda: None
     from shop import embedded_postgres
 
     server_url = embedded_postgres.start(PROJECT_ROOT / "instance" / "pgdata")
@@ -38,7 +39,12 @@ def _fresh_database_url() -> str:
     with psycopg.connect(admin.render_as_string(False), autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {TEST_DATABASE} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {TEST_DATABASE}")
-    return make_url(server_url).set(database=TEST_DATABASE).render_as_string(False)
+
+    def drop() -> None:
+        with psycopg.connect(admin.render_as_string(False), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {TEST_DATABASE} WITH (FORCE)")
+
+    return make_url(server_url).set(database=TEST_DATABASE).render_as_string(False), drop
 
 
 def settings(database_url: str, **overrides: Any) -> dict[str, Any]:
@@ -52,13 +58,14 @@ def settings(database_url: str, **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def database_url() -> str:
-    url = _fresh_database_url()
+def database_url() -> Iterator[str]:
+    url, drop = _fresh_database_url()
     app = create_app(settings(url))
     with app.app_context():
         flask_migrate.upgrade()  # the schema comes from the committed migrations, as in production
         db.engine.dispose()
-    return url
+    yield url
+    drop()
 
 
 def empty_all_tables(database_url: str) -> None:
