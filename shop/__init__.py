@@ -40,6 +40,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     register_extensions(app)
     register_blueprints(app)
     register_commands(app)
+    register_error_handlers(app)
+    register_template_context(app)
     return app
 
 
@@ -83,10 +85,17 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from shop import api, webhooks
+    from shop import admin, api, auth, webhooks
 
+    app.register_blueprint(auth.bp)  # first: its before_request hook loads the signed-in user
     app.register_blueprint(api.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(admin.bp)
+    if app.config["SHOP_DEV_AUTH"]:
+        from shop.clerk import standin
+
+        standin.configure(app)
+        log.warning("The local Clerk stand-in is ON (SHOP_DEV_AUTH): sign-in is simulated, for development only.")
 
 
 def register_commands(app: Flask) -> None:
@@ -96,3 +105,22 @@ def register_commands(app: Flask) -> None:
     @app.shell_context_processor
     def shell_context() -> dict[str, Any]:
         return {"db": db, "User": models.User, "Role": models.Role, "WebhookEvent": models.WebhookEvent}
+
+
+def register_error_handlers(app: Flask) -> None:
+    from shop import errors
+
+    errors.register(app)
+
+
+def register_template_context(app: Flask) -> None:
+    from shop.clerk.frontend import clerk_js_url
+
+    @app.context_processor
+    def clerk_frontend() -> dict[str, Any]:
+        host = app.config.get("CLERK_FRONTEND_API")
+        return {
+            "dev_auth": app.config["SHOP_DEV_AUTH"],
+            "clerk_publishable_key": app.config.get("CLERK_PUBLISHABLE_KEY"),
+            "clerk_js_url": clerk_js_url(host) if host else None,
+        }

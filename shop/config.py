@@ -153,7 +153,18 @@ def load(env: Mapping[str, str], *, production: bool, instance_path: Path) -> di
     except ValueError:
         problems.append("CLERK_CLOCK_SKEW_SECONDS must be a whole number of seconds between 0 and 300.")
 
-    dev_auth = _first(env, "SHOP_DEV_AUTH").lower() in TRUE_WORDS
+    cooldown = _first(env, "CLERK_JWKS_COOLDOWN_SECONDS") or "30"
+    try:
+        settings["CLERK_JWKS_COOLDOWN_SECONDS"] = float(cooldown)
+        if not 0 <= settings["CLERK_JWKS_COOLDOWN_SECONDS"] <= 3600:
+            raise ValueError
+    except ValueError:
+        problems.append("CLERK_JWKS_COOLDOWN_SECONDS must be a number of seconds between 0 and 3600.")
+
+    # "auto" (what .flaskenv sets for `make run`): the stand-in when no Clerk instance is configured.
+    dev_auth_setting = _first(env, "SHOP_DEV_AUTH").lower()
+    auto = dev_auth_setting == "auto"
+    dev_auth = (not production and not publishable_key) if auto else dev_auth_setting in TRUE_WORDS
     if dev_auth and production:
         problems.append(
             "SHOP_DEV_AUTH=1 turns on the local Clerk stand-in, which is for development and tests only: unset it."
@@ -161,6 +172,7 @@ def load(env: Mapping[str, str], *, production: bool, instance_path: Path) -> di
     if dev_auth and secret.startswith("sk_live_"):
         problems.append("SHOP_DEV_AUTH=1 cannot be used with a live Clerk secret key (sk_live_…).")
     settings["SHOP_DEV_AUTH"] = dev_auth
+    settings["SHOP_DEV_CLERK_DIR"] = _first(env, "SHOP_DEV_CLERK_DIR") or None
 
     if problems:
         raise ConfigError(problems)

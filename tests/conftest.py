@@ -15,9 +15,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from shop import PROJECT_ROOT, create_app
+from shop import PROJECT_ROOT, create_app, mirror
+from shop.clerk.users import UserSnapshot
 from shop.extensions import db
-from tests.support import WEBHOOK_SECRET, signed_headers
+from shop.models import Role, User
+from tests.support import TEST_PUBLISHABLE_KEY, WEBHOOK_SECRET, TokenMinter, signed_headers
 
 # One database per run, so that several runs (two terminals, helpers) never disturb each other.
 TEST_DATABASE = f"shop_test_{os.getpid()}"
@@ -47,12 +49,18 @@ def _fresh_database_url() -> tuple[str, Callable[[], None]]:
     return make_url(server_url).set(database=TEST_DATABASE).render_as_string(False), drop
 
 
+TOKENS = TokenMinter()  # one RSA key for the run: session tokens are minted with it
+
+
 def settings(database_url: str, **overrides: Any) -> dict[str, Any]:
+    """A test app's environment: Clerk configured networklessly with the run's own key."""
     return {
         "TESTING": True,
         "DATABASE_URL": database_url,
         "SECRET_KEY": "test-secret-key",
         "CLERK_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "CLERK_PUBLISHABLE_KEY": TEST_PUBLISHABLE_KEY,
+        "CLERK_JWT_KEY": TOKENS.public_pem,
         **overrides,
     }
 
@@ -119,3 +127,49 @@ def deliver(client: FlaskClient):
         return client.post("/api/webhooks/clerk", data=body, headers=signed_headers(body, svix_id=svix_id, **sign))
 
     return send
+
+
+@pytest.fixture
+def tokens() -> TokenMinter:
+    return TOKENS
+
+
+@pytest.fixture
+def make_user(app: Flask):
+    """A live user in the mirror, written through the mirror as a webhook would."""
+    counter = iter(range(1, 10_000))
+
+    def make(
+        clerk_id: str = "user_shopper", *, email: str | None = None, role: Role = Role.CLIENT, **names: Any
+    ) -> User:
+        with app.app_context():
+            mirror.apply_snapshot(
+                UserSnapshot(
+                    clerk_id=clerk_id,
+                    email=email or f"{clerk_id}@example.com",
+                    first_name=names.get("first_name", "Test"),
+                    last_name=names.get("last_name", f"Shopper {next(counter)}"),
+                    image_url=None,
+                    updated_at=1,
+                )
+            )
+            user = db.session.scalar(db.select(User).where(User.clerk_id == clerk_id))
+            user.role = role
+            db.session.commit()
+            db.session.refresh(user)
+            db.session.expunge(user)
+            return user
+
+    return make
+
+
+@pytest.fixture
+def sign_in(client: FlaskClient, make_user, tokens: TokenMinter):
+    """Sign a test client in as a (new) mirrored user: a valid `__session` cookie, as clerk-js sets it."""
+
+    def sign_in_as(clerk_id: str = "user_shopper", *, as_client: FlaskClient | None = None, **user: Any) -> User:
+        signed_in = make_user(clerk_id, **user)
+        (as_client or client).set_cookie("__session", tokens.mint(clerk_id))
+        return signed_in
+
+    return sign_in_as

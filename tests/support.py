@@ -94,3 +94,60 @@ def live_server(app) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join()
+
+
+# --- session tokens -------------------------------------------------------------------------------------
+
+TEST_FRONTEND_API = "clerk.shop.test"
+TEST_PUBLISHABLE_KEY = "pk_test_Y2xlcmsuc2hvcC50ZXN0JA"  # base64("clerk.shop.test$")
+TEST_ISSUER = f"https://{TEST_FRONTEND_API}"
+TEST_KID = "ins_test"
+
+
+class TokenMinter:
+    """An RSA key made for the test run, and RS256 session tokens shaped like Clerk's (v2 claims)."""
+
+    def __init__(self, kid: str = TEST_KID):
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self.kid = kid
+        self.private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.public_pem = (
+            self.private_key.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
+
+    def jwk(self) -> dict[str, Any]:
+        import jwt
+
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.private_key.public_key()))
+        return {**jwk, "kid": self.kid, "alg": "RS256", "use": "sig"}
+
+    def claims(self, sub: str = "user_shopper", **overrides: Any) -> dict[str, Any]:
+        import time
+
+        now = int(time.time())
+        claims = {
+            "sub": sub,
+            "sid": "sess_test",
+            "iss": TEST_ISSUER,
+            "iat": now,
+            "nbf": now - 10,
+            "exp": now + 60,
+            "v": 2,
+            "azp": "http://localhost",
+        }
+        claims.update(overrides)
+        return {key: value for key, value in claims.items() if value is not None}
+
+    def mint(self, sub: str = "user_shopper", *, headers: dict[str, Any] | None = None, **overrides: Any) -> str:
+        import jwt
+
+        return jwt.encode(
+            self.claims(sub, **overrides),
+            self.private_key,
+            algorithm="RS256",
+            headers={"kid": self.kid, **(headers or {})},
+        )

@@ -3,11 +3,12 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from flask import jsonify
+from flask import g, jsonify
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from shop.api import bp
+from shop.auth.decorators import login_required
 from shop.extensions import db
 from shop.models import User
 
@@ -45,3 +46,9 @@ def test_db():
             "databaseUrl": "✅ Set",
         },
     )
+
+
+@bp.get("/me")
+@login_required
+def me():
+    return jsonify(g.user.to_dict())

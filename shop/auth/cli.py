@@ -1,0 +1,69 @@
+"""`flask users list` and `flask users set-role`: the operator's way to manage roles."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+from sqlalchemy import func, or_, select
+
+from shop.auth import bp
+from shop.extensions import db
+from shop.models import Role, User
+
+log = logging.getLogger(__name__)
+users_cli = bp.cli
+users_cli.short_help = "List users and set their roles."
+
+
+def find_by_email_or_clerk_id(identifier: str) -> User | None:
+    """A live user by Clerk id or (case-insensitive) e-mail."""
+    return db.session.scalar(
+        select(User).where(
+            User.deleted_at.is_(None),
+            or_(User.clerk_id == identifier, func.lower(User.email) == identifier.lower()),
+        )
+    )
+
+
+def change_role(user: User, role: Role, *, by: str) -> bool:
+    """Set a role and log who did it; returns whether anything changed. The caller commits."""
+    if user.role == role:
+        return False
+    log.info("role of %s changed from %s to %s by %s", user.clerk_id, user.role, role, by)
+    user.role = role
+    return True
+
+
+@users_cli.command("set-role")
+@click.argument("identifier", metavar="EMAIL_OR_CLERK_ID")
+@click.argument("role", type=click.Choice([r.value for r in Role], case_sensitive=False))
+def set_role(identifier: str, role: str) -> None:
+    """Make a user ADMIN or CLIENT."""
+    user = find_by_email_or_clerk_id(identifier)
+    if user is None:
+        raise click.ClickException(
+            f"No live user {identifier!r} in the mirror. They appear after their first sign-in or webhook; "
+            "`flask users list` shows who is there."
+        )
+    changed = change_role(user, Role(role.upper()), by="flask users set-role")
+    db.session.commit()
+    click.echo(f"{user.email or user.clerk_id} is {user.role.value}" + ("" if changed else " (unchanged)"))
+
+
+@users_cli.command("list")
+@click.option("--role", type=click.Choice([r.value for r in Role], case_sensitive=False))
+@click.option("--deleted", is_flag=True, help="Include deleted users (tombstones).")
+def list_users(role: str | None, deleted: bool) -> None:
+    """Show users: Clerk id, e-mail, name, role."""
+    query = select(User).order_by(User.created_at)
+    if not deleted:
+        query = query.where(User.deleted_at.is_(None))
+    if role:
+        query = query.where(User.role == Role(role.upper()))
+    users = db.session.scalars(query).all()
+    for user in users:
+        state = " (deleted)" if user.is_deleted else ""
+        name = " ".join(p for p in (user.first_name, user.last_name) if p) or "-"
+        click.echo(f"{user.clerk_id:<34} {user.email or '-':<36} {name:<28} {user.role.value}{state}")
+    click.echo(f"{len(users)} user(s)")

@@ -1,0 +1,50 @@
+"""First sign-in before the webhook: fetch the user from Clerk's Backend API and write it through the mirror."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from shop import mirror
+from shop.clerk.api import ClerkAPI, ClerkAPIError
+from shop.clerk.users import NotAClerkUser, parse_user
+from shop.extensions import db
+from shop.models import User
+
+log = logging.getLogger(__name__)
+
+
+class ProvisioningFailed(Exception):
+    """Clerk could not tell us who this is right now; the shopper should retry shortly."""
+
+
+def find_user(clerk_id: str) -> User | None:
+    return db.session.scalar(select(User).where(User.clerk_id == clerk_id))
+
+
+def provision(api: ClerkAPI, clerk_id: str) -> User | None:
+    """The mirror row for a verified user with no row yet; None if Clerk says the user is gone.
+
+    Concurrent first requests of one user all upsert the same snapshot: one row results.
+    """
+    try:
+        clerk_user = api.get_user(clerk_id)
+    except ClerkAPIError as exc:
+        log.warning("first sign-in of %s: Clerk's Backend API failed: %s", clerk_id, exc)
+        raise ProvisioningFailed(str(exc)) from exc
+    try:
+        if clerk_user is None:
+            mirror.apply_deletion(clerk_id)  # a valid token for a user Clerk no longer has
+        else:
+            mirror.apply_snapshot(parse_user(clerk_user))
+        db.session.commit()
+    except NotAClerkUser as exc:
+        db.session.rollback()
+        raise ProvisioningFailed(f"Clerk returned an unusable user: {exc}") from exc
+    except BaseException:
+        db.session.rollback()
+        raise
+    user = find_user(clerk_id)
+    log.info("first sign-in: %s provisioned from Clerk's Backend API", clerk_id)
+    return user if user is not None and not user.is_deleted else None

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import current_app, g, redirect, render_template, request
+
+from shop.auth import bp
+from shop.auth.decorators import login_required
+
+
+def safe_next(target: str | None, default: str = "/") -> str:
+    """`?next=` only ever leads to one of our own paths (no other host, no scheme, no `//`)."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return default
+    if any(ord(ch) < 32 for ch in target):
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return default
+    return target
+
+
+def missing_clerk_settings() -> list[str]:
+    config = current_app.config
+    if config["SHOP_DEV_AUTH"]:
+        return []
+    return [] if config.get("CLERK_PUBLISHABLE_KEY") else ["CLERK_PUBLISHABLE_KEY"]
+
+
+@bp.get("/sign-in")
+def sign_in():
+    next_url = safe_next(request.args.get("next"))
+    if g.user is not None:
+        return redirect(next_url)
+    return render_template("auth/sign_in.html", next_url=next_url, missing=missing_clerk_settings())
+
+
+@bp.get("/sign-out")
+def sign_out():
+    return render_template("auth/sign_out.html")
+
+
+@bp.get("/account")
+@login_required
+def account():
+    return render_template("auth/account.html", user=g.user)

@@ -1,0 +1,68 @@
+"""The local Clerk stand-in (SHOP_DEV_AUTH=1, debug or testing only).
+
+So the whole flow runs on a laptop with no Clerk account and no tunnel, and browser tests can
+sign in, this package plays Clerk's part over real HTTP: it mints RS256 session cookies with a
+local key, serves their JWKS, answers the Backend API calls the app makes (`/dev-clerk/v1/…`),
+and delivers Svix-signed webhooks to the app's own `/api/webhooks/clerk`. In the browser,
+`static/js/clerk-standin.js` offers the part of clerk-js our templates use.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+from flask import Blueprint, Flask, current_app, request
+
+from shop.clerk.api import ClerkAPI
+
+bp = Blueprint("standin", __name__, url_prefix="/dev-clerk")
+ISSUER = "https://clerk-standin.localhost"
+KEY_ID = "ins_standin"
+
+
+def _read_or_create(path: Path, make: Callable[[], str]) -> str:
+    if not path.exists():
+        path.write_text(make())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def configure(app: Flask) -> None:
+    """Point the app's Clerk settings at the stand-in: its key, its issuer, a webhook secret."""
+    from shop.clerk.standin.keys import private_key_pem, public_key_pem
+
+    folder = Path(app.config["SHOP_DEV_CLERK_DIR"] or Path(app.instance_path) / "dev-clerk")
+    folder.mkdir(parents=True, exist_ok=True)
+    app.config["SHOP_DEV_CLERK_DIR"] = folder
+    private_pem = _read_or_create(folder / "private-key.pem", private_key_pem)
+    app.config["STANDIN_PRIVATE_KEY"] = private_pem
+    app.config["STANDIN_SECRET_KEY"] = _read_or_create(
+        folder / "secret-key", lambda: f"sk_test_standin{secrets.token_hex(16)}"
+    )
+    if not app.config["CLERK_WEBHOOK_SECRETS"]:
+        app.config["CLERK_WEBHOOK_SECRETS"] = [
+            _read_or_create(folder / "webhook-secret", lambda: "whsec_" + secrets.token_urlsafe(24).replace("-", "+"))
+        ]
+    # The stand-in replaces Clerk entirely while it is on.
+    app.config.update(
+        CLERK_PUBLISHABLE_KEY=None,
+        CLERK_FRONTEND_API=None,
+        CLERK_JWT_KEY=public_key_pem(private_pem),
+        CLERK_ISSUER=ISSUER,
+        CLERK_AUTHORIZED_PARTIES=[],
+    )
+    app.register_blueprint(bp)
+
+
+def standin_api() -> ClerkAPI:
+    """The Backend API client, pointed at the stand-in on this very server (one per host it is reached by)."""
+    base_url = f"{request.host_url}dev-clerk/v1"
+    clients = current_app.extensions.setdefault("standin_api", {})
+    if base_url not in clients:
+        clients[base_url] = ClerkAPI(base_url, current_app.config["STANDIN_SECRET_KEY"], retries=1)
+    return clients[base_url]
+
+
+from shop.clerk.standin import routes  # noqa: E402,F401

@@ -1,0 +1,55 @@
+"""Error pages in the shop's style, and JSON errors under /api/. Never a traceback for a user."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger(__name__)
+
+MESSAGES = {
+    400: ("Bad request", "The request could not be understood."),
+    401: ("Sign in needed", "Sign in to see this page."),
+    403: ("Not allowed", "Your account cannot open this page."),
+    404: ("Not found", "There is nothing here. The link may be old, or the item was removed."),
+    405: ("Not allowed", "This address does not accept that kind of request."),
+    413: ("Too large", "The request is larger than this shop accepts."),
+    500: ("Something went wrong", "The error was logged; please try again in a moment."),
+    503: ("Temporarily unavailable", "The shop cannot reach its database right now. Please retry in a moment."),
+}
+
+
+def _render(status: int, message: str | None = None):
+    title, default = MESSAGES.get(status, (f"Error {status}", ""))
+    if request.path.startswith("/api/"):
+        return jsonify(error=message or default), status
+    return render_template("errors/error.html", status=status, title=title, message=message or default), status
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if exc.code is None or exc.code < 400:
+            return exc
+        return _render(exc.code)
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):
+        return _render(400, "The form had expired or did not come from this shop. Go back, reload and try again.")
+
+    @app.errorhandler(OperationalError)
+    def database_unavailable(exc: OperationalError):
+        log.error("database unavailable: %s", type(exc.orig).__name__ if exc.orig else type(exc).__name__)
+        from shop.extensions import db
+
+        db.session.rollback()
+        response = _render(503)
+        return response[0], 503, {"Retry-After": "5"}
+
+    @app.errorhandler(InternalServerError)
+    def internal_error(exc: InternalServerError):
+        return _render(500)

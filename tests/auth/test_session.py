@@ -1,0 +1,195 @@
+"""Every request knows who is signed in, from the session token; any bad token means signed out."""
+
+import time
+
+import pytest
+from sqlalchemy import select
+
+from shop.extensions import db
+from shop.models import User
+from tests.support import TokenMinter, deleted_event
+
+
+def test_signed_in_by_cookie(client, sign_in):
+    user = sign_in("user_a", email="a@example.com")
+    response = client.get("/api/me")
+    assert response.status_code == 200
+    assert response.json == {
+        "id": user.id,
+        "clerk_id": "user_a",
+        "email": "a@example.com",
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "image_url": None,
+        "role": "CLIENT",
+    }
+
+
+def test_bearer_header_wins_over_the_cookie(client, make_user, tokens):
+    make_user("user_cookie")
+    make_user("user_bearer")
+    client.set_cookie("__session", tokens.mint("user_cookie"))
+    response = client.get("/api/me", headers={"Authorization": f"Bearer {tokens.mint('user_bearer')}"})
+    assert response.json["clerk_id"] == "user_bearer"
+
+
+def test_suffixed_cookie_is_read(client, make_user, tokens):
+    from shop.clerk.keys import cookie_suffix
+    from tests.support import TEST_PUBLISHABLE_KEY
+
+    make_user("user_suffixed")
+    client.set_cookie(f"__session_{cookie_suffix(TEST_PUBLISHABLE_KEY)}", tokens.mint("user_suffixed"))
+    assert client.get("/api/me").json["clerk_id"] == "user_suffixed"
+
+
+def test_not_signed_in_is_401_json(client):
+    response = client.get("/api/me")
+    assert (response.status_code, response.json) == (401, {"error": "Not signed in"})
+
+
+BAD_TOKENS = {
+    "expired": lambda t: t.mint("user_a", exp=int(time.time()) - 60, iat=int(time.time()) - 120),
+    "future-nbf": lambda t: t.mint("user_a", nbf=int(time.time()) + 60),
+    "wrong-issuer": lambda t: t.mint("user_a", iss="https://other.clerk.accounts.dev"),
+    "other-key": lambda t: TokenMinter().mint("user_a"),
+    "no-sid": lambda t: t.mint("user_a", sid=None),
+    "pending": lambda t: t.mint("user_a", sts="pending"),
+    "garbage": lambda t: "garbage",
+    "huge": lambda t: "x" * 20_000,
+    "unicode": lambda t: "\u00e9\u00e9.\u00e9.\u00e9",
+}
+
+
+@pytest.mark.parametrize("kind", BAD_TOKENS)
+def test_bad_tokens_are_signed_out_never_500(client, make_user, tokens, kind):
+    make_user("user_a")
+    token = BAD_TOKENS[kind](tokens)
+    client.set_cookie("__session", token.encode("utf-8").decode("latin-1"))
+    assert client.get("/api/me").status_code == 401
+    assert client.get("/api/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    page = client.get("/", headers={"Accept": "text/html"})
+    assert page.status_code in (200, 404)  # the catalogue may not exist yet; never a 500
+    assert b"user_a" not in page.data
+
+
+def test_oversized_authorization_header(client):
+    response = client.get("/api/me", headers={"Authorization": "Bearer " + "a" * 60_000})
+    assert response.status_code in (401, 431)
+
+
+def test_tombstoned_user_with_a_valid_token_is_signed_out(app, client, sign_in, deliver):
+    sign_in("user_gone")
+    assert client.get("/api/me").status_code == 200
+    assert deliver(deleted_event("user_gone")).status_code == 200
+    assert client.get("/api/me").status_code == 401
+
+
+def test_signed_out_in_another_tab(client, sign_in):
+    sign_in("user_a")
+    client.set_cookie("__client_uat", "0")
+    assert client.get("/api/me").status_code == 401
+
+
+def test_verification_needs_no_network_and_no_second_query(app, client, sign_in):
+    """A repeated token is served from the verified-token cache: the mirror row is the only lookup."""
+    from sqlalchemy import event
+
+    sign_in("user_a")
+    client.get("/api/me")
+    statements: list[str] = []
+
+    def record(connection, cursor, statement, *args):
+        statements.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert client.get("/api/me").status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert statements == [s for s in statements if "FROM users" in s]
+    assert len(statements) == 1
+
+
+# --- the refresh page (Clerk's interstitial) -----------------------------------------------------------
+
+PAGE = {"Accept": "text/html,application/xhtml+xml", "Sec-Fetch-Dest": "document"}
+
+
+def expired(tokens, sub="user_a"):
+    return tokens.mint(sub, exp=int(time.time()) - 60, iat=int(time.time()) - 120)
+
+
+def test_expired_token_with_client_uat_gets_the_refresh_page(client, make_user, tokens):
+    make_user("user_a")
+    client.set_cookie("__session", expired(tokens))
+    client.set_cookie("__client_uat", str(int(time.time()) - 300))
+    response = client.get("/account", headers=PAGE)
+    assert response.status_code == 401
+    assert b'data-clerk="refresh"' in response.data
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_missing_token_with_client_uat_gets_the_refresh_page(client):
+    client.set_cookie("__client_uat", str(int(time.time())))
+    assert b'data-clerk="refresh"' in client.get("/account", headers=PAGE).data
+
+
+def test_token_older_than_client_uat_gets_the_refresh_page(client, make_user, tokens):
+    make_user("user_a")
+    client.set_cookie("__session", tokens.mint("user_a", iat=int(time.time()) - 30))
+    client.set_cookie("__client_uat", str(int(time.time())))
+    assert b'data-clerk="refresh"' in client.get("/account", headers=PAGE).data
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers"),
+    [
+        ("GET", "/api/me", PAGE),
+        ("POST", "/account", PAGE),
+        ("GET", "/account", {"Accept": "application/json"}),
+        ("GET", "/account", {**PAGE, "Sec-Fetch-Dest": "image"}),
+    ],
+)
+def test_refresh_page_only_for_get_page_navigations(client, make_user, tokens, method, path, headers):
+    make_user("user_a")
+    client.set_cookie("__session", expired(tokens))
+    client.set_cookie("__client_uat", str(int(time.time())))
+    response = client.open(path, method=method, headers=headers)
+    assert b'data-clerk="refresh"' not in response.data
+    assert response.status_code in (302, 400, 401, 405)
+
+
+def test_no_refresh_page_when_signed_out_or_forged(client, tokens):
+    client.set_cookie("__client_uat", "0")
+    assert b'data-clerk="refresh"' not in client.get("/account", headers=PAGE).data
+    client.set_cookie("__client_uat", str(int(time.time())))
+    client.set_cookie("__session", TokenMinter().mint("user_a"))  # forged, not expired
+    assert b'data-clerk="refresh"' not in client.get("/account", headers=PAGE).data
+
+
+def test_refresh_never_loops(client, make_user, tokens):
+    make_user("user_a")
+    client.set_cookie("__session", expired(tokens))
+    client.set_cookie("__client_uat", str(int(time.time())))
+    assert b'data-clerk="refresh"' in client.get("/account", headers=PAGE).data
+    client.set_cookie("__shop_refresh", "1")  # what the refresh page sets before reloading
+    response = client.get("/account", headers=PAGE)
+    assert response.status_code == 302
+    assert "/sign-in" in response.headers["Location"]
+
+
+def test_after_refresh_the_fresh_token_signs_in(client, make_user, tokens):
+    make_user("user_a")
+    client.set_cookie("__client_uat", str(int(time.time()) - 5))
+    client.set_cookie("__session", tokens.mint("user_a"))
+    client.set_cookie("__shop_refresh", "1")
+    assert client.get("/account", headers=PAGE).status_code == 200
+
+
+def test_user_row_is_untouched_by_reading(app, client, sign_in):
+    sign_in("user_a")
+    client.get("/api/me")
+    with app.app_context():
+        assert db.session.scalar(select(User.needs_resync).where(User.clerk_id == "user_a")) is False
