@@ -6,7 +6,8 @@ import logging
 
 from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
-from sqlalchemy.exc import OperationalError
+from psycopg.errors import UndefinedTable
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,7 @@ MESSAGES = {
     500: ("Something went wrong", "The error was logged; please try again in a moment."),
     503: ("Temporarily unavailable", "The shop cannot reach its database right now. Please retry in a moment."),
 }
+NO_SCHEMA = "The database has no tables yet: the operator needs to run `flask db upgrade`."
 
 
 def _render(status: int, message: str | None = None):
@@ -28,6 +30,15 @@ def _render(status: int, message: str | None = None):
     if request.path.startswith("/api/"):
         return jsonify(error=message or default), status
     return render_template("errors/error.html", status=status, title=title, message=message or default), status
+
+
+def _rollback() -> None:
+    from shop.extensions import db
+
+    try:
+        db.session.rollback()
+    except Exception:  # the connection may be gone already; the pool replaces it
+        log.debug("rollback after a database error failed", exc_info=True)
 
 
 def register(app: Flask) -> None:
@@ -44,11 +55,17 @@ def register(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     def database_unavailable(exc: OperationalError):
         log.error("database unavailable: %s", type(exc.orig).__name__ if exc.orig else type(exc).__name__)
-        from shop.extensions import db
+        _rollback()
+        body, status = _render(503)
+        return body, status, {"Retry-After": "5"}
 
-        db.session.rollback()
-        response = _render(503)
-        return response[0], 503, {"Retry-After": "5"}
+    @app.errorhandler(ProgrammingError)
+    def schema_missing(exc: ProgrammingError):
+        if not isinstance(exc.orig, UndefinedTable):
+            raise exc
+        log.error("database schema missing: run `flask db upgrade`")
+        _rollback()
+        return _render(503, NO_SCHEMA)
 
     @app.errorhandler(InternalServerError)
     def internal_error(exc: InternalServerError):

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 from flask import g, jsonify
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 
 from shop.api import bp
 from shop.auth.decorators import login_required
@@ -15,6 +15,7 @@ from shop.models import User
 log = logging.getLogger(__name__)
 
 DATABASE_DOWN = "The database is unreachable: check DATABASE_URL and that PostgreSQL is running."
+NO_SCHEMA = "The database has no tables yet: run `flask db upgrade` (or `make db`)."
 
 
 @bp.get("/health")
@@ -32,6 +33,10 @@ def health():
 def test_db():
     try:
         user_count = db.session.scalar(select(func.count()).select_from(User).where(User.deleted_at.is_(None)))
+    except ProgrammingError as exc:
+        db.session.rollback()
+        log.warning("database check failed: %s", type(exc.orig).__name__)
+        return jsonify(status="error", message=NO_SCHEMA, data={"connected": True, "databaseUrl": "✅ Set"}), 503
     except SQLAlchemyError as exc:
         db.session.rollback()
         log.warning("database check failed: %s", type(exc).__name__)

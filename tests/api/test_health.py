@@ -47,3 +47,31 @@ def test_shell_context_preloads_models(app):
         assert {"db", "User", "Role"} <= context.keys()
         assert context["db"].session.scalar(select(context["User"]).limit(1)) is None
     assert context["db"] is db
+
+
+def test_missing_schema_says_to_run_migrations(make_app, database_url, tokens):
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    server = make_url(database_url).set(drivername="postgresql")
+    with psycopg.connect(server.render_as_string(False), autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS shop_test_empty WITH (FORCE)")
+        conn.execute("CREATE DATABASE shop_test_empty")
+    try:
+        app = make_app(
+            DATABASE_URL=server.set(drivername="postgresql+psycopg", database="shop_test_empty").render_as_string(False)
+        )
+        client = app.test_client()
+        check = client.get("/api/test-db")
+        assert check.status_code == 503 and "flask db upgrade" in check.json["message"]
+        client.set_cookie("__session", tokens.mint("user_a"))
+        page = client.get("/account")
+        assert page.status_code == 503
+        assert b"flask db upgrade" in page.data and b"Traceback" not in page.data
+        with app.app_context():
+            from shop.extensions import db
+
+            db.engine.dispose()
+    finally:
+        with psycopg.connect(server.render_as_string(False), autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS shop_test_empty WITH (FORCE)")
