@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Flask
 
-from shop import config
+from shop import config, security
 from shop.config import ConfigError
 
 __all__ = ["ConfigError", "create_app"]
@@ -42,6 +42,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     register_commands(app)
     register_error_handlers(app)
     register_template_context(app)
+    security.register(app)
     return app
 
 
@@ -60,17 +61,25 @@ def configure_database(app: Flask) -> None:
         log.info("Database: embedded PostgreSQL in %s", Path(app.instance_path) / "pgdata")
     else:
         log.info("Database: %s", config.describe_database_url(url))
+    url, behind_pooler = config.without_pooler_flag(url)
     app.config["SQLALCHEMY_DATABASE_URI"] = url
+    connect_args: dict[str, Any] = {"connect_timeout": 5}
+    if behind_pooler:
+        # A transaction-mode pooler (pgbouncer, Neon's -pooler host) hands each transaction to any
+        # server connection: psycopg's server-side prepared statements would not be there next time.
+        connect_args["prepare_threshold"] = None
+        log.info("Database: behind a transaction-mode pooler, server-side prepared statements off")
     app.config.setdefault(
         "SQLALCHEMY_ENGINE_OPTIONS",
         {
-            "pool_pre_ping": True,
+            "pool_pre_ping": True,  # a connection the server dropped is replaced before use, not failed on
             "pool_size": 5,
             "max_overflow": 10,
             "pool_recycle": 1800,
+            "pool_timeout": 10,
             # Bound values (e-mails, payloads) stay out of error messages and logs.
             "hide_parameters": True,
-            "connect_args": {"connect_timeout": 5},
+            "connect_args": connect_args,
         },
     )
 

@@ -36,6 +36,19 @@ def normalize_database_url(url: str) -> str:
     return f"postgresql+psycopg://{rest}"
 
 
+def without_pooler_flag(url: str) -> tuple[str, bool]:
+    """Whether the URL goes through a transaction-mode pooler, and the URL libpq will accept.
+
+    Neon's pooled hosts contain `-pooler`; Prisma-style URLs say `?pgbouncer=true` (a flag
+    libpq does not know, so it is removed). `sslmode` and every other parameter pass through.
+    """
+    parsed = make_url(url)
+    flag = str(parsed.query.get("pgbouncer", "")).lower() == "true"
+    if "pgbouncer" in parsed.query:
+        parsed = parsed.difference_update_query(["pgbouncer"])
+    return parsed.render_as_string(hide_password=False), flag or "-pooler" in (parsed.host or "")
+
+
 def describe_database_url(url: str) -> str:
     """The URL without its password, for logs."""
     return make_url(url).render_as_string(hide_password=True)

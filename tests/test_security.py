@@ -1,0 +1,80 @@
+"""Security headers on every response; production cookie flags; pooler-safe connections."""
+
+import pytest
+
+from shop import config
+from shop.security import content_security_policy
+
+
+def directives(response) -> dict[str, list[str]]:
+    policy = response.headers["Content-Security-Policy"]
+    return {part.split()[0]: part.split()[1:] for part in policy.split("; ")}
+
+
+@pytest.mark.parametrize("path", ["/sign-in", "/api/health", "/no-such-page", "/static/css/shop.css"])
+def test_headers_on_every_response(client, path):
+    response = client.get(path)
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert directives(response)["frame-ancestors"] == ["'none'"]
+    assert "Strict-Transport-Security" not in response.headers  # not in development or tests
+
+
+def test_csp_allows_exactly_the_frontend_api_and_clerks_hosts(client):
+    policy = directives(client.get("/sign-in"))
+    assert policy["script-src"] == ["'self'", "https://clerk.shop.test", "https://challenges.cloudflare.com"]
+    assert policy["connect-src"] == ["'self'", "https://clerk.shop.test"]
+    assert policy["img-src"] == ["'self'", "data:", "https://img.clerk.com"]
+    assert policy["default-src"] == ["'self'"]
+    assert "'unsafe-eval'" not in str(policy) and "*" not in str(policy)
+
+
+def test_csp_with_the_standin_allows_no_third_party(make_app, tmp_path):
+    app = make_app(SHOP_DEV_AUTH="1", SHOP_DEV_CLERK_DIR=str(tmp_path))
+    policy = directives(app.test_client().get("/sign-in"))
+    assert policy["script-src"] == ["'self'"]
+    assert policy["frame-src"] == ["'none'"]
+
+
+def test_production_sends_hsts_and_secure_cookies(make_app):
+    app = make_app(TESTING=False, SECRET_KEY="prod-secret")
+    assert app.config["SHOP_PRODUCTION"]
+    assert app.config["SESSION_COOKIE_SECURE"] and app.config["SESSION_COOKIE_HTTPONLY"]
+    response = app.test_client().get("/api/health")
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=31536000")
+
+
+def test_policy_string_is_well_formed():
+    policy = content_security_policy("clerk.example.com")
+    assert policy.count(";") == 10 and "  " not in policy
+
+
+@pytest.mark.parametrize(
+    ("url", "pooled", "kept"),
+    [
+        (
+            "postgresql+psycopg://u:p@ep-cool-123-pooler.eu-central-1.aws.neon.tech/db?sslmode=require",
+            True,
+            "sslmode=require",
+        ),
+        ("postgresql+psycopg://u:p@db.example.com/db?pgbouncer=true&sslmode=verify-full", True, "sslmode=verify-full"),
+        (
+            "postgresql+psycopg://u:p@ep-cool-123.eu-central-1.aws.neon.tech/db?sslmode=require",
+            False,
+            "sslmode=require",
+        ),
+    ],
+)
+def test_transaction_pooler_detection(url, pooled, kept):
+    cleaned, behind_pooler = config.without_pooler_flag(url)
+    assert behind_pooler is pooled
+    assert kept in cleaned and "pgbouncer" not in cleaned and ":p@" in cleaned
+
+
+def test_pooled_url_turns_prepared_statements_off(make_app):
+    app = make_app(DATABASE_URL="postgres://u:p@127.0.0.1:1/db?pgbouncer=true")
+    options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert options["connect_args"]["prepare_threshold"] is None
+    assert options["pool_pre_ping"] is True
+    assert "pgbouncer" not in app.config["SQLALCHEMY_DATABASE_URI"]
