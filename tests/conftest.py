@@ -173,3 +173,29 @@ def sign_in(client: FlaskClient, make_user, tokens: TokenMinter):
         return signed_in
 
     return sign_in_as
+
+
+@pytest.fixture
+def stoppable_postgres(tmp_path_factory):
+    """A PostgreSQL of this test's own, so stopping it cannot disturb the rest of the suite."""
+    import pgserver
+    from pgserver._commands import pg_ctl
+
+    data = tmp_path_factory.mktemp("stoppable") / "pgdata"
+    server = pgserver.get_server(data, cleanup_mode="delete")
+
+    class Handle:
+        url = server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+        libpq = server.get_uri()
+
+        @staticmethod
+        def stop():
+            pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=data, user=server.system_user)
+
+        @staticmethod
+        def start():
+            with server._lock:
+                server.ensure_postgres_running()
+
+    yield Handle
+    server.cleanup()

@@ -109,32 +109,6 @@ def test_list_when_empty_and_limit(runner, deliver):
 # --- the database itself goes away in the middle of a delivery ---------------------------------------------
 
 
-@pytest.fixture
-def stoppable_postgres(tmp_path_factory):
-    """A PostgreSQL of this test's own, so stopping it cannot disturb the rest of the suite."""
-    import pgserver
-    from pgserver._commands import pg_ctl
-
-    data = tmp_path_factory.mktemp("stoppable") / "pgdata"
-    server = pgserver.get_server(data, cleanup_mode="delete")
-
-    class Handle:
-        url = server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
-        libpq = server.get_uri()
-
-        @staticmethod
-        def stop():
-            pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=data, user=server.system_user)
-
-        @staticmethod
-        def start():
-            with server._lock:
-                server.ensure_postgres_running()
-
-    yield Handle
-    server.cleanup()
-
-
 def test_database_stopped_mid_delivery(stoppable_postgres):
     app = create_app(settings(stoppable_postgres.url))
     with app.app_context():
