@@ -110,6 +110,9 @@ def register_blueprints(app: Flask) -> None:
 def register_commands(app: Flask) -> None:
     from shop import models
     from shop.extensions import db
+    from shop.sync.cli import sync_cli
+
+    app.cli.add_command(sync_cli)
 
     @app.shell_context_processor
     def shell_context() -> dict[str, Any]:

@@ -18,10 +18,26 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import and_, exists, func, literal_column, or_, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import (
+    BigInteger,
+    Text,
+    and_,
+    bindparam,
+    column,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from shop.clerk.users import UserSnapshot
 from shop.extensions import db
@@ -71,6 +87,38 @@ def _release_email(snapshot: UserSnapshot) -> None:
     )
 
 
+def _newer_and_different(stored, new):
+    """When a snapshot overwrites a stored row: live, not older, and something to write.
+
+    `stored` and `new` are column collections (the table and `excluded`, or a batch's rows).
+    """
+    return and_(
+        stored.deleted_at.is_(None),
+        or_(stored.clerk_updated_at.is_(None), stored.clerk_updated_at <= new.clerk_updated_at),
+        # Writing identical data would only churn rows (and a re-sync would rewrite everything).
+        or_(
+            stored.needs_resync,
+            tuple_(*(stored[c] for c in _CLERK_COLUMNS)).is_distinct_from(tuple_(*(new[c] for c in _CLERK_COLUMNS))),
+        ),
+    )
+
+
+def _on_conflict_update(statement):
+    """The upsert's conflict rule, shared by one snapshot and a batch: RETURNING (id, inserted)."""
+    new = statement.excluded
+    stored = User.__table__.c
+    return statement.on_conflict_do_update(
+        index_elements=[stored.clerk_id],
+        set_={
+            **{column: new[column] for column in _CLERK_COLUMNS},
+            "clerk_updated_at": new.clerk_updated_at,
+            "needs_resync": False,
+            "updated_at": func.now(),
+        },
+        where=_newer_and_different(stored, new),
+    ).returning(stored.id, stored.clerk_id, literal_column("xmax = 0").label("inserted"))  # xmax is 0 on insert
+
+
 def _upsert(snapshot: UserSnapshot) -> Change:
     values = {
         "clerk_id": snapshot.clerk_id,
@@ -80,30 +128,7 @@ def _upsert(snapshot: UserSnapshot) -> Change:
         "image_url": snapshot.image_url,
         "clerk_updated_at": snapshot.updated_at,
     }
-    statement = insert(User).values(values)
-    new = statement.excluded
-    stored = User.__table__.c
-    statement = statement.on_conflict_do_update(
-        index_elements=[stored.clerk_id],
-        set_={
-            **{column: new[column] for column in _CLERK_COLUMNS},
-            "clerk_updated_at": new.clerk_updated_at,
-            "needs_resync": False,
-            "updated_at": func.now(),
-        },
-        where=and_(
-            stored.deleted_at.is_(None),
-            or_(stored.clerk_updated_at.is_(None), stored.clerk_updated_at <= new.clerk_updated_at),
-            # Writing identical data would only churn rows (and a re-sync would rewrite everything).
-            or_(
-                stored.needs_resync,
-                tuple_(*(stored[c] for c in _CLERK_COLUMNS)).is_distinct_from(
-                    tuple_(*(new[c] for c in _CLERK_COLUMNS))
-                ),
-            ),
-        ),
-    ).returning(stored.id, literal_column("xmax = 0").label("inserted"))  # xmax is 0 on a fresh insert
-    row = db.session.execute(statement).first()
+    row = db.session.execute(_on_conflict_update(insert(User).values(values))).first()
     if row is None:
         return Change.UNCHANGED
     return Change.CREATED if row.inserted else Change.UPDATED
@@ -149,6 +174,144 @@ def apply_deletion(clerk_id: str) -> Change:
     ).returning(stored.id)
     row = db.session.execute(statement).first()
     return Change.ALREADY_DELETED if row is None else Change.TOMBSTONED
+
+
+def _latest_per_user(snapshots: Iterable[UserSnapshot]) -> list[UserSnapshot]:
+    """One snapshot per Clerk id (the newest), sorted by id so concurrent writers lock rows in one order."""
+    latest: dict[str, UserSnapshot] = {}
+    for snapshot in snapshots:
+        kept = latest.get(snapshot.clerk_id)
+        if kept is None or snapshot.updated_at >= kept.updated_at:
+            latest[snapshot.clerk_id] = snapshot
+    return [latest[clerk_id] for clerk_id in sorted(latest)]
+
+
+def _batch_rows(snapshots: list[UserSnapshot]):
+    """The snapshots as a table: `unnest(ids, emails, …) AS rows(clerk_id, email, …)`, six parameters in all."""
+
+    def array(values: list, item_type) -> Any:
+        return bindparam(None, values, type_=ARRAY(item_type))  # psycopg renders it as %(…)s::TEXT[]
+
+    return (
+        func.unnest(
+            array([s.clerk_id for s in snapshots], Text),
+            array([s.email for s in snapshots], Text),
+            array([s.first_name for s in snapshots], Text),
+            array([s.last_name for s in snapshots], Text),
+            array([s.image_url for s in snapshots], Text),
+            array([s.updated_at for s in snapshots], BigInteger),
+        )
+        .table_valued(
+            column("clerk_id", Text),
+            *(column(name, Text) for name in _CLERK_COLUMNS),
+            column("clerk_updated_at", BigInteger),
+        )
+        .render_derived(name="batch")
+    )
+
+
+def _lock_emails(snapshots: list[UserSnapshot]) -> None:
+    """The same per-e-mail advisory locks as `_release_email`, all at once and in one order (no deadlock)."""
+    keys = sorted({snapshot.email.lower() for snapshot in snapshots if snapshot.email})
+    if keys:
+        emails = func.unnest(bindparam("emails", keys, type_=ARRAY(Text))).table_valued("email").render_derived()
+        ordered = select(func.hashtext(emails.c.email).label("key")).order_by("key").subquery()
+        db.session.execute(select(func.count(func.pg_advisory_xact_lock(EMAIL_LOCK_SPACE, ordered.c.key))))
+
+
+def _apply_batch(snapshots: list[UserSnapshot]) -> dict[str, Change]:
+    """`_release_email` and `_upsert` for many snapshots, in two statements (e-mails unique within the batch)."""
+    rows = _batch_rows(snapshots)
+    own = User.__table__.alias("own")
+    holder = User.__table__.c
+    db.session.execute(
+        update(User)
+        .where(
+            rows.c.email.is_not(None),
+            holder.email.is_not(None),
+            func.lower(holder.email) == func.lower(rows.c.email),
+            holder.clerk_id != rows.c.clerk_id,
+            holder.deleted_at.is_(None),
+            # the claim applies: the claimer has no tombstone and no newer row (as _snapshot_applies)
+            ~exists().where(
+                own.c.clerk_id == rows.c.clerk_id,
+                or_(own.c.deleted_at.is_not(None), own.c.clerk_updated_at > rows.c.clerk_updated_at),
+            ),
+        )
+        .values(email=None, needs_resync=True, updated_at=func.now())
+        .execution_options(synchronize_session=False)
+    )
+    columns = ["clerk_id", *_CLERK_COLUMNS, "clerk_updated_at"]
+    statement = insert(User).from_select(columns, select(*(rows.c[name] for name in columns)))
+    written = {row.clerk_id: row.inserted for row in db.session.execute(_on_conflict_update(statement))}
+    return {
+        s.clerk_id: Change.UNCHANGED
+        if s.clerk_id not in written
+        else (Change.CREATED if written[s.clerk_id] else Change.UPDATED)
+        for s in snapshots
+    }
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    """A concurrent e-mail claim caught by the unique index, or a deadlock PostgreSQL broke up."""
+    if isinstance(exc, IntegrityError):
+        return "uq_users_live_email" in str(exc.orig)
+    return getattr(exc.orig, "sqlstate", None) == "40P01"
+
+
+def apply_snapshots(snapshots: Iterable[UserSnapshot]) -> dict[str, Change]:
+    """Bring many users' rows up to their snapshots, with exactly the rules of `apply_snapshot`.
+
+    Set-based: a few statements for the whole batch instead of three per user. Several
+    snapshots of one user count as the newest. Snapshots that claim the same e-mail within
+    the batch go one by one through `apply_snapshot`, oldest first, so the newest claim wins
+    as it would by webhooks. If the batch meets a concurrent claim or a deadlock, it is undone
+    to a savepoint and applied one snapshot at a time. The caller owns the transaction.
+    """
+    latest = _latest_per_user(snapshots)
+    if not latest:
+        return {}
+    claims = Counter(s.email.lower() for s in latest if s.email)
+    batch = [s for s in latest if not s.email or claims[s.email.lower()] == 1]
+    contested = sorted((s for s in latest if s.email and claims[s.email.lower()] > 1), key=lambda s: s.updated_at)
+    _lock_emails(latest)  # held to commit, so the one-by-one path below re-enters them at no cost
+    changes: dict[str, Change] = {}
+    if batch:
+        savepoint = db.session.begin_nested()
+        try:
+            changes.update(_apply_batch(batch))
+        except DBAPIError as exc:
+            savepoint.rollback()
+            if not _retryable(exc):
+                raise
+            log.info("batch of %d met a concurrent writer (%s): applying one by one", len(batch), type(exc).__name__)
+            contested = sorted([*batch, *contested], key=lambda s: s.updated_at)
+        else:
+            savepoint.commit()
+    for snapshot in contested:
+        changes[snapshot.clerk_id] = apply_snapshot(snapshot)
+    return changes
+
+
+def preview_snapshots(snapshots: Iterable[UserSnapshot]) -> dict[str, Change]:
+    """What `apply_snapshots` would do to each user's own row, found with one SELECT that writes nothing."""
+    latest = _latest_per_user(snapshots)
+    if not latest:
+        return {}
+    rows = _batch_rows(latest)
+    stored = User.__table__
+    query = select(
+        rows.c.clerk_id,
+        stored.c.id.is_(None).label("missing"),
+        _newer_and_different(stored.c, rows.c).label("applies"),
+    ).select_from(rows.outerjoin(stored, stored.c.clerk_id == rows.c.clerk_id))
+    changes = {}
+    for row in db.session.execute(query):
+        if row.missing:
+            changes[row.clerk_id] = Change.CREATED
+        else:
+            changes[row.clerk_id] = Change.UPDATED if row.applies else Change.UNCHANGED
+    return changes
 
 
 def live_users():

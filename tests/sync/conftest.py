@@ -1,0 +1,70 @@
+"""Fixtures for `flask sync-clerk`: a stand-in Clerk on 127.0.0.1 and an app pointed at it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from shop.extensions import db
+from tests.support import clerk_user
+from tests.sync.standin import SECRET_KEY, StandInClerk, serve
+
+BASE_TIME = 1_700_000_000_000
+
+
+@pytest.fixture
+def clerk():
+    with serve(StandInClerk()) as standin:
+        yield standin
+
+
+@pytest.fixture
+def sync_app(make_app, clerk):
+    return make_app(CLERK_SECRET_KEY=SECRET_KEY, CLERK_API_URL=clerk.url)
+
+
+@pytest.fixture
+def cli(sync_app):
+    runner = sync_app.test_cli_runner()
+
+    def invoke(*args: str):
+        return runner.invoke(args=["sync-clerk", *args])
+
+    return invoke
+
+
+def user(index: int, **fields: Any) -> dict[str, Any]:
+    """A Clerk user whose place in the oldest-first listing is `index`."""
+    fields.setdefault("email", f"user{index}@example.com")
+    fields.setdefault("updated_at", BASE_TIME + index)
+    fields.setdefault("created_at", BASE_TIME + index)
+    return clerk_user(f"user_{index:05d}", **fields)
+
+
+def mirror_rows(app) -> dict[str, dict[str, Any]]:
+    """Every row of `users` by clerk_id, with the system column xmin (it changes on any write)."""
+    with app.app_context():
+        result = db.session.execute(
+            text(
+                "SELECT clerk_id, email, first_name, last_name, image_url, role::text AS role, clerk_updated_at,"
+                " deleted_at, needs_resync, updated_at, xmin::text AS xmin FROM users"
+            )
+        )
+        rows = {row.clerk_id: dict(row._mapping) for row in result}
+        db.session.rollback()
+        return rows
+
+
+def seed(app, *users: dict[str, Any], deleted: tuple[str, ...] = ()) -> None:
+    """Put users in the mirror through the mirror itself (as webhooks would have)."""
+    from shop import mirror
+    from shop.clerk.users import parse_user
+
+    with app.app_context():
+        for payload in users:
+            mirror.apply_snapshot(parse_user(payload))
+        for clerk_id in deleted:
+            mirror.apply_deletion(clerk_id)
+        db.session.commit()
