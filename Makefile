@@ -18,7 +18,8 @@ install: $(BIN)/.installed
 db: install ## create or migrate the schema (starts the embedded PostgreSQL when DATABASE_URL is unset)
 	$(FLASK) db upgrade
 
-run: db ## the app on http://$(HOST):$(PORT)
+run: db ## the app on http://$(HOST):$(PORT), with the demo catalogue
+	$(FLASK) seed
 	$(FLASK) run --host $(HOST) --port $(PORT)
 
 test: install ## the whole suite, against the embedded PostgreSQL or TEST_DATABASE_URL

@@ -87,6 +87,7 @@ def configure_database(app: Flask) -> None:
 def register_extensions(app: Flask) -> None:
     from shop import models  # noqa: F401  (the tables must be known to db.metadata and Alembic)
     from shop.extensions import csrf, db, migrate
+    from shop.store import models as store_models  # noqa: F401  (products, carts, orders)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
@@ -94,12 +95,13 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from shop import admin, api, auth, webhooks
+    from shop import admin, api, auth, store, webhooks
 
     app.register_blueprint(auth.bp)  # first: its before_request hook loads the signed-in user
     app.register_blueprint(api.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(store.bp)  # the catalogue, cart, checkout, orders; `flask seed`
     if app.config["SHOP_DEV_AUTH"]:
         from shop.clerk import standin
 

@@ -173,7 +173,16 @@ def apply_deletion(clerk_id: str) -> Change:
         where=stored.deleted_at.is_(None),
     ).returning(stored.id)
     row = db.session.execute(statement).first()
-    return Change.ALREADY_DELETED if row is None else Change.TOMBSTONED
+    if row is None:
+        return Change.ALREADY_DELETED
+    # The tombstone's cart goes with it (its lines cascade); orders stay. Imported here: the
+    # store's models depend on this module's, not the other way round.
+    from sqlalchemy import delete
+
+    from shop.store.models import Cart
+
+    db.session.execute(delete(Cart).where(Cart.user_id == row.id))
+    return Change.TOMBSTONED
 
 
 def _latest_per_user(snapshots: Iterable[UserSnapshot]) -> list[UserSnapshot]:

@@ -1,7 +1,7 @@
-"""The staff's pages, all behind `admin_required`."""
+"""The staff's pages, all behind `admin_required`: orders, products, users, webhook events."""
 
 from flask import Blueprint
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
-from shop.admin import routes  # noqa: E402,F401
+from shop.admin import orders, products, routes, users, webhooks  # noqa: E402,F401

@@ -1,10 +1,27 @@
 from flask import render_template
+from sqlalchemy import func, select
 
 from shop.admin import bp
 from shop.auth.decorators import admin_required
+from shop.extensions import db
+from shop.models import User, WebhookEvent, WebhookStatus
+from shop.store import orders
+from shop.store.models import Product
 
 
 @bp.get("/")
 @admin_required
 def index():
-    return render_template("admin/index.html")
+    product_counts = db.session.execute(
+        select(func.count(), func.count().filter(Product.active.is_(True))).select_from(Product)
+    ).one()
+    return render_template(
+        "admin/index.html",
+        order_counts=orders.count_by_status(),
+        products_total=product_counts[0],
+        products_active=product_counts[1],
+        users_live=db.session.scalar(select(func.count()).select_from(User).where(User.deleted_at.is_(None))),
+        webhooks_failed=db.session.scalar(
+            select(func.count()).select_from(WebhookEvent).where(WebhookEvent.status == WebhookStatus.FAILED)
+        ),
+    )

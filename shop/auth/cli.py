@@ -2,37 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 
 from shop.auth import bp
+from shop.auth.roles import change_role, find_by_email_or_clerk_id
 from shop.extensions import db
 from shop.models import Role, User
 
-log = logging.getLogger(__name__)
 users_cli = bp.cli
 users_cli.short_help = "List users and set their roles."
-
-
-def find_by_email_or_clerk_id(identifier: str) -> User | None:
-    """A live user by Clerk id or (case-insensitive) e-mail."""
-    return db.session.scalar(
-        select(User).where(
-            User.deleted_at.is_(None),
-            or_(User.clerk_id == identifier, func.lower(User.email) == identifier.lower()),
-        )
-    )
-
-
-def change_role(user: User, role: Role, *, by: str) -> bool:
-    """Set a role and log who did it; returns whether anything changed. The caller commits."""
-    if user.role == role:
-        return False
-    log.info("role of %s changed from %s to %s by %s", user.clerk_id, user.role, role, by)
-    user.role = role
-    return True
 
 
 @users_cli.command("set-role")

@@ -1,0 +1,55 @@
+"""Staff: every order, filtered by status, and moving an order along ALLOWED_TRANSITIONS."""
+
+from __future__ import annotations
+
+from flask import abort, flash, g, redirect, render_template, request, url_for
+
+from shop.admin import bp
+from shop.auth.decorators import admin_required
+from shop.auth.routes import safe_next
+from shop.store import orders
+from shop.store.models import OrderStatus
+
+
+@bp.get("/orders")
+@admin_required
+def orders_list():
+    status = request.args.get("status") or None
+    if status is not None and status not in {s.value for s in OrderStatus}:
+        status = None
+    page = max(request.args.get("page", 1, type=int), 1)
+    found = orders.list_all(status=status, limit=orders.PER_PAGE + 1, offset=(page - 1) * orders.PER_PAGE)
+    return render_template(
+        "admin/orders.html",
+        orders=found[: orders.PER_PAGE],
+        has_next=len(found) > orders.PER_PAGE,
+        page=page,
+        status=status,
+        counts=orders.count_by_status(),
+        statuses=list(OrderStatus),
+        next_statuses=orders.next_statuses,
+    )
+
+
+@bp.get("/orders/<int:order_id>")
+@admin_required
+def order_detail(order_id: int):
+    order = orders.get(order_id)
+    if order is None:
+        abort(404)
+    return render_template("admin/order.html", order=order, next_statuses=orders.next_statuses(order.status))
+
+
+@bp.post("/orders/<int:order_id>/status")
+@admin_required
+def order_move(order_id: int):
+    target = request.form.get("status", "")
+    try:
+        orders.move(order_id, target, by=f"admin {g.user.clerk_id}")
+    except orders.OrderNotFound:
+        abort(404)
+    except orders.TransitionRefused as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"Order #{order_id} is now {target}.", "success")
+    return redirect(safe_next(request.form.get("next"), url_for("admin.order_detail", order_id=order_id)))

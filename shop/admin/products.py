@@ -1,0 +1,107 @@
+"""Staff: products: create, edit, stock, activate."""
+
+from __future__ import annotations
+
+from flask import abort, flash, g, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from shop.admin import bp
+from shop.admin.forms import ProductForm
+from shop.auth.decorators import admin_required
+from shop.extensions import db
+from shop.store import catalogue
+from shop.store.models import Product
+from shop.store.money import cents_to_text
+
+
+def _by() -> str:
+    return f"admin {g.user.clerk_id}"
+
+
+def _fields(form: ProductForm) -> dict:
+    return {
+        "slug": form.slug.data.strip(),
+        "name": form.name.data.strip(),
+        "description": form.description.data or "",
+        "price_cents": form.price_cents,
+        "currency": form.currency.data.strip(),
+        "stock": form.stock.data,
+        "active": bool(form.active.data),
+        "image": form.image.data,
+    }
+
+
+@bp.get("/products")
+@admin_required
+def products_list():
+    products = db.session.scalars(select(Product).order_by(Product.active.desc(), Product.name)).all()
+    return render_template("admin/products.html", products=products)
+
+
+@bp.route("/products/new", methods=["GET", "POST"])
+@admin_required
+def product_new():
+    form = ProductForm()
+    if form.validate_on_submit():
+        try:
+            product = catalogue.create_product(**_fields(form), by=_by())
+        except catalogue.ProductError as exc:
+            flash(str(exc), "error")
+        else:
+            flash(f"{product.name} is created.", "success")
+            return redirect(url_for("admin.products_list"))
+    return render_template("admin/product_form.html", form=form, product=None)
+
+
+@bp.route("/products/<int:product_id>", methods=["GET", "POST"])
+@admin_required
+def product_edit(product_id: int):
+    product = db.session.get(Product, product_id)
+    if product is None:
+        abort(404)
+    form = ProductForm(obj=product)
+    if request.method == "GET":
+        form.price.data = cents_to_text(product.price_cents)
+        form.seen_stock.data = str(product.stock)
+    if form.validate_on_submit():
+        try:
+            seen = int(form.seen_stock.data)
+        except (TypeError, ValueError):
+            seen = product.stock
+        try:
+            catalogue.update_product(product_id, seen_stock=seen, **_fields(form), by=_by())
+        except catalogue.ProductError as exc:
+            flash(str(exc), "error")
+            form.seen_stock.data = str(db.session.get(Product, product_id, populate_existing=True).stock)
+        else:
+            flash(f"{form.name.data} is saved.", "success")
+            return redirect(url_for("admin.products_list"))
+    return render_template("admin/product_form.html", form=form, product=product)
+
+
+@bp.post("/products/<int:product_id>/stock")
+@admin_required
+def product_stock(product_id: int):
+    stock = request.form.get("stock", type=int)
+    seen = request.form.get("seen_stock", type=int)
+    try:
+        if stock is None or seen is None:
+            raise catalogue.ProductError("Stock: enter a whole number of 0 or more.")
+        catalogue.set_stock(product_id, stock, seen_stock=seen, by=_by())
+    except catalogue.ProductError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"Stock set to {stock}.", "success")
+    return redirect(url_for("admin.products_list"))
+
+
+@bp.post("/products/<int:product_id>/active")
+@admin_required
+def product_active(product_id: int):
+    active = request.form.get("active") == "1"
+    try:
+        product = catalogue.set_active(product_id, active, by=_by())
+    except catalogue.ProductError:
+        abort(404)
+    flash(f"{product.name} is {'active' if active else 'hidden from the catalogue'}.", "success")
+    return redirect(url_for("admin.products_list"))

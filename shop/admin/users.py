@@ -1,0 +1,69 @@
+"""Staff: users (search, role shown) and role changes, logged by shop.auth.roles."""
+
+from __future__ import annotations
+
+from flask import abort, flash, g, redirect, render_template, request, url_for
+from sqlalchemy import func, or_, select
+
+from shop.admin import bp
+from shop.auth.decorators import admin_required
+from shop.auth.roles import change_role
+from shop.extensions import db
+from shop.models import Role, User
+from shop.store.catalogue import escape_like
+
+PER_PAGE = 50
+
+
+@bp.get("/users")
+@admin_required
+def users_list():
+    query = request.args.get("q", "").strip()[:200]
+    include_deleted = request.args.get("deleted") == "1"
+    page = max(request.args.get("page", 1, type=int), 1)
+    statement = select(User).order_by(User.created_at.desc(), User.id.desc())
+    if not include_deleted:
+        statement = statement.where(User.deleted_at.is_(None))
+    if query:
+        pattern = f"%{escape_like(query)}%"
+        statement = statement.where(
+            or_(
+                User.email.ilike(pattern, escape="\\"),
+                User.clerk_id.ilike(pattern, escape="\\"),
+                func.concat_ws(" ", User.first_name, User.last_name).ilike(pattern, escape="\\"),
+            )
+        )
+    found = db.session.scalars(statement.limit(PER_PAGE + 1).offset((page - 1) * PER_PAGE)).all()
+    return render_template(
+        "admin/users.html",
+        users=found[:PER_PAGE],
+        has_next=len(found) > PER_PAGE,
+        page=page,
+        query=query,
+        include_deleted=include_deleted,
+        roles=list(Role),
+    )
+
+
+@bp.post("/users/<int:user_id>/role")
+@admin_required
+def user_role(user_id: int):
+    user = db.session.get(User, user_id)
+    if user is None:
+        abort(404)
+    back = url_for("admin.users_list", q=request.form.get("q") or None)
+    try:
+        role = Role(request.form.get("role", ""))
+    except ValueError:
+        flash("Choose CLIENT or ADMIN.", "error")
+        return redirect(back)
+    if user.is_deleted:
+        flash("A deleted user has no role to change.", "error")
+    elif user.id == g.user.id and role != Role.ADMIN:
+        flash("You cannot remove your own ADMIN role; ask another admin (or use flask users set-role).", "error")
+    elif change_role(user, role, by=f"admin {g.user.clerk_id} (admin users page)"):
+        db.session.commit()
+        flash(f"{user.email or user.clerk_id} is now {role.value}.", "success")
+    else:
+        flash(f"{user.email or user.clerk_id} was already {role.value}.", "info")
+    return redirect(back)

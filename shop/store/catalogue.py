@@ -1,0 +1,209 @@
+"""Products: the catalogue's search and pages, and the staff's changes to products."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from shop.extensions import db
+from shop.store.models import Product
+
+log = logging.getLogger(__name__)
+
+PER_PAGE = 12
+MAX_QUERY_LENGTH = 100
+MAX_PAGE = 1_000
+SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+IMAGE_PATH_PATTERN = re.compile(r"^[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*\.(?:svg|png|jpe?g|webp|gif)$")
+
+
+@dataclass(frozen=True)
+class CataloguePage:
+    products: list[Product]
+    page: int
+    has_next: bool
+    query: str = ""
+
+    @property
+    def has_previous(self) -> bool:
+        return self.page > 1
+
+
+def escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def search(query: str = "", page: int = 1, per_page: int = PER_PAGE) -> CataloguePage:
+    """Active products whose name contains `query` (case-insensitive), by name, one page.
+
+    One query: it fetches one row more than a page to know whether there is a next page,
+    instead of counting every match.
+    """
+    query = query.strip()[:MAX_QUERY_LENGTH]
+    page = min(max(page, 1), MAX_PAGE)
+    statement = select(Product).where(Product.active.is_(True))
+    if query:
+        statement = statement.where(Product.name.ilike(f"%{escape_like(query)}%", escape="\\"))
+    statement = statement.order_by(Product.name, Product.id).limit(per_page + 1).offset((page - 1) * per_page)
+    products = list(db.session.scalars(statement))
+    return CataloguePage(products=products[:per_page], page=page, has_next=len(products) > per_page, query=query)
+
+
+def active_product(slug: str) -> Product | None:
+    return db.session.scalar(select(Product).where(Product.slug == slug, Product.active.is_(True)))
+
+
+# --- the staff's changes ------------------------------------------------------------------------------
+
+
+class ProductError(Exception):
+    """A change to a product that cannot be made; the message is for the form."""
+
+
+class StockChanged(ProductError):
+    """The stock moved (an order, a cancellation) since the form was opened."""
+
+
+def check_image(image: str | None) -> str | None:
+    image = (image or "").strip()
+    if not image:
+        return None
+    # Only files this shop serves: the Content-Security-Policy allows no other image hosts.
+    if IMAGE_PATH_PATTERN.match(image) and len(image) <= 200:
+        return image
+    raise ProductError("Image: a file under static/, such as products/ceramic-mug.svg.")
+
+
+def check_fields(*, slug: str, name: str, currency: str, stock: int, price_cents: int) -> None:
+    if not SLUG_PATTERN.match(slug) or len(slug) > 80:
+        raise ProductError("Slug: lower-case letters, digits and single dashes, such as blue-mug.")
+    if not name.strip() or len(name) > 120:
+        raise ProductError("Name: between 1 and 120 characters.")
+    if not re.fullmatch(r"[A-Z]{3}", currency):
+        raise ProductError("Currency: a three-letter code such as EUR.")
+    if stock < 0:
+        raise ProductError("Stock cannot be negative.")
+    if price_cents < 0:
+        raise ProductError("Price cannot be negative.")
+
+
+def slug_taken(slug: str, except_id: int | None = None) -> bool:
+    statement = select(Product.id).where(Product.slug == slug)
+    if except_id is not None:
+        statement = statement.where(Product.id != except_id)
+    return db.session.scalar(statement) is not None
+
+
+def create_product(
+    *,
+    slug: str,
+    name: str,
+    description: str,
+    price_cents: int,
+    currency: str,
+    stock: int,
+    active: bool,
+    image: str | None,
+    by: str,
+) -> Product:
+    check_fields(slug=slug, name=name, currency=currency, stock=stock, price_cents=price_cents)
+    if slug_taken(slug):
+        raise ProductError(f"Slug: another product already uses {slug!r}.")
+    product = Product(
+        slug=slug,
+        name=name.strip(),
+        description=description.strip(),
+        price_cents=price_cents,
+        currency=currency,
+        stock=stock,
+        active=active,
+        image=check_image(image),
+    )
+    db.session.add(product)
+    db.session.commit()
+    log.info("product %s (%s) created by %s", product.id, slug, by)
+    return product
+
+
+def update_product(
+    product_id: int,
+    *,
+    seen_stock: int,
+    slug: str,
+    name: str,
+    description: str,
+    price_cents: int,
+    currency: str,
+    stock: int,
+    active: bool,
+    image: str | None,
+    by: str,
+) -> Product:
+    """Save the form. Stock is written only if it is still what the form showed (`seen_stock`):
+    an order placed meanwhile is never silently undone by an older number."""
+    check_fields(slug=slug, name=name, currency=currency, stock=stock, price_cents=price_cents)
+    if slug_taken(slug, except_id=product_id):
+        raise ProductError(f"Slug: another product already uses {slug!r}.")
+    values = {
+        "slug": slug,
+        "name": name.strip(),
+        "description": description.strip(),
+        "price_cents": price_cents,
+        "currency": currency,
+        "active": active,
+        "image": check_image(image),
+    }
+    if stock != seen_stock:
+        values["stock"] = stock
+    row = db.session.execute(
+        update(Product)
+        .where(Product.id == product_id, Product.stock == seen_stock)
+        .values(**values)
+        .returning(Product.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if row is None:
+        current = db.session.scalar(select(Product.stock).where(Product.id == product_id))
+        db.session.rollback()
+        if current is None:
+            raise ProductError("This product does not exist.")
+        raise StockChanged(
+            f"The stock changed to {current} while you were editing (an order or a cancellation); "
+            "nothing was saved. Check the form and save again."
+        )
+    db.session.commit()
+    log.info("product %s (%s) updated by %s", product_id, slug, by)
+    return db.session.get(Product, product_id, populate_existing=True)
+
+
+def set_stock(product_id: int, stock: int, *, seen_stock: int, by: str) -> None:
+    if stock < 0:
+        raise ProductError("Stock cannot be negative.")
+    row = db.session.execute(
+        update(Product)
+        .where(Product.id == product_id, Product.stock == seen_stock)
+        .values(stock=stock)
+        .returning(Product.slug)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if row is None:
+        current = db.session.scalar(select(Product.stock).where(Product.id == product_id))
+        db.session.rollback()
+        if current is None:
+            raise ProductError("This product does not exist.")
+        raise StockChanged(f"The stock changed to {current} meanwhile; nothing was saved. Try again.")
+    db.session.commit()
+    log.info("stock of product %s (%s) set from %s to %s by %s", product_id, row.slug, seen_stock, stock, by)
+
+
+def set_active(product_id: int, active: bool, *, by: str) -> Product:
+    product = db.session.get(Product, product_id)
+    if product is None:
+        raise ProductError("This product does not exist.")
+    product.active = active
+    db.session.commit()
+    log.info("product %s (%s) %s by %s", product_id, product.slug, "activated" if active else "deactivated", by)
+    return product

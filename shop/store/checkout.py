@@ -1,0 +1,160 @@
+"""Checkout: the cart becomes an order, and stock is taken so that nothing is ever oversold.
+
+In one transaction:
+
+1. the user's cart row is locked, so a double submit of one form waits for the first, then
+   finds its order by the idempotency key (unique per user) and places nothing;
+2. each line takes its stock with one conditional statement,
+   `UPDATE products SET stock = stock - q WHERE id = … AND active AND stock >= q RETURNING …`,
+   in product-id order (two checkouts lock shared products in the same order: no deadlock).
+   PostgreSQL re-checks `stock >= q` on the newest row version after waiting for a rival's
+   lock, so of two shoppers racing for the last unit exactly one gets it;
+3. the order and its lines, with the name and unit price each product had at that moment, are
+   inserted and the cart is emptied.
+
+If any line is short, everything is rolled back and the shopper is told which items.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from shop.extensions import db
+from shop.models import User
+from shop.store.models import Cart, CartItem, Order, OrderItem, OrderStatus, Product
+
+log = logging.getLogger(__name__)
+
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+class CheckoutError(Exception):
+    """The order cannot be placed; the message is for the shopper."""
+
+
+class EmptyCart(CheckoutError):
+    pass
+
+
+class OutOfStock(CheckoutError):
+    def __init__(self, shortages: list[str]):
+        self.shortages = shortages
+        super().__init__("Not enough stock for: " + "; ".join(shortages) + ". Your cart was kept; adjust it and retry.")
+
+
+class CartChanged(CheckoutError):
+    pass
+
+
+@dataclass(frozen=True)
+class Placed:
+    order: Order
+    created: bool  # False: this key already had an order (a double submit)
+
+
+def new_idempotency_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def _existing(user_id: int, key: str) -> Order | None:
+    return db.session.scalar(select(Order).where(Order.user_id == user_id, Order.idempotency_key == key))
+
+
+def _shortages(cart_id: int) -> list[str]:
+    """What is short, read after the rollback (for the message only)."""
+    rows = db.session.execute(
+        select(Product.name, Product.stock, Product.active, CartItem.quantity)
+        .join(CartItem, CartItem.product_id == Product.id)
+        .where(CartItem.cart_id == cart_id)
+        .order_by(Product.name)
+    ).all()
+    shortages = []
+    for name, stock, active, quantity in rows:
+        if not active:
+            shortages.append(f"{name} is no longer available")
+        elif stock < quantity:
+            shortages.append(f"{name} (you want {quantity}, {stock} left)" if stock else f"{name} (sold out)")
+    return shortages or ["an item that sold out while you were checking out"]
+
+
+def place_order(user_id: int, idempotency_key: str, *, expected_total_cents: int | None = None) -> Placed:
+    """Turn the user's cart into an order; commits. Raises CheckoutError (nothing written)."""
+    if not KEY_PATTERN.match(idempotency_key or ""):
+        raise CheckoutError("The checkout form is out of date. Reload the page and place the order again.")
+    try:
+        existing = _existing(user_id, idempotency_key)
+        if existing is not None:
+            db.session.commit()
+            return Placed(existing, created=False)
+        cart_id = db.session.scalar(select(Cart.id).where(Cart.user_id == user_id).with_for_update())
+        # A first submit of this form may have committed while we waited for the cart's lock.
+        existing = _existing(user_id, idempotency_key)
+        if existing is not None:
+            db.session.commit()
+            return Placed(existing, created=False)
+        lines = []
+        if cart_id is not None:
+            lines = db.session.execute(
+                select(CartItem.product_id, CartItem.quantity)
+                .where(CartItem.cart_id == cart_id)
+                .order_by(CartItem.product_id)
+            ).all()
+        if not lines:
+            raise EmptyCart("Your cart is empty.")
+        email = db.session.scalar(select(User.email).where(User.id == user_id, User.deleted_at.is_(None)))
+        taken = []
+        for product_id, quantity in lines:
+            row = db.session.execute(
+                update(Product)
+                .where(Product.id == product_id, Product.active.is_(True), Product.stock >= quantity)
+                .values(stock=Product.stock - quantity)
+                .returning(Product.name, Product.price_cents, Product.currency)
+                .execution_options(synchronize_session=False)
+            ).first()
+            if row is None:
+                db.session.rollback()  # gives back what earlier lines took
+                raise OutOfStock(_shortages(cart_id))
+            taken.append((product_id, quantity, row))
+        currencies = {row.currency for _, _, row in taken}
+        if len(currencies) > 1:
+            raise CheckoutError("Your cart mixes currencies; order the items of each currency separately.")
+        total = sum(row.price_cents * quantity for _, quantity, row in taken)
+        if expected_total_cents is not None and total != expected_total_cents:
+            raise CartChanged("Your cart or its prices changed since you opened the checkout. Check the new total.")
+        order = Order(
+            user_id=user_id,
+            email=email,
+            status=OrderStatus.PLACED,
+            total_cents=total,
+            currency=currencies.pop(),
+            idempotency_key=idempotency_key,
+            items=[
+                OrderItem(product_id=product_id, product_name=row.name, unit_price_cents=row.price_cents, quantity=q)
+                for product_id, q, row in taken
+            ],
+        )
+        db.session.add(order)
+        db.session.flush()
+        order_id = order.id
+        db.session.execute(delete(CartItem).where(CartItem.cart_id == cart_id))
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        if "uq_orders_user_idempotency_key" not in str(exc.orig):
+            raise
+        existing = _existing(user_id, idempotency_key)  # a concurrent submit without a cart row won
+        db.session.commit()
+        if existing is None:
+            raise
+        return Placed(existing, created=False)
+    except BaseException:
+        db.session.rollback()
+        raise
+    log.info("order %s placed by user %s: %d line(s), %d cents", order_id, user_id, len(taken), total)
+    return Placed(order, created=True)

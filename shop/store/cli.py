@@ -1,0 +1,22 @@
+"""`flask seed`: the demo catalogue (idempotent)."""
+
+from __future__ import annotations
+
+import click
+
+from shop.store import bp
+from shop.store.seed import DEMO_PRODUCTS, seed
+
+
+@bp.cli.command("seed")
+@click.option("--reset", is_flag=True, help="Also give existing demo products their demo price, stock and text back.")
+def seed_command(reset: bool) -> None:
+    """Load the demo catalogue: adds missing demo products, leaves the others as they are."""
+    added, reset_count = seed(reset=reset)
+    kept = len(DEMO_PRODUCTS) - added - reset_count
+    parts = [f"{added} added"]
+    if reset:
+        parts.append(f"{reset_count} reset")
+    else:
+        parts.append(f"{kept} already there")
+    click.echo(f"Demo catalogue: {len(DEMO_PRODUCTS)} products ({', '.join(parts)}).")

@@ -1,0 +1,61 @@
+"""What every template gets from the store: the header's cart count, money and image helpers;
+and what `flask shell` preloads."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import g, url_for
+from sqlalchemy.exc import SQLAlchemyError
+
+from shop.store import bp
+from shop.store.money import format_money
+
+log = logging.getLogger(__name__)
+
+
+def cart_count() -> int | None:
+    """The signed-in shopper's number of items, once per request (None when signed out)."""
+    if g.get("user") is None:
+        return None
+    if "cart_count" not in g:
+        from shop.store import cart
+
+        try:
+            g.cart_count = cart.count(g.user.id)
+        except SQLAlchemyError:  # the header must not turn a page (or an error page) into a 500
+            log.warning("cart count unavailable", exc_info=True)
+            g.cart_count = None
+    return g.cart_count
+
+
+def product_image_url(product: Any) -> str:
+    image = getattr(product, "image", None)
+    return url_for("static", filename=image or "products/placeholder.svg")
+
+
+@bp.app_context_processor
+def store_context() -> dict[str, Any]:
+    return {"cart_count": cart_count, "product_image_url": product_image_url}
+
+
+@bp.app_template_filter("money")
+def money_filter(cents: int, currency: str = "EUR") -> str:
+    return format_money(cents, currency)
+
+
+@bp.record_once
+def add_shell_context(state) -> None:
+    @state.app.shell_context_processor
+    def store_shell_context() -> dict[str, Any]:
+        from shop.store import models
+
+        return {
+            "Product": models.Product,
+            "Cart": models.Cart,
+            "CartItem": models.CartItem,
+            "Order": models.Order,
+            "OrderItem": models.OrderItem,
+            "OrderStatus": models.OrderStatus,
+        }

@@ -1,0 +1,191 @@
+"""The storefront's tables: products, carts, cart_items, orders, order_items.
+
+Money is an integer number of cents plus a currency code. Carts and orders reference the
+mirrored `users` row by foreign key; an order keeps the e-mail it was placed with, and its
+lines keep the product's name and unit price at order time, so neither a tombstone nor a
+later price change alters what was ordered.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    CHAR,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from shop.extensions import db
+from shop.models import User
+
+
+class OrderStatus(enum.StrEnum):
+    PLACED = "placed"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+
+    @property
+    def label(self) -> str:
+        return self.value.capitalize()
+
+
+class Product(db.Model):
+    __tablename__ = "products"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    price_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(CHAR(3), default="EUR", server_default="EUR")
+    stock: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    active: Mapped[bool] = mapped_column(default=True, server_default=text("true"))
+    # A path under static/, such as "products/ceramic-mug.svg" (None: a placeholder is shown).
+    image: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+    __table_args__ = (
+        CheckConstraint("stock >= 0", name="ck_products_stock_not_negative"),
+        CheckConstraint("price_cents >= 0", name="ck_products_price_not_negative"),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="ck_products_currency_code"),
+        # The catalogue: active products by name, one page at a time.
+        Index("ix_products_active_name", "active", "name"),
+    )
+
+
+class Cart(db.Model):
+    """One per user; its lines go with it (a tombstoned user's cart is deleted by shop.mirror)."""
+
+    __tablename__ = "carts"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+    items: Mapped[list[CartItem]] = relationship(
+        back_populates="cart", cascade="all, delete-orphan", passive_deletes=True, order_by="CartItem.id"
+    )
+
+
+class CartItem(db.Model):
+    __tablename__ = "cart_items"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    cart_id: Mapped[int] = mapped_column(ForeignKey("carts.id", ondelete="CASCADE"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), index=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    cart: Mapped[Cart] = relationship(back_populates="items")
+    product: Mapped[Product] = relationship(lazy="joined")
+
+    __table_args__ = (
+        UniqueConstraint("cart_id", "product_id", name="uq_cart_items_cart_product"),
+        CheckConstraint("quantity > 0", name="ck_cart_items_quantity_positive"),
+    )
+
+
+class Order(db.Model):
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    # RESTRICT: users are tombstoned, never deleted, so orders always keep their customer.
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    email: Mapped[str | None] = mapped_column(Text)  # as it was when the order was placed
+    status: Mapped[str] = mapped_column(String(16), default=OrderStatus.PLACED, server_default=OrderStatus.PLACED)
+    total_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(CHAR(3))
+    # From the checkout form: a double submit finds the first order instead of placing a second.
+    idempotency_key: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+    user: Mapped[User] = relationship()
+    items: Mapped[list[OrderItem]] = relationship(
+        back_populates="order", cascade="all, delete-orphan", passive_deletes=True, order_by="OrderItem.id"
+    )
+
+    __table_args__ = (
+        UniqueConstraint("user_id", "idempotency_key", name="uq_orders_user_idempotency_key"),
+        CheckConstraint("status IN ('placed', 'shipped', 'delivered', 'cancelled')", name="ck_orders_status"),
+        CheckConstraint("total_cents >= 0", name="ck_orders_total_not_negative"),
+        # "All orders of user X", newest first: an index range scan, read backwards.
+        Index("ix_orders_user_id_created_at", "user_id", "created_at"),
+        # The staff's list, filtered by status, newest first.
+        Index("ix_orders_status_created_at", "status", "created_at"),
+    )
+
+    @property
+    def status_enum(self) -> OrderStatus:
+        return OrderStatus(self.status)
+
+    @property
+    def item_count(self) -> int:
+        return sum(item.quantity for item in self.items)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "email": self.email,
+            "total_cents": self.total_cents,
+            "currency": self.currency,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "items": [item.to_dict() for item in self.items],
+        }
+
+
+class OrderItem(db.Model):
+    __tablename__ = "order_items"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    # SET NULL: the line keeps its copied name and price even if a product row is ever removed.
+    product_id: Mapped[int | None] = mapped_column(ForeignKey("products.id", ondelete="SET NULL"))
+    product_name: Mapped[str] = mapped_column(String(120))
+    unit_price_cents: Mapped[int] = mapped_column(Integer)
+    quantity: Mapped[int] = mapped_column(Integer)
+
+    order: Mapped[Order] = relationship(back_populates="items")
+
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="ck_order_items_quantity_positive"),
+        CheckConstraint("unit_price_cents >= 0", name="ck_order_items_price_not_negative"),
+    )
+
+    @property
+    def line_total_cents(self) -> int:
+        return self.unit_price_cents * self.quantity
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "product_id": self.product_id,
+            "name": self.product_name,
+            "unit_price_cents": self.unit_price_cents,
+            "quantity": self.quantity,
+            "line_total_cents": self.line_total_cents,
+        }

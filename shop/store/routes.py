@@ -1,0 +1,194 @@
+"""The shopper's pages. Thin: every rule is in the services (catalogue, cart, checkout, orders)."""
+
+from __future__ import annotations
+
+from flask import abort, flash, g, redirect, render_template, request, session, url_for
+
+from shop.auth.decorators import login_required
+from shop.auth.routes import safe_next
+from shop.store import bp, cart, catalogue, checkout, orders
+from shop.store.models import OrderStatus
+
+PENDING_KEY = "pending_cart"  # what a signed-out shopper asked to add, kept until they sign in
+MAX_PENDING = 20
+
+
+def _quantity(default: int | None = None) -> int | None:
+    return request.form.get("quantity", default, type=int)
+
+
+def _who() -> str:
+    return f"customer {g.user.clerk_id}"
+
+
+# --- catalogue ------------------------------------------------------------------------------------------
+
+
+@bp.get("/")
+def catalogue_page():
+    page = catalogue.search(request.args.get("q", ""), request.args.get("page", 1, type=int))
+    return render_template("store/catalogue.html", result=page, max_quantity=cart.MAX_QUANTITY)
+
+
+@bp.get("/products/<slug>")
+def product_page(slug: str):
+    product = catalogue.active_product(slug)
+    if product is None:
+        abort(404)
+    return render_template("store/product.html", product=product, max_quantity=cart.MAX_QUANTITY)
+
+
+# --- cart -----------------------------------------------------------------------------------------------
+
+
+def _add_pending() -> None:
+    """After sign-in: add what the shopper asked for while signed out."""
+    for slug, quantity in session.pop(PENDING_KEY, []):
+        try:
+            line = cart.add(g.user.id, slug=slug, quantity=quantity)
+        except cart.CartError as exc:
+            flash(str(exc), "error")
+        else:
+            flash(f"Added {quantity} × {line.product.name} to your cart.", "success")
+
+
+@bp.post("/cart/add")
+def cart_add():
+    slug = request.form.get("slug", "")
+    quantity = _quantity(1)
+    back = safe_next(request.form.get("next"), url_for("store.product_page", slug=slug) if slug else "/")
+    if g.user is None:
+        product = catalogue.active_product(slug)
+        if product is None:
+            flash("This product is no longer available.", "error")
+            return redirect(back)
+        if quantity is None or quantity < 1:
+            flash("Choose a quantity of at least 1.", "error")
+            return redirect(back)
+        # Kept in the (signed) session cookie, then added by GET /cart once signed in: no
+        # JavaScript needed, and nothing to forge (this POST was CSRF-checked).
+        pending = [*session.get(PENDING_KEY, []), [slug, quantity]][-MAX_PENDING:]
+        session[PENDING_KEY] = pending
+        flash(f"Sign in to add {product.name} to your cart.", "info")
+        return redirect(url_for("auth.sign_in", next=url_for("store.cart_page")))
+    try:
+        line = cart.add(g.user.id, slug=slug, quantity=quantity if quantity is not None else 0)
+    except cart.CartError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"Added {quantity} × {line.product.name} to your cart.", "success")
+    return redirect(back)
+
+
+@bp.get("/cart")
+@login_required
+def cart_page():
+    if PENDING_KEY in session:
+        _add_pending()
+        return redirect(url_for("store.cart_page"))  # a reload must not add it twice
+    lines = cart.lines(g.user.id)
+    return render_template("store/cart.html", lines=lines, totals=cart.totals(lines), max_quantity=cart.MAX_QUANTITY)
+
+
+@bp.post("/cart/items/<int:product_id>")
+@login_required
+def cart_update(product_id: int):
+    quantity = _quantity()
+    try:
+        if quantity is None:
+            raise cart.CartError("Choose a quantity of 0 (to remove) or more.")
+        line = cart.set_quantity(g.user.id, product_id, quantity)
+    except cart.CartError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"{line.product.name}: quantity {quantity}." if line else "Removed from your cart.", "success")
+    return redirect(url_for("store.cart_page"))
+
+
+@bp.post("/cart/items/<int:product_id>/remove")
+@login_required
+def cart_remove(product_id: int):
+    if cart.remove(g.user.id, product_id):
+        flash("Removed from your cart.", "success")
+    else:
+        flash("That item is not in your cart.", "error")
+    return redirect(url_for("store.cart_page"))
+
+
+# --- checkout -------------------------------------------------------------------------------------------
+
+
+@bp.get("/checkout")
+@login_required
+def checkout_page():
+    lines = cart.lines(g.user.id)
+    if not lines:
+        flash("Your cart is empty.", "info")
+        return redirect(url_for("store.cart_page"))
+    totals = cart.totals(lines)
+    return render_template(
+        "store/checkout.html",
+        lines=lines,
+        totals=totals,
+        expected_total=next(iter(totals.values())) if len(totals) == 1 else None,
+        idempotency_key=checkout.new_idempotency_key(),
+    )
+
+
+@bp.post("/checkout")
+@login_required
+def checkout_submit():
+    try:
+        placed = checkout.place_order(
+            g.user.id,
+            request.form.get("idempotency_key", ""),
+            expected_total_cents=request.form.get("expected_total", type=int),
+        )
+    except (checkout.EmptyCart, checkout.OutOfStock) as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("store.cart_page"))
+    except checkout.CheckoutError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("store.checkout_page"))
+    order_id = placed.order.id
+    if placed.created:
+        flash(f"Thank you! Your order #{order_id} is placed.", "success")
+    else:
+        flash(f"Order #{order_id} was already placed; it was not placed twice.", "info")
+    return redirect(url_for("store.order_page", order_id=order_id))
+
+
+# --- orders ---------------------------------------------------------------------------------------------
+
+
+@bp.get("/orders")
+@login_required
+def orders_page():
+    page = max(request.args.get("page", 1, type=int), 1)
+    found = orders.list_for_user(g.user.id, limit=orders.PER_PAGE + 1, offset=(page - 1) * orders.PER_PAGE)
+    return render_template(
+        "store/orders.html", orders=found[: orders.PER_PAGE], page=page, has_next=len(found) > orders.PER_PAGE
+    )
+
+
+@bp.get("/orders/<int:order_id>")
+@login_required
+def order_page(order_id: int):
+    order = orders.get_for_user(g.user.id, order_id)
+    if order is None:
+        abort(404)  # someone else's order is not there for you (no probing)
+    return render_template("store/order.html", order=order, can_cancel=order.status == OrderStatus.PLACED)
+
+
+@bp.post("/orders/<int:order_id>/cancel")
+@login_required
+def order_cancel(order_id: int):
+    try:
+        orders.move(order_id, OrderStatus.CANCELLED, by=_who(), user_id=g.user.id)
+    except orders.OrderNotFound:
+        abort(404)
+    except orders.TransitionRefused as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"Order #{order_id} is cancelled.", "success")
+    return redirect(url_for("store.order_page", order_id=order_id))

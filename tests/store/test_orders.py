@@ -1,0 +1,108 @@
+"""Order status: the explicit map of allowed moves, cancellation returning stock, history newest first."""
+
+import itertools
+
+import pytest
+from sqlalchemy import update
+
+from shop.extensions import db
+from shop.store import cart, checkout, orders
+from shop.store.models import Order, OrderStatus
+
+ALLOWED = {
+    ("placed", "shipped"),
+    ("placed", "cancelled"),
+    ("shipped", "delivered"),
+}
+
+
+@pytest.fixture
+def shopper(make_user, user_id):
+    make_user("user_orders")
+    return user_id("user_orders")
+
+
+@pytest.fixture
+def place(app, shopper, make_product):
+    """Place an order of `quantity` units of a fresh product; returns (order id, product id)."""
+    keys = itertools.count(1)
+
+    def order(quantity: int = 1, stock: int = 10) -> tuple[int, int]:
+        product = make_product(stock=stock)
+        with app.app_context():
+            cart.add(shopper, product_id=product, quantity=quantity)
+            return checkout.place_order(shopper, f"orders-key-{next(keys):06d}").order.id, product
+
+    return order
+
+
+def test_the_map_is_exactly_the_documented_one():
+    assert {(a.value, b.value) for a, targets in orders.ALLOWED_TRANSITIONS.items() for b in targets} == ALLOWED
+    assert set(orders.ALLOWED_TRANSITIONS) == set(OrderStatus)
+
+
+@pytest.mark.parametrize(("start", "target"), [(a.value, b.value) for a in OrderStatus for b in OrderStatus if a != b])
+def test_every_move_is_allowed_or_refused_by_the_map(app, place, start, target):
+    order_id, _ = place()
+    with app.app_context():
+        db.session.execute(update(Order).where(Order.id == order_id).values(status=start))
+        db.session.commit()
+        if (start, target) in ALLOWED:
+            assert orders.move(order_id, target, by="test").status == target
+        else:
+            with pytest.raises(orders.TransitionRefused, match=f"is {start} and cannot be {target}"):
+                orders.move(order_id, target, by="test")
+            assert db.session.get(Order, order_id, populate_existing=True).status == start
+
+
+def test_the_happy_path_and_the_final_states(app, place):
+    order_id, _ = place()
+    with app.app_context():
+        orders.move(order_id, "shipped", by="test")
+        orders.move(order_id, OrderStatus.DELIVERED, by="test")
+        with pytest.raises(orders.TransitionRefused, match="none: it is final"):
+            orders.move(order_id, "cancelled", by="test")
+        with pytest.raises(orders.TransitionRefused, match="not an order status"):
+            orders.move(order_id, "lost", by="test")
+        with pytest.raises(orders.OrderNotFound):
+            orders.move(order_id + 1000, "shipped", by="test")
+
+
+def test_cancelling_returns_the_stock_once(app, place, stock_of):
+    order_id, product = place(quantity=3, stock=4)
+    assert stock_of(product) == 1
+    with app.app_context():
+        orders.move(order_id, "cancelled", by="test")
+        assert stock_of(product) == 4
+        with pytest.raises(orders.TransitionRefused):
+            orders.move(order_id, "cancelled", by="test")
+    assert stock_of(product) == 4
+
+
+def test_shipping_keeps_the_stock_taken(app, place, stock_of):
+    order_id, product = place(quantity=2, stock=5)
+    with app.app_context():
+        orders.move(order_id, "shipped", by="test")
+    assert stock_of(product) == 3
+
+
+def test_a_shopper_moves_only_their_own_order(app, place, make_user, user_id):
+    order_id, _ = place()
+    make_user("user_other")
+    with app.app_context():
+        with pytest.raises(orders.OrderNotFound):
+            orders.move(order_id, "cancelled", by="test", user_id=user_id("user_other"))
+        assert db.session.get(Order, order_id).status == "placed"
+
+
+def test_history_is_newest_first_and_per_user(app, shopper, place, make_user, user_id):
+    first, _ = place()
+    second, _ = place()
+    third, _ = place()
+    make_user("user_nobody")
+    with app.app_context():
+        assert [o.id for o in orders.list_for_user(shopper)] == [third, second, first]
+        assert orders.list_for_user(user_id("user_nobody")) == []
+        assert orders.get_for_user(user_id("user_nobody"), first) is None
+        assert orders.get_for_user(shopper, first).id == first
+        assert orders.count_by_status() == {"placed": 3, "shipped": 0, "delivered": 0, "cancelled": 0}
