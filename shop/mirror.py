@@ -272,19 +272,26 @@ def apply_snapshots(snapshots: Iterable[UserSnapshot]) -> dict[str, Change]:
     """Bring many users' rows up to their snapshots, with exactly the rules of `apply_snapshot`.
 
     Set-based: a few statements for the whole batch instead of three per user. Several
-    snapshots of one user count as the newest. Snapshots that claim the same e-mail within
-    the batch go one by one through `apply_snapshot`, oldest first, so the newest claim wins
-    as it would by webhooks. If the batch meets a concurrent claim or a deadlock, it is undone
-    to a savepoint and applied one snapshot at a time. The caller owns the transaction.
+    snapshots of one user count as the newest. A first SELECT drops the snapshots that would
+    change nothing (their row is equal, newer, or a tombstone; an equal row already holds its
+    e-mail, so nobody else's needs releasing): a re-sync of unchanged users costs one statement.
+    Snapshots that claim the same e-mail within the batch go one by one through
+    `apply_snapshot`, oldest first, so the newest claim wins as it would by webhooks. If the
+    batch meets a concurrent claim or a deadlock, it is undone to a savepoint and applied one
+    snapshot at a time. The caller owns the transaction.
     """
     latest = _latest_per_user(snapshots)
     if not latest:
         return {}
     claims = Counter(s.email.lower() for s in latest if s.email)
-    batch = [s for s in latest if not s.email or claims[s.email.lower()] == 1]
+    uncontested = [s for s in latest if not s.email or claims[s.email.lower()] == 1]
     contested = sorted((s for s in latest if s.email and claims[s.email.lower()] > 1), key=lambda s: s.updated_at)
-    _lock_emails(latest)  # held to commit, so the one-by-one path below re-enters them at no cost
-    changes: dict[str, Change] = {}
+    preview = preview_snapshots(uncontested)
+    changes = {s.clerk_id: Change.UNCHANGED for s in uncontested if preview[s.clerk_id] == Change.UNCHANGED}
+    batch = [s for s in uncontested if s.clerk_id not in changes]
+    if not batch and not contested:
+        return changes
+    _lock_emails([*batch, *contested])  # held to commit: the one-by-one path below re-enters them at no cost
     if batch:
         savepoint = db.session.begin_nested()
         try:

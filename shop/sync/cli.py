@@ -94,7 +94,7 @@ def _ids(title: str, ids: list[str], limit: int) -> None:
         click.echo(f"  … and {len(ids) - limit} more (--limit)")
 
 
-@sync_cli.command("sync")
+@sync_cli.command("sync", short_help="Reconcile every user with Clerk (create, update, tombstone).")
 @click.option("--dry-run", is_flag=True, help="Report what would change; write nothing.")
 @click.option(
     "--batch-size",
@@ -129,14 +129,19 @@ def sync_command(dry_run: bool, batch_size: int, max_tombstones: int) -> None:
         click.echo(f"Error: {error}", err=True)
     prefix = "Dry run, nothing written: " if dry_run else ""
     click.echo(f"{prefix}{report.summary()}")
-    if report.ok:
+    if not report.ok:
+        raise SystemExit(EXIT_FAILED)
+    if dry_run:
+        pending = report.created + report.updated + report.tombstoned
+        click.echo(
+            f"{pending} users would change; run without --dry-run to apply." if pending else "Nothing to change."
+        )
+    else:
         live, _ = service.mirror_counts()
         click.echo(f"Consistent: the mirror has {live} live users.")
-    else:
-        raise SystemExit(EXIT_FAILED)
 
 
-@sync_cli.command("status")
+@sync_cli.command("status", short_help="Counts and drift between Clerk and the mirror; writes nothing.")
 @click.option("--details", is_flag=True, help="List every user Clerk has (one call per 500) and show who differs.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(0), help="Ids shown per kind of drift.")
 def status_command(details: bool, limit: int) -> None:
@@ -175,7 +180,7 @@ def status_command(details: bool, limit: int) -> None:
         raise SystemExit(EXIT_FAILED)
 
 
-@sync_cli.command("user")
+@sync_cli.command("user", short_help="Re-sync one user by Clerk id.")
 @click.argument("user_id")
 @click.option("--dry-run", is_flag=True, help="Report what would change; write nothing.")
 def user_command(user_id: str, dry_run: bool) -> None:

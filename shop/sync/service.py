@@ -260,8 +260,6 @@ def sync(
     try:
         for chunk in _chunks(listing.snapshots(), batch_size):
             report.count(_apply(chunk, dry_run=dry_run).values())
-        report.clerk_count, report.listed, report.pages = listing.clerk_count, listing.listed, listing.pages
-        report.failed += listing.unparsable
         if listing.error:
             report.errors.append(listing.error)
         if listing.unidentified:
@@ -273,9 +271,10 @@ def sync(
     except SQLAlchemyError as exc:
         db.session.rollback()
         report.errors.append(
-            f"The database failed ({describe_error(exc)}); batches committed before it are kept, "
-            "nothing was tombstoned."
+            f"The database failed ({describe_error(exc)}); what was committed before it is kept and correct."
         )
+    report.clerk_count, report.listed, report.pages = listing.clerk_count, listing.listed, listing.pages
+    report.failed += listing.unparsable
     report.complete = listing.complete and not report.errors
     report.seconds = time.monotonic() - started
     report.api_calls = api.calls - calls_before

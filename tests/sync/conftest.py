@@ -58,13 +58,12 @@ def mirror_rows(app) -> dict[str, dict[str, Any]]:
 
 
 def seed(app, *users: dict[str, Any], deleted: tuple[str, ...] = ()) -> None:
-    """Put users in the mirror through the mirror itself (as webhooks would have)."""
+    """Put users in the mirror through the mirror itself (its batch path), then tombstone `deleted`."""
     from shop import mirror
     from shop.clerk.users import parse_user
 
     with app.app_context():
-        for payload in users:
-            mirror.apply_snapshot(parse_user(payload))
+        mirror.apply_snapshots(parse_user(payload) for payload in users)
         for clerk_id in deleted:
             mirror.apply_deletion(clerk_id)
         db.session.commit()

@@ -146,6 +146,7 @@ def test_dry_run_writes_nothing_and_reports_what_it_would_do(clerk, cli, sync_ap
 
     assert result.exit_code == 0, result.output
     assert "Dry run, nothing written" in result.output
+    assert "3 users would change; run without --dry-run to apply." in result.output
     counts = summary(result)
     assert (counts["created"], counts["updated"], counts["unchanged"], counts["tombstoned"]) == ("1", "1", "1", "1")
     assert mirror_rows(sync_app) == before  # same rows, same updated_at, same xmin
