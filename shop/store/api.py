@@ -11,7 +11,7 @@ from shop.store import bp, orders
 @bp.get("/api/orders")
 @login_required
 def api_orders():
-    return jsonify(orders=[order.to_dict() for order in orders.list_for_user(g.user.id)])
+    return jsonify(orders=[order.to_dict() for order in orders.history(g.user.id)])
 
 
 @bp.get("/api/orders/<int:order_id>")

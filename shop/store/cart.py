@@ -56,13 +56,18 @@ def _locked_cart_id(user_id: int) -> int:
     return db.session.scalar(select(Cart.id).where(Cart.user_id == user_id).with_for_update())
 
 
-def count(user_id: int) -> int:
-    """Items in the cart (the header's number): one indexed query."""
-    return db.session.scalar(
+def count_statement(user_id: int):
+    """Items in the user's cart: carts by its unique user_id, then the lines by (cart_id, product_id)."""
+    return (
         select(func.coalesce(func.sum(CartItem.quantity), 0))
         .join(Cart, Cart.id == CartItem.cart_id)
         .where(Cart.user_id == user_id)
     )
+
+
+def count(user_id: int) -> int:
+    """Items in the cart (the header's number): one indexed query."""
+    return db.session.scalar(count_statement(user_id))
 
 
 def lines(user_id: int) -> list[Line]:

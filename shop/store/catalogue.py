@@ -6,9 +6,10 @@ import logging
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from shop.extensions import db
+from shop.store.cart import count_statement
 from shop.store.models import Product
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ class CataloguePage:
     page: int
     has_next: bool
     query: str = ""
+    cart_count: int | None = None  # the shopper's, when asked for and the page has products
 
     @property
     def has_previous(self) -> bool:
@@ -36,20 +38,51 @@ def escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def search(query: str = "", page: int = 1, per_page: int = PER_PAGE) -> CataloguePage:
+def _catalogue_statement(*, searching: bool, with_cart: bool):
+    """The catalogue query, built once per shape with bound parameters: every request then only
+    binds values, instead of building and fingerprinting a new statement (a visible share of the
+    page's CPU)."""
+    columns: list = [Product]
+    if with_cart:
+        columns.append(count_statement(bindparam("cart_user")).scalar_subquery().label("cart_count"))
+    statement = select(*columns).where(Product.active.is_(True))
+    if searching:
+        statement = statement.where(Product.name.ilike(bindparam("pattern"), escape="\\"))
+    return statement.order_by(Product.name, Product.id).limit(bindparam("limit")).offset(bindparam("offset"))
+
+
+_STATEMENTS = {
+    (searching, with_cart): _catalogue_statement(searching=searching, with_cart=with_cart)
+    for searching in (False, True)
+    for with_cart in (False, True)
+}
+
+
+def search(query: str = "", page: int = 1, per_page: int = PER_PAGE, *, cart_of: int | None = None) -> CataloguePage:
     """Active products whose name contains `query` (case-insensitive), by name, one page.
 
     One query: it fetches one row more than a page to know whether there is a next page,
-    instead of counting every match.
+    instead of counting every match. With `cart_of` (a user id), the same round trip also
+    brings that shopper's cart count for the header, so a signed-in catalogue costs no extra
+    query for it.
     """
     query = query.strip()[:MAX_QUERY_LENGTH]
     page = min(max(page, 1), MAX_PAGE)
-    statement = select(Product).where(Product.active.is_(True))
+    params = {"limit": per_page + 1, "offset": (page - 1) * per_page}
     if query:
-        statement = statement.where(Product.name.ilike(f"%{escape_like(query)}%", escape="\\"))
-    statement = statement.order_by(Product.name, Product.id).limit(per_page + 1).offset((page - 1) * per_page)
-    products = list(db.session.scalars(statement))
-    return CataloguePage(products=products[:per_page], page=page, has_next=len(products) > per_page, query=query)
+        params["pattern"] = f"%{escape_like(query)}%"
+    if cart_of is not None:
+        params["cart_user"] = cart_of
+    rows = db.session.execute(_STATEMENTS[bool(query), cart_of is not None], params).all()
+    cart_count = rows[0].cart_count if rows and cart_of is not None else None
+    products = [row[0] for row in rows]
+    return CataloguePage(
+        products=products[:per_page],
+        page=page,
+        has_next=len(products) > per_page,
+        query=query,
+        cart_count=cart_count,
+    )
 
 
 def active_product(slug: str) -> Product | None:

@@ -10,8 +10,12 @@ members (or a shopper cancelling while staff ship) cannot both move it from `pla
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import joinedload, selectinload
 
 from shop.extensions import db
@@ -42,20 +46,115 @@ def next_statuses(status: str | OrderStatus) -> list[OrderStatus]:
     return [s for s in OrderStatus if s in allowed]
 
 
-def orders_of_user(user_id: int):
-    """All orders of user X, newest first: the statement behind /orders and /api/orders.
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    product_id: int | None
+    name: str
+    unit_price_cents: int
+    quantity: int
 
-    An index range scan on ix_orders_user_id_created_at (read backwards), no sort.
+    @property
+    def line_total_cents(self) -> int:
+        return self.unit_price_cents * self.quantity
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSummary:
+    """One order of a user's history, read in the same round trip as its lines."""
+
+    id: int
+    status: str
+    email: str | None
+    total_cents: int
+    currency: str
+    created_at: datetime
+    updated_at: datetime
+    items: tuple[OrderLine, ...]
+
+    @property
+    def item_count(self) -> int:
+        return sum(item.quantity for item in self.items)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "email": self.email,
+            "total_cents": self.total_cents,
+            "currency": self.currency,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "items": [
+                {
+                    "product_id": item.product_id,
+                    "name": item.name,
+                    "unit_price_cents": item.unit_price_cents,
+                    "quantity": item.quantity,
+                    "line_total_cents": item.line_total_cents,
+                }
+                for item in self.items
+            ],
+        }
+
+
+def _history_statement(*, paged: bool):
+    """All orders of one user, newest first, each with its lines, in one statement.
+
+    The orders come from an index range scan on ix_orders_user_id_created_at (read backwards:
+    no sort), each order's lines from ix_order_items_order_id, aggregated to JSON by PostgreSQL,
+    so the whole history is one round trip. Built once, with bound parameters.
     """
-    return select(Order).where(Order.user_id == user_id).order_by(Order.created_at.desc())
+    line = OrderItem.__table__.c
+    order = Order.__table__.c
+    lines = (
+        select(
+            func.coalesce(
+                func.json_agg(
+                    aggregate_order_by(
+                        func.json_build_array(line.product_id, line.product_name, line.unit_price_cents, line.quantity),
+                        line.id,
+                    )
+                ),
+                text("'[]'::json"),
+            )
+        )
+        .where(line.order_id == order.id)
+        .scalar_subquery()
+        .label("lines")
+    )
+    statement = (
+        select(
+            order.id,
+            order.status,
+            order.email,
+            order.total_cents,
+            order.currency,
+            order.created_at,
+            order.updated_at,
+            lines,
+        )
+        .where(order.user_id == bindparam("user_id"))
+        .order_by(order.created_at.desc())
+    )
+    return statement.limit(bindparam("limit")).offset(bindparam("offset")) if paged else statement
 
 
-def list_for_user(user_id: int, *, limit: int | None = None, offset: int = 0) -> list[Order]:
-    """The user's orders with their lines: two queries (orders, then every line of them)."""
-    statement = orders_of_user(user_id).options(selectinload(Order.items))
-    if limit is not None:
-        statement = statement.limit(limit).offset(offset)
-    return list(db.session.scalars(statement))
+HISTORY = _history_statement(paged=False)
+HISTORY_PAGE = _history_statement(paged=True)
+
+
+def orders_of_user(user_id: int):
+    """All orders of user X: the statement behind /orders and GET /api/orders, for this user."""
+    return HISTORY.params(user_id=user_id)
+
+
+def history(user_id: int, *, limit: int | None = None, offset: int = 0) -> list[OrderSummary]:
+    """The user's orders with their lines, newest first (no ORM objects: rows straight to views)."""
+    if limit is None:
+        rows = db.session.execute(HISTORY, {"user_id": user_id})
+    else:
+        rows = db.session.execute(HISTORY_PAGE, {"user_id": user_id, "limit": limit, "offset": offset})
+    return [OrderSummary(*row[:7], items=tuple(OrderLine(*item) for item in row.lines)) for row in rows]
 
 
 def get_for_user(user_id: int, order_id: int) -> Order | None:

@@ -26,7 +26,13 @@ def _who() -> str:
 
 @bp.get("/")
 def catalogue_page():
-    page = catalogue.search(request.args.get("q", ""), request.args.get("page", 1, type=int))
+    page = catalogue.search(
+        request.args.get("q", ""),
+        request.args.get("page", 1, type=int),
+        cart_of=g.user.id if g.user is not None else None,
+    )
+    if page.cart_count is not None:
+        g.cart_count = page.cart_count  # the header's number came with the products
     return render_template("store/catalogue.html", result=page, max_quantity=cart.MAX_QUANTITY)
 
 
@@ -87,6 +93,7 @@ def cart_page():
         _add_pending()
         return redirect(url_for("store.cart_page"))  # a reload must not add it twice
     lines = cart.lines(g.user.id)
+    g.cart_count = sum(line.quantity for line in lines)  # the header's number, without asking again
     return render_template("store/cart.html", lines=lines, totals=cart.totals(lines), max_quantity=cart.MAX_QUANTITY)
 
 
@@ -165,7 +172,7 @@ def checkout_submit():
 @login_required
 def orders_page():
     page = max(request.args.get("page", 1, type=int), 1)
-    found = orders.list_for_user(g.user.id, limit=orders.PER_PAGE + 1, offset=(page - 1) * orders.PER_PAGE)
+    found = orders.history(g.user.id, limit=orders.PER_PAGE + 1, offset=(page - 1) * orders.PER_PAGE)
     return render_template(
         "store/orders.html", orders=found[: orders.PER_PAGE], page=page, has_next=len(found) > orders.PER_PAGE
     )
