@@ -17,6 +17,7 @@ from sqlalchemy.pool import NullPool
 
 from shop import PROJECT_ROOT, create_app, mirror
 from shop.clerk.users import UserSnapshot
+from shop.config import normalize_database_url
 from shop.extensions import db
 from shop.models import Role, User
 from tests.support import TEST_PUBLISHABLE_KEY, WEBHOOK_SECRET, TokenMinter, signed_headers
@@ -29,6 +30,7 @@ def _fresh_database_url() -> tuple[str, Callable[[], None]]:
     """A URL to an empty database that the suite owns, and how to drop it afterwards."""
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
+        url = normalize_database_url(url)  # postgres:// and postgresql:// too, always through psycopg 3
         # The caller created this database for the suite (.ci/run does); start from an empty schema.
         with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(False)) as conn:
             conn.execute("DROP SCHEMA public CASCADE")
