@@ -6,7 +6,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Integer, bindparam, select, update
 
 from shop.extensions import db
 from shop.store.cart import count_statement
@@ -48,7 +48,8 @@ def _catalogue_statement(*, searching: bool, with_cart: bool):
     statement = select(*columns).where(Product.active.is_(True))
     if searching:
         statement = statement.where(Product.name.ilike(bindparam("pattern"), escape="\\"))
-    return statement.order_by(Product.name, Product.id).limit(bindparam("limit")).offset(bindparam("offset"))
+    statement = statement.order_by(Product.name, Product.id)
+    return statement.limit(bindparam("limit", type_=Integer)).offset(bindparam("offset", type_=Integer))
 
 
 _STATEMENTS = {

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import Integer, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -136,7 +136,9 @@ def _history_statement(*, paged: bool):
         .where(order.user_id == bindparam("user_id"))
         .order_by(order.created_at.desc())
     )
-    return statement.limit(bindparam("limit")).offset(bindparam("offset")) if paged else statement
+    if paged:
+        statement = statement.limit(bindparam("limit", type_=Integer)).offset(bindparam("offset", type_=Integer))
+    return statement
 
 
 HISTORY = _history_statement(paged=False)

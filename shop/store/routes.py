@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
 from flask import abort, flash, g, redirect, render_template, request, session, url_for
 
 from shop.auth.decorators import login_required
@@ -11,6 +15,24 @@ from shop.store.models import OrderStatus
 
 PENDING_KEY = "pending_cart"  # what a signed-out shopper asked to add, kept until they sign in
 MAX_PENDING = 20
+
+
+def form_login_required(back_to: Callable[..., str]) -> Callable:
+    """`login_required` for a form's POST: signed out (say, a session that lapsed while the page
+    was open), go through sign-in back to the page the form was on, not to the POST's own URL
+    (which a browser would then GET)."""
+
+    def decorate(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if g.get("user") is None:
+                flash("Please sign in again, then repeat what you were doing.", "info")
+                return redirect(url_for("auth.sign_in", next=back_to(**kwargs)))
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorate
 
 
 def _quantity(default: int | None = None) -> int | None:
@@ -98,7 +120,7 @@ def cart_page():
 
 
 @bp.post("/cart/items/<int:product_id>")
-@login_required
+@form_login_required(lambda **_: url_for("store.cart_page"))
 def cart_update(product_id: int):
     quantity = _quantity()
     try:
@@ -113,7 +135,7 @@ def cart_update(product_id: int):
 
 
 @bp.post("/cart/items/<int:product_id>/remove")
-@login_required
+@form_login_required(lambda **_: url_for("store.cart_page"))
 def cart_remove(product_id: int):
     if cart.remove(g.user.id, product_id):
         flash("Removed from your cart.", "success")
@@ -143,7 +165,7 @@ def checkout_page():
 
 
 @bp.post("/checkout")
-@login_required
+@form_login_required(lambda **_: url_for("store.checkout_page"))
 def checkout_submit():
     try:
         placed = checkout.place_order(
@@ -188,7 +210,7 @@ def order_page(order_id: int):
 
 
 @bp.post("/orders/<int:order_id>/cancel")
-@login_required
+@form_login_required(lambda order_id: url_for("store.order_page", order_id=order_id))
 def order_cancel(order_id: int):
     try:
         orders.move(order_id, OrderStatus.CANCELLED, by=_who(), user_id=g.user.id)

@@ -205,3 +205,20 @@ def test_api_orders_newest_first(client, sign_in, make_product, post_form):
         }
     ]
     assert client.get(f"/api/orders/{ids[0]}").json["id"] == ids[0]
+
+
+@pytest.mark.parametrize(
+    ("path", "back"),
+    [
+        ("/cart/items/1", "/cart"),
+        ("/cart/items/1/remove", "/cart"),
+        ("/checkout", "/checkout"),
+        ("/orders/7/cancel", "/orders/7"),
+    ],
+)
+def test_a_form_posted_signed_out_returns_to_its_page_after_sign_in(client, make_product, path, back):
+    """A session that lapsed while the page was open: sign in, then back to the page, not to the POST's URL."""
+    make_product("mug")
+    response = client.post(path, data={"csrf_token": csrf_token_from(client, "/"), "quantity": "2"})
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"/sign-in?next={back}"
