@@ -6,7 +6,7 @@ FLASK  := $(BIN)/flask
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
-.PHONY: run test install db lint format bench serve clean
+.PHONY: run test install db lint format bench bench-store serve clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ format: install
 
 bench: install ## every benchmark in bench/
 	$(BIN)/python bench/webhooks.py
+	$(BIN)/python bench/store.py
+
+bench-store: install ## catalogue and cart pages through gunicorn, signed in and out; orders of a user among 1,000,000 (needs wrk)
+	$(BIN)/python bench/store.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
