@@ -110,6 +110,9 @@ def page_costs(requests_per_run: int, path: str) -> dict[str, float]:
     logging.getLogger("shop").setLevel(logging.WARNING)
     with app.app_context():
         flask_migrate.upgrade()
+        from shop.store.seed import seed
+
+        seed()
         mirror.apply_snapshot(UserSnapshot("user_bench", "bench@example.com", "Bench", "User", None, 1))
         db.session.commit()
 
@@ -136,7 +139,7 @@ def page_costs(requests_per_run: int, path: str) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=2000)
-    parser.add_argument("--page", default="/", help="a page that exists both signed in and signed out")
+    parser.add_argument("--page", default="/", help="a page both signed in and signed out (default: the catalogue)")
     parser.add_argument("--page-requests", type=int, default=300)
     args = parser.parse_args()
 
