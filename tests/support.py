@@ -151,3 +151,16 @@ class TokenMinter:
             algorithm="RS256",
             headers={"kid": self.kid, **(headers or {})},
         )
+
+
+def csrf_token(app, client) -> str:
+    """A valid CSRF form token for `client`'s session, without needing a page that has a form."""
+    from flask import session
+    from flask_wtf.csrf import generate_csrf
+
+    with app.test_request_context():
+        token = generate_csrf()
+        raw = session["csrf_token"]
+    with client.session_transaction() as client_session:
+        client_session["csrf_token"] = raw
+    return token

@@ -6,7 +6,7 @@ from flask import abort, flash, g, redirect, render_template, request, url_for
 
 from shop.admin import bp
 from shop.auth.decorators import admin_required
-from shop.auth.routes import safe_next
+from shop.auth.redirects import safe_next
 from shop.store import orders
 from shop.store.models import OrderStatus
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from flask import abort, g, jsonify, redirect, request, url_for
 
+from shop.auth.redirects import return_path
+
 
 def wants_json() -> bool:
     return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
@@ -19,7 +21,7 @@ def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
         if g.get("user") is None:
             if wants_json():
                 return jsonify(error="Not signed in"), 401
-            return redirect(url_for("auth.sign_in", next=request.full_path.rstrip("?")))
+            return redirect(url_for("auth.sign_in", next=return_path()))
         return view(*args, **kwargs)
 
     return wrapped

@@ -1,23 +1,10 @@
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import current_app, g, redirect, render_template, request
 
 from shop.auth import bp
 from shop.auth.decorators import login_required
-
-
-def safe_next(target: str | None, default: str = "/") -> str:
-    """`?next=` only ever leads to one of our own paths (no other host, no scheme, no `//`)."""
-    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
-        return default
-    if any(ord(ch) < 32 for ch in target):
-        return default
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc:
-        return default
-    return target
+from shop.auth.redirects import safe_next
 
 
 def missing_clerk_settings() -> list[str]:

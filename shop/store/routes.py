@@ -9,7 +9,7 @@ from typing import Any
 from flask import abort, flash, g, redirect, render_template, request, session, url_for
 
 from shop.auth.decorators import login_required
-from shop.auth.routes import safe_next
+from shop.auth.redirects import safe_next
 from shop.store import bp, cart, catalogue, checkout, orders
 from shop.store.models import OrderStatus
 

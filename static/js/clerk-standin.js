@@ -71,6 +71,11 @@
             id: data.session_id,
             getToken: function () { return post("/tokens").then(function (d) { return d.jwt; }); }
           } : null;
+          if (self.session && !self._refresher) {
+            // Like clerk-js: keep the 60-second __session fresh while the tab is open.
+            var session = self.session;
+            self._refresher = setInterval(function () { session.getToken().catch(function () {}); }, 40000);
+          }
           self.loaded = true;
         });
     },

@@ -3,6 +3,7 @@
 import pytest
 
 from shop.clerk.frontend import CLERK_JS_MAJOR
+from tests.support import csrf_token
 
 
 def test_sign_in_page_loads_clerk_js_from_the_frontend_api(client):
@@ -70,3 +71,25 @@ def test_not_found_page_in_the_shops_style(client):
     response = client.get("/no-such-page")
     assert response.status_code == 404
     assert b"Back to the shop" in response.data
+
+
+def test_signed_out_form_post_returns_to_the_form_page_after_sign_in(app, client):
+    """The Clerk session lapsed while the form was open: after sign-in, back to the form's page, not a 405."""
+    token = csrf_token(app, client)
+    response = client.post(
+        "/admin/orders/1/status",
+        data={"csrf_token": token, "status": "shipped"},
+        headers={"Referer": "http://localhost/admin/orders?status=placed"},
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/sign-in?next=/admin/orders?status%3Dplaced"
+
+
+def test_signed_out_form_post_from_another_site_returns_home(app, client):
+    token = csrf_token(app, client)
+    response = client.post(
+        "/admin/orders/1/status",
+        data={"csrf_token": token},
+        headers={"Referer": "https://evil.example.com/admin/orders"},
+    )
+    assert response.headers["Location"] == "/sign-in?next=/"
