@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, g, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from psycopg.errors import UndefinedTable
 from sqlalchemy.exc import OperationalError, ProgrammingError
@@ -39,6 +39,10 @@ def _rollback() -> None:
         db.session.rollback()
     except Exception:  # the connection may be gone already; the pool replaces it
         log.debug("rollback after a database error failed", exc_info=True)
+    # The rollback expired every row the request had loaded, the signed-in user's too: the page's
+    # header would load it again from the database that just failed, and the error page itself
+    # would fail. The error page is drawn signed out.
+    g.user = None
 
 
 def register(app: Flask) -> None:
