@@ -15,7 +15,8 @@ What it does:
 2. Starts gunicorn with the committed gunicorn.conf.py on 127.0.0.1 in production mode (one, or
    two on two ports), with Clerk configured networklessly: an RSA key made for the run verifies
    the shoppers' RS256 session tokens, and a webhook secret verifies the deliveries.
-3. Runs Locust (headless, through its library API) for --duration seconds:
+3. Runs Locust (headless, through its library API): shoppers arrive during a --warmup (5 s, not in
+   the figures), then the load is measured for --duration seconds (30):
    - shoppers (one requests.Session each, keeping cookies as a browser on HTTPS would) browse the
      catalogue, search, open products, add to the cart with the CSRF token from the page, and
      check out: GET /checkout for the form (CSRF token, idempotency key, expected total), then
@@ -40,7 +41,7 @@ What it does:
    with 75.
 
 Why Locust: a maintained load tool with weighted tasks, think times and per-route statistics, and
-its gevent client costs the 2-core machine little next to the server. The figures below are
+its gevent client costs the 2-core machine little next to the server. The figures are
 computed from every request's own timing (Locust's request event), so that they can be split
 by phase (before, during and after a fault).
 """
@@ -338,8 +339,8 @@ def shopper_users(count: int) -> list[dict]:
     ]
 
 
-def prepare(database_url: str, minter: TokenMinter, shoppers: list[dict]) -> list[str]:
-    """Schema (committed migrations), catalogue with stock for the run, shoppers in the mirror."""
+def prepare(database_url: str, minter: TokenMinter, users: list[dict]) -> list[str]:
+    """Schema (committed migrations), catalogue with stock for the run, users (shoppers, Clerk's) in the mirror."""
     import logging
 
     import flask_migrate
@@ -355,8 +356,9 @@ def prepare(database_url: str, minter: TokenMinter, shoppers: list[dict]) -> lis
         flask_migrate.upgrade()
         seed()
         db.session.execute(db.text("UPDATE products SET stock = 1000000"))
-        mirror.apply_snapshots(parse_user(user) for user in shoppers)
-        db.session.commit()
+        for start in range(0, len(users), 1000):
+            mirror.apply_snapshots(parse_user(user) for user in users[start : start + 1000])
+            db.session.commit()
         db.engine.dispose()
     return [product.slug for product in DEMO_PRODUCTS]
 
@@ -444,7 +446,7 @@ def restart_database(pg: PrivatePostgres, outage: float, log: FaultLog) -> None:
     log.events["stop"] = time.time()
     pg.stop()
     log.events["stopped"] = time.time()
-    gevent.sleep(max(0.0, outage - (log.events["stopped"] - log.events["stop"])))
+    gevent.sleep(outage)
     log.events["start"] = time.time()
     pg.start()
     log.events["started"] = time.time()
@@ -549,7 +551,8 @@ def sync_race(database_url: str, clerk: Clerk, shoppers: list[dict]) -> dict:
 class Outcome:
     label: str
     workers: int
-    started: float = 0.0
+    started: float = 0.0  # the warm-up's start
+    measured_from: float = 0.0  # the figures' start: the warm-up is over
     load_end: float = 0.0
     drained: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)
@@ -565,13 +568,15 @@ class Outcome:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
-    add("--duration", type=float, default=30, help="seconds of load (default 30)")
-    add("--shoppers", type=int, default=40, help="simulated shoppers (default 40)")
+    add("--duration", type=float, default=30, help="seconds of load measured, after the warm-up (default 30)")
+    add("--warmup", type=float, default=5, help="seconds of warm-up: shoppers arrive, workers warm (default 5)")
+    add("--shoppers", type=int, default=20, help="simulated shoppers (default 20)")
     add("--think", type=float, nargs=2, default=(0.5, 1.5), metavar=("MIN", "MAX"),
         help="seconds a shopper waits between two actions (default 0.5 1.5)")  # fmt: skip
-    add("--webhook-rate", type=float, default=100, help="webhook deliveries per second (default 100)")
-    add("--senders", type=int, default=4, help="concurrent webhook senders (default 4)")
-    add("--users", type=int, default=5000, help="Clerk users the webhooks create, change and delete")
+    add("--webhook-rate", type=float, default=40, help="webhook deliveries per second (default 40)")
+    add("--senders", type=int, default=8, help="concurrent webhook senders (default 8)")
+    add("--clerk-users", type=int, default=5000, help="users Clerk (and the mirror) has before the run (default 5000)")
+    add("--new-users", type=int, default=5000, help="most users Clerk may create during the run (default 5000)")
     add("--fault", choices=("db-restart", "worker-kill"), help="the fault in the middle of the load")
     add("--outage", type=float, default=10, help="seconds PostgreSQL stays down (db-restart; default 10)")
     add("--fault-at", type=float, help="seconds into the load when the fault strikes (default: a third)")
@@ -589,7 +594,11 @@ def run(args: argparse.Namespace) -> Outcome:
     pg = PrivatePostgres()
     servers: list[subprocess.Popen] = []
     try:
-        slugs = prepare(pg.url, minter, shoppers)
+        clerk = Clerk(users=args.clerk_users + args.new_users, existing=args.clerk_users, create_share=0.3)
+        slugs = prepare(pg.url, minter, shoppers + clerk.live_users())
+        with psycopg.connect(pg.libpq, autocommit=True) as conn:  # no autovacuum or checkpoint of the set-up mid-run
+            conn.execute("VACUUM ANALYZE")
+            conn.execute("CHECKPOINT")
         urls = []
         for n in range(args.instances):
             port = free_port()
@@ -601,7 +610,6 @@ def run(args: argparse.Namespace) -> Outcome:
 
         now = int(time.time())
         tokens = {u["id"]: minter.mint(u["id"], iat=now, nbf=now - 5, exp=now + 3600, azp=None) for u in shoppers}
-        clerk = Clerk(users=args.users, duplicate_share=0.05)
         RUN = Run(urls, [u["id"] for u in shoppers], tokens, now, clerk, cross_share=0.2, slugs=slugs)
         Shopper.wait_time = between(*args.think)
         WebhookSender.fixed_count = args.senders
@@ -612,16 +620,20 @@ def run(args: argparse.Namespace) -> Outcome:
 
         fault_at = args.fault_at if args.fault_at is not None else args.duration / 3
         if args.fault == "db-restart":
-            gevent.spawn_later(fault_at, restart_database, pg, args.outage, out.faults)
+            gevent.spawn_later(args.warmup + fault_at, restart_database, pg, args.outage, out.faults)
         elif args.fault == "worker-kill":
-            gevent.spawn_later(fault_at, kill_busy_worker, servers[0], out.faults, out.workers)
+            gevent.spawn_later(args.warmup + fault_at, kill_busy_worker, servers[0], out.faults, out.workers)
         print(f"load: {args.shoppers} shoppers (think {args.think[0]:g}–{args.think[1]:g} s), "
-              f"{args.webhook_rate:g} webhook deliveries/s from {args.senders} senders, {args.duration:g} s"
+              f"{args.webhook_rate:g} webhook deliveries/s from {args.senders} senders; {args.warmup:g} s of warm-up, "
+            f"{args.duration:g} s measured"
               + (f"; {args.fault} at {fault_at:g} s" if args.fault else ""), flush=True)  # fmt: skip
 
-        meter = CpuMeter(servers, pg)
         out.started = time.time()
-        runner.start(args.shoppers + args.senders, spawn_rate=max(10, args.shoppers))
+        users = args.shoppers + args.senders
+        runner.start(users, spawn_rate=users / args.warmup if args.warmup > 1 else users)  # arriving over the warm-up
+        gevent.sleep(args.warmup)
+        meter = CpuMeter(servers, pg)
+        out.measured_from = time.time()
         gevent.sleep(args.duration)
         RUN.over = True
         out.load_end = time.time()
@@ -718,30 +730,36 @@ def print_table(rows: list[dict]) -> None:
 
 def report_db_restart(out: Outcome, result: dict) -> tuple[float, float]:
     """The outage's figures; returns the window in which failures are the outage's."""
-    ev, started = out.faults.events, out.started
+    ev, started = out.faults.events, out.measured_from
     page_failures = [s for s in RUN.samples if not s.ok and WEBHOOK_PATH not in s.route]
     hook_failures = [s for s in RUN.samples if not s.ok and WEBHOOK_PATH in s.route]
     after = [s for s in RUN.samples if s.start >= ev["started"] and s.ok]
     first_page = min((s.end for s in after if WEBHOOK_PATH not in s.route), default=float("nan"))
     first_hook = min((s.end for s in after if WEBHOOK_PATH in s.route), default=float("nan"))
     last_failure = max((s.end for s in page_failures + hook_failures), default=ev["started"])
+    others = sorted({f"{s.route} {s.status or 'no answer'}" for s in page_failures + hook_failures if s.status != 503
+                     and not (WEBHOOK_PATH in s.route and s.status >= 500)})  # fmt: skip
     fault = {
         "stopped_at": ev["stop"] - started,
+        "down_seconds": ev["start"] - ev["stopped"],
+        "restart_seconds": ev["started"] - ev["start"],
         "up_at": ev["started"] - started,
         "pages_503": sum(1 for s in page_failures if s.status == 503),
         "pages_other_failures": sum(1 for s in page_failures if s.status != 503),
         "webhooks_5xx": sum(1 for s in hook_failures if s.status >= 500),
         "webhooks_other_failures": sum(1 for s in hook_failures if s.status < 500),
+        "other_failures": others,
         "first_page_ok": first_page - ev["started"],
         "first_webhook_ok": first_hook - ev["started"],
         "last_failure": last_failure - ev["started"],
     }
     result["fault"] = fault
-    print(f"\nfault: PostgreSQL stopped (immediate) at {fault['stopped_at']:.1f} s, accepting connections again at "
-          f"{fault['up_at']:.1f} s: {fault['up_at'] - fault['stopped_at']:.1f} s without a database")  # fmt: skip
+    print(f"\nfault: PostgreSQL stopped (pg_ctl -m immediate) at {fault['stopped_at']:.1f} s, down "
+          f"{fault['down_seconds']:.1f} s, restart took {fault['restart_seconds']:.1f} s: accepting connections "
+          f"again at {fault['up_at']:.1f} s")  # fmt: skip
     print(f"  pages answered 503: {fault['pages_503']} (other failures: {fault['pages_other_failures']}); "
           f"webhook deliveries answered 5xx: {fault['webhooks_5xx']} (other failures: "
-          f"{fault['webhooks_other_failures']})")  # fmt: skip
+          f"{fault['webhooks_other_failures']}){': ' + ', '.join(others) if others else ''}")  # fmt: skip
     print(f"  after PostgreSQL was up: first page 200 after {fault['first_page_ok']:.2f} s, first webhook 200 after "
           f"{fault['first_webhook_ok']:.2f} s, last failure {fault['last_failure']:+.2f} s")  # fmt: skip
     return ev["stop"], ev["started"] + RECOVERY_ALLOWANCE
@@ -763,10 +781,14 @@ def report_worker_kill(out: Outcome, result: dict) -> tuple[float, float]:
 
 
 def report(args: argparse.Namespace, out: Outcome) -> list[str]:
-    elapsed = out.load_end - out.started
-    load_samples = [s for s in RUN.samples if s.start < out.load_end]
+    elapsed = out.load_end - out.measured_from
+    warmup = [s for s in RUN.samples if s.start < out.measured_from]
+    load_samples = [s for s in RUN.samples if out.measured_from <= s.start < out.load_end]
     rows = route_table(load_samples, elapsed)
-    print(f"\nduring the {elapsed:.0f} s of load (p50/p99 of every request; errors: answers not as expected)")
+    warm = figures("warm-up", warmup, out.measured_from - out.started)
+    print(f"\nwarm-up, not in the figures: {warm['requests']} requests in {out.measured_from - out.started:.0f} s, "
+          f"p50 {warm['p50']:.1f} ms, p99 {warm['p99']:.1f} ms, errors {warm['errors']}")  # fmt: skip
+    print(f"during the {elapsed:.0f} s measured (p50/p99 of every request; errors: answers not as expected)")
     print_table(rows)
     cpu, cores = out.cpu, os.cpu_count() or 1
     print(f"CPU (cores busy during the load): gunicorn {cpu['gunicorn'] / elapsed:.2f}, PostgreSQL "
@@ -780,7 +802,7 @@ def report(args: argparse.Namespace, out: Outcome) -> list[str]:
     clerk = RUN.clerk
     result = {
         "label": out.label, "args": vars(args), "workers": out.workers, "elapsed": elapsed, "routes": rows,
-        "cpu": {k: v / elapsed for k, v in cpu.items()}, "load_average": out.load_average,
+        "cpu": {k: v / elapsed for k, v in cpu.items()}, "load_average": out.load_average, "warmup": warm,
         "webhooks": {**clerk.counts(), **out.hook_counts, "statuses": dict(clerk.statuses)},
         "orders": out.order_counts,
     }  # fmt: skip
@@ -799,7 +821,8 @@ def report(args: argparse.Namespace, out: Outcome) -> list[str]:
 
     w = result["webhooks"]
     answers = ", ".join(f"{status or 'none'}: {count}" for status, count in sorted(clerk.statuses.items()))
-    print(f"\nwebhooks: {w['messages']} messages about {w['users']} Clerk users ({w['deleted']} deleted by the end); "
+    print(f"\nwebhooks: {w['messages']} messages about {w['users_in_messages']} users; Clerk holds {w['users']} users "
+          f"({w['deleted']} deleted by the end); "
           f"{w['deliveries']} deliveries, answers {answers}")  # fmt: skip
     crossing = f", {RUN.crossings} messages sent to both instances at once" if args.instances == 2 else ""
     print(f"  duplicates sent on purpose {w['duplicates_sent']}{crossing}; messages retried {w['retried']}")

@@ -62,18 +62,20 @@ class _Due:
 class Clerk:
     """Clerk's users and Svix's queue of deliveries to the shop.
 
-    `change()` makes one change as Clerk would (a new user, an update, a deletion) and returns its
-    message for a first delivery; `due()` hands out a retry or duplicate whose time has come;
-    `answered()` records each delivery's answer and schedules what Svix would do next.
+    Clerk may start with `existing` users (already in the mirror, as after a sync); `change()`
+    makes one change as Clerk would (a new user, up to `users` in all, an update, a deletion) and
+    returns its message for a first delivery; `due()` hands out a retry or duplicate whose time
+    has come; `answered()` records each delivery's answer and schedules what Svix would do next.
     """
 
     def __init__(
         self,
         *,
         users: int,
+        existing: int = 0,
         prefix: str = "user_load",
         seed: int = 1,
-        create_share: float = 0.7,
+        create_share: float = 0.75,
         delete_share: float = 0.03,
         duplicate_share: float = 0.05,
         secret: str = WEBHOOK_SECRET,
@@ -96,46 +98,51 @@ class Clerk:
         self._queue: list[_Due] = []
         self._seq = 0
         self._lock = threading.Lock()
+        for _ in range(existing):
+            self._new_version(create=True)
 
     # -- Clerk: the users ----------------------------------------------------------------------------
 
     def change(self) -> Message:
         """One change to Clerk's users, as its event queued for a first delivery (returned)."""
         with self._lock:
-            self._updated_at = max(self._updated_at + 1, int(time.time() * 1000))
             create = self._created < self.users and (not self._live or self.rng.random() < self.create_share)
-            if create:
-                clerk_id = f"{self.prefix}{self._created:06d}"
-                self._created += 1
-                kind, version = "user.created", 1
-            else:
-                clerk_id = self._live[self.rng.randrange(len(self._live))]
-                version = self._versions[clerk_id] + 1
-                kind = "user.deleted" if self.rng.random() < self.delete_share else "user.updated"
-            if kind == "user.deleted":
-                self._remove_live(clerk_id)
-                self.state[clerk_id] = None
-                body = json.dumps(deleted_event(clerk_id))
-            else:
-                user = clerk_user(
-                    clerk_id,
-                    email=f"{clerk_id}.v{version}@example.com",
-                    updated_at=self._updated_at,
-                    first_name=f"Version{version}",
-                    last_name=f"Of {clerk_id}",
-                    created_at=self._created_at.setdefault(clerk_id, self._updated_at),
-                )
-                self.state[clerk_id] = user
-                if create:
-                    self._live_index[clerk_id] = len(self._live)
-                    self._live.append(clerk_id)
-                body = json.dumps(event(kind, user))
-            self._versions[clerk_id] = version
+            clerk_id, kind, body = self._new_version(create=create)
             self._seq += 1
             svix_id = f"msg_{self.run}_{self._seq:07d}"
             message = Message(svix_id, kind, clerk_id, body)
             self.messages[svix_id] = message
             return message
+
+    def _new_version(self, *, create: bool) -> tuple[str, str, str]:
+        """Change one user in Clerk's state: (clerk_id, event type, the event's JSON)."""
+        self._updated_at = max(self._updated_at + 1, int(time.time() * 1000))
+        if create:
+            clerk_id = f"{self.prefix}{self._created:06d}"
+            self._created += 1
+            kind, version = "user.created", 1
+        else:
+            clerk_id = self._live[self.rng.randrange(len(self._live))]
+            version = self._versions[clerk_id] + 1
+            kind = "user.deleted" if self.rng.random() < self.delete_share else "user.updated"
+        self._versions[clerk_id] = version
+        if kind == "user.deleted":
+            self._remove_live(clerk_id)
+            self.state[clerk_id] = None
+            return clerk_id, kind, json.dumps(deleted_event(clerk_id))
+        user = clerk_user(
+            clerk_id,
+            email=f"{clerk_id}.v{version}@example.com",
+            updated_at=self._updated_at,
+            first_name=f"Version{version}",
+            last_name=f"Of {clerk_id}",
+            created_at=self._created_at.setdefault(clerk_id, self._updated_at),
+        )
+        self.state[clerk_id] = user
+        if create:
+            self._live_index[clerk_id] = len(self._live)
+            self._live.append(clerk_id)
+        return clerk_id, kind, json.dumps(event(kind, user))
 
     def _remove_live(self, clerk_id: str) -> None:
         index = self._live_index.pop(clerk_id)
@@ -221,6 +228,7 @@ class Clerk:
             "retried": sum(1 for m in messages if m.failures),
             "duplicates_sent": self.duplicates,
             "users": len(self.state),
+            "users_in_messages": len({m.clerk_id for m in messages}),
             "deleted": sum(1 for user in self.state.values() if user is None),
         }
 
