@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
     CHAR,
@@ -146,18 +145,6 @@ class Order(db.Model):
     def item_count(self) -> int:
         return sum(item.quantity for item in self.items)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "status": self.status,
-            "email": self.email,
-            "total_cents": self.total_cents,
-            "currency": self.currency,
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-            "items": [item.to_dict() for item in self.items],
-        }
-
 
 class OrderItem(db.Model):
     __tablename__ = "order_items"
@@ -180,12 +167,3 @@ class OrderItem(db.Model):
     @property
     def line_total_cents(self) -> int:
         return self.unit_price_cents * self.quantity
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "product_id": self.product_id,
-            "name": self.product_name,
-            "unit_price_cents": self.unit_price_cents,
-            "quantity": self.quantity,
-            "line_total_cents": self.line_total_cents,
-        }

@@ -71,6 +71,23 @@ class OrderSummary:
     updated_at: datetime
     items: tuple[OrderLine, ...]
 
+    @classmethod
+    def of(cls, order: Order) -> OrderSummary:
+        """The same view of an order loaded as a model, so that the JSON has one shape."""
+        return cls(
+            id=order.id,
+            status=order.status,
+            email=order.email,
+            total_cents=order.total_cents,
+            currency=order.currency,
+            created_at=order.created_at,
+            updated_at=order.updated_at,
+            items=tuple(
+                OrderLine(item.product_id, item.product_name, item.unit_price_cents, item.quantity)
+                for item in order.items
+            ),
+        )
+
     @property
     def item_count(self) -> int:
         return sum(item.quantity for item in self.items)
