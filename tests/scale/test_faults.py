@@ -60,7 +60,8 @@ def test_svix_retries_bring_every_delivery_in_through_a_database_restart(stoppab
 
     def look_at_the_catalogue(url: str) -> None:
         while running.is_set():
-            pages.append((time.monotonic(), requests.get(url + "/", timeout=10).status_code))
+            asked = time.monotonic()  # when the request started: its answer depends on the database then
+            pages.append((asked, requests.get(url + "/", timeout=10).status_code))
             time.sleep(0.05)
 
     with live_server(app) as url:
