@@ -6,7 +6,7 @@ FLASK  := $(BIN)/flask
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
-.PHONY: run test install db lint format bench bench-store serve clean
+.PHONY: run test install db lint format bench bench-webhooks bench-store serve clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,12 +33,16 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install ## every benchmark in bench/
+bench: bench-webhooks bench-store ## every benchmark in bench/
+
+bench-webhooks: install ## signed user.updated deliveries through gunicorn, beside /api/health (needs wrk)
 	$(BIN)/python bench/webhooks.py
-	$(BIN)/python bench/store.py
 
 bench-store: install ## catalogue and cart pages through gunicorn, signed in and out; orders of a user among 1,000,000 (needs wrk)
 	$(BIN)/python bench/store.py
+
+serve: db ## production server: gunicorn with gunicorn.conf.py (needs DATABASE_URL and SECRET_KEY)
+	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
