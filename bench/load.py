@@ -57,12 +57,10 @@ import random
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin
@@ -79,6 +77,7 @@ from locust.exception import StopUser
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import free_port, start_gunicorn  # noqa: E402
 from tests.scale.support import (  # noqa: E402
     WEBHOOK_PATH,
     Clerk,
@@ -363,36 +362,6 @@ def prepare(database_url: str, minter: TokenMinter, users: list[dict]) -> list[s
     return [product.slug for product in DEMO_PRODUCTS]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_gunicorn(env_vars: dict[str, str], port: int, log_path: Path, workers: int | None) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "GUNICORN_", "CLERK_"))}
-    env.pop("PORT", None)
-    # Empty values, not missing ones: wsgi.py's load_dotenv() must not fill them from a developer's .env.
-    env.update(dict.fromkeys(("CLERK_SECRET_KEY", "CLERK_AUTHORIZED_PARTIES", "SHOP_DEV_AUTH"), ""), **env_vars)
-    command = [str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
-    if workers:
-        command += ["--workers", str(workers)]
-    log = open(log_path, "wb")  # noqa: SIM115 (the server writes to it until it stops)
-    server = subprocess.Popen([*command, "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            sys.exit(f"gunicorn stopped (exit {server.returncode}):\n{log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return server
-        except OSError:
-            time.sleep(0.2)
-    server.terminate()
-    sys.exit(f"gunicorn did not answer within 60 s; see {log_path}")
-
-
 def settled_workers(server: subprocess.Popen) -> int:
     """How many workers the master keeps, once it has forked them all (unchanged for a second)."""
     master, count, since = psutil.Process(server.pid), -1, time.monotonic()
@@ -603,7 +572,8 @@ def run(args: argparse.Namespace) -> Outcome:
         for n in range(args.instances):
             port = free_port()
             log_path = RESULTS / f"load-{label}-gunicorn-{n + 1}.log"
-            servers.append(start_gunicorn(app_env(pg.url, minter), port, log_path, args.workers))
+            workers = ["--workers", str(args.workers)] if args.workers else []
+            servers.append(start_gunicorn(app_env(pg.url, minter), port, log_path, workers))
             urls.append(f"http://127.0.0.1:{port}")
         out = Outcome(label, settled_workers(servers[0]))
         print(f"gunicorn: {args.instances} × {out.workers} workers (gunicorn.conf.py); PostgreSQL: pgserver, its own")

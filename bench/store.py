@@ -35,7 +35,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,6 +49,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import free_port, start_gunicorn  # noqa: E402
 from tests.support import TEST_PUBLISHABLE_KEY, TokenMinter  # noqa: E402
 
 DATABASE = "bench_store"
@@ -149,36 +149,6 @@ def prepare_shop(app, shoppers: int) -> list[str]:
 
 
 # --------------------------------------------------------------------------- gunicorn and wrk
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_gunicorn(env_vars: dict[str, str], port: int, log_path: Path, flags: list[str]) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "GUNICORN_", "CLERK_"))}
-    env.pop("PORT", None)
-    # Empty values, not missing ones: wsgi.py's load_dotenv() must not fill them from a developer's .env.
-    blank = ("CLERK_SECRET_KEY", "CLERK_WEBHOOK_SECRET", "CLERK_AUTHORIZED_PARTIES", "SHOP_DEV_AUTH")
-    env.update(dict.fromkeys(blank, ""), **env_vars)
-    command = [str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
-    command += flags
-    log = open(log_path, "wb")  # noqa: SIM115 (the server writes to it until it stops)
-    server = subprocess.Popen([*command, "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            sys.exit(f"gunicorn stopped (exit {server.returncode}):\n{log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return server
-        except OSError:
-            time.sleep(0.2)
-    server.terminate()
-    sys.exit(f"gunicorn did not answer within 60 s; see {log_path}")
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):

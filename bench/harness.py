@@ -1,0 +1,60 @@
+"""What the benchmarks share: a free port, and gunicorn started the way production starts it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# Settings a developer's .env could fill in; passed empty so that wsgi.py's load_dotenv() leaves them unset.
+BLANK_SETTINGS = (
+    "CLERK_PUBLISHABLE_KEY",
+    "CLERK_SECRET_KEY",
+    "CLERK_WEBHOOK_SECRET",
+    "CLERK_JWT_KEY",
+    "CLERK_AUTHORIZED_PARTIES",
+    "SHOP_DEV_AUTH",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_gunicorn(
+    settings: Mapping[str, str],
+    port: int,
+    log_path: Path,
+    extra_args: Sequence[str] = (),
+    *,
+    ready_path: str = "/api/health",
+) -> subprocess.Popen:
+    """`gunicorn -c gunicorn.conf.py wsgi:app` on 127.0.0.1:`port` with `settings`; returns once it answers."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "GUNICORN_", "CLERK_"))}
+    env.pop("PORT", None)
+    env.update(dict.fromkeys(BLANK_SETTINGS, ""), **settings)
+    command = [str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
+    log = open(log_path, "wb")  # noqa: SIM115 (the server writes to it until it stops)
+    server = subprocess.Popen(
+        [*command, *extra_args, "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            sys.exit(f"gunicorn stopped (exit {server.returncode}):\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{ready_path}", timeout=2) as answer:
+                if answer.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.2)
+    server.terminate()
+    sys.exit(f"gunicorn did not answer within 60 s; see {log_path}")
