@@ -12,8 +12,8 @@ import enum
 import logging
 from typing import Any
 
-from sqlalchemy import func, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from shop import mirror
@@ -33,30 +33,38 @@ class Outcome(enum.StrEnum):
     IGNORED = "ignored"
 
 
-def _claim(svix_id: str, event_type: str | None, user_id: str | None, payload: Any) -> int | None:
-    """Insert the event as `received`, or take over a `failed` one; None if it is already done."""
-    statement = insert(WebhookEvent).values(
-        source=SOURCE,
-        svix_id=svix_id,
-        type=event_type,
-        clerk_user_id=user_id,
-        status=WebhookStatus.RECEIVED,
-        payload=payload,
-    )
-    stored = WebhookEvent.__table__.c
-    statement = statement.on_conflict_do_update(
-        constraint="uq_webhook_events_source_svix_id",
-        set_={
-            "status": WebhookStatus.RECEIVED,
-            "attempts": stored.attempts + 1,
-            "type": statement.excluded.type,
-            "clerk_user_id": statement.excluded.clerk_user_id,
-            "payload": statement.excluded.payload,
-            "error": None,
-        },
-        where=stored.status == WebhookStatus.FAILED,
-    ).returning(stored.id)
-    return db.session.execute(statement).scalar()
+# One statement that claims the row and writes its final status. Nobody sees the row before the
+# transaction commits, and if applying the event fails the whole transaction (row included) rolls
+# back, so there is no need to write `received` first and the final status in a second statement.
+# Written as SQL text, parsed once: SQLAlchemy cannot cache the compiled form of PostgreSQL's
+# INSERT … ON CONFLICT (postgresql.Insert has inherit_cache = False): built with
+# insert().on_conflict_do_update(), it was compiled afresh for every delivery, about a millisecond of CPU.
+_CLAIM = text(
+    """
+    INSERT INTO webhook_events AS stored (source, svix_id, type, clerk_user_id, status, payload, processed_at)
+    VALUES (:source, :svix_id, :type, :clerk_user_id, :status, :payload, now())
+    ON CONFLICT ON CONSTRAINT uq_webhook_events_source_svix_id DO UPDATE
+        SET status = excluded.status, attempts = stored.attempts + 1, type = excluded.type,
+            clerk_user_id = excluded.clerk_user_id, payload = excluded.payload, error = NULL,
+            processed_at = excluded.processed_at
+        WHERE stored.status = :failed
+    RETURNING stored.id
+    """
+).bindparams(bindparam("payload", type_=JSONB), failed=WebhookStatus.FAILED.value)
+
+
+def _claim(svix_id: str, event: ClerkEvent, payload: Any) -> int | None:
+    """Insert the event with its final status, or take over a `failed` one; None if it is already done."""
+    status = WebhookStatus.PROCESSED if event.is_handled else WebhookStatus.IGNORED
+    parameters = {
+        "source": SOURCE,
+        "svix_id": svix_id,
+        "type": event.type,
+        "clerk_user_id": event.user_id,
+        "status": status.value,
+        "payload": payload,
+    }
+    return db.session.execute(_CLAIM, parameters).scalar()
 
 
 def _apply(event: ClerkEvent) -> mirror.Change | None:
@@ -70,17 +78,10 @@ def _apply(event: ClerkEvent) -> mirror.Change | None:
 def process(svix_id: str, event: ClerkEvent, payload: Any) -> Outcome:
     """Record and apply one event; commits on success, rolls back and re-raises on failure."""
     try:
-        event_id = _claim(svix_id, event.type, event.user_id, payload)
-        if event_id is None:
+        if _claim(svix_id, event, payload) is None:
             db.session.rollback()
             return Outcome.DUPLICATE
         change = _apply(event)
-        status = WebhookStatus.PROCESSED if event.is_handled else WebhookStatus.IGNORED
-        db.session.execute(
-            update(WebhookEvent)
-            .where(WebhookEvent.id == event_id)
-            .values(status=status, processed_at=func.now(), error=None)
-        )
         db.session.commit()
     except BaseException:
         db.session.rollback()

@@ -1,0 +1,599 @@
+"""Webhook throughput: signed, distinct `user.updated` deliveries through gunicorn, beside a trivial route.
+
+    .venv/bin/python bench/webhooks.py            # or: make bench-webhooks
+
+What it does:
+
+1. Creates its own database, `bench_webhooks` on the embedded PostgreSQL (dropped again at the
+   end; --keep-database keeps it), or uses BENCH_DATABASE_URL, whose `public` schema it EMPTIES
+   first. Builds the schema with the committed migrations.
+2. Starts gunicorn with the committed gunicorn.conf.py on 127.0.0.1 (a free port), in production
+   mode, with its access log and the app's log in bench/results/webhooks-gunicorn.log.
+3. For every round: signs, before any timing, one distinct `user.updated` per request (Clerk's
+   example payload from tests/vectors with each user's id, e-mail and names, signed by svix's own
+   `Webhook.sign`); each of the 8 senders owns its users and sends their updates with increasing
+   `updated_at`. Then drives POST /api/webhooks/clerk and GET /api/health (the trivial route:
+   Flask routing plus one `SELECT 1`, the cheapest route the app has) the same way: 8 keep-alive
+   connections, each with one request in flight, for a fixed duration, after a warm-up.
+4. Checks afterwards that every delivery answered 200 has exactly one `processed` row in
+   `webhook_events`, that nothing else was recorded, and that `users` holds, for every user, the
+   newest update that was processed.
+5. Prints one line per round and a summary: best round, and the spread over the rounds.
+
+The load generator is wrk (C, epoll) driven by a Lua script that cycles through the pre-signed
+requests, one file per connection. Measured against /api/health at about 1,650 requests/s, wrk used
+0.07 cores (about 40 µs per request) and a compact Python client (http.client keep-alive
+connections, one thread per sender) 0.22 cores (about 150 µs per request); with 2 cores shared by
+gunicorn and PostgreSQL, whatever the sender takes is missing from what it measures. The CPU that
+wrk, gunicorn and the PostgreSQL backends used is printed beside each figure, with what the rest
+of the machine used ("other"): a round in which "other" is high was disturbed.
+Install wrk with `apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk` (macOS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import resource
+import runpy
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from sqlalchemy.engine import make_url
+from svix.webhooks import Webhook
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+WEBHOOK_PATH = "/api/webhooks/clerk"
+TRIVIAL_PATH = "/api/health"
+DATABASE = "bench_webhooks"
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # noqa: S105  (the test suite's; any whsec_ works)
+TEMPLATE = ROOT / "tests" / "vectors" / "openapi-specs_webhook_user_updated.json"
+RESULTS = ROOT / "bench" / "results"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+# One wrk thread per connection, one request in flight: a thread's answers come in the order of its
+# requests, so each status can be matched to the delivery it answers.
+WRK_SCRIPT = r"""
+local threads, next_id = {}, 0
+
+function setup(thread)
+  thread:set("id", next_id)
+  next_id = next_id + 1
+  table.insert(threads, thread)
+end
+
+function init(args)
+  local f = assert(io.open(args[1] .. "/" .. args[2] .. "-" .. id .. ".req", "rb"))
+  local data = f:read("*a")
+  f:close()
+  reqs, pos = {}, 1
+  while pos <= #data do  -- "<length>\n<raw request>" records
+    local nl = string.find(data, "\n", pos, true)
+    local len = tonumber(string.sub(data, pos, nl - 1))
+    reqs[#reqs + 1] = string.sub(data, nl + 1, nl + len)
+    pos = nl + len + 1
+  end
+  sent, answered, codes = 0, {}, {}
+end
+
+-- wrk calls request() once more than it sends, on the first thread, to inspect the request; so
+-- each answer is recorded with the number of the request it answers, not by position.
+function request()
+  sent = sent + 1
+  return reqs[(sent - 1) % #reqs + 1]
+end
+
+function response(status, headers, body)
+  answered[#answered + 1] = sent
+  codes[#codes + 1] = status
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"duration_us": %d, "requests": %d, "p50_us": %d, "p99_us": %d, "max_us": %d, "mean_us": %.1f, '
+      .. '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, "threads": [',
+    summary.duration, summary.requests, latency:percentile(50), latency:percentile(99), latency.max,
+    latency.mean, e.connect, e.read, e.write, e.status, e.timeout))
+  for i, thread in ipairs(threads) do
+    local got, numbers = thread:get("codes"), thread:get("answered")
+    local parts = {}
+    for j = 1, #got do parts[j] = numbers[j] .. "," .. got[j] end
+    io.write(string.format('%s{"id": %d, "sent": %d, "answers": [%s]}', i > 1 and ", " or "",
+      thread:get("id"), thread:get("sent"), table.concat(parts, ",")))
+  end
+  io.write("]}\n")
+end
+"""
+
+
+# --------------------------------------------------------------------------- the database
+
+
+def prepare_database() -> tuple[str, Callable[[], None]]:
+    """A SQLAlchemy URL to an empty database with the schema, and how to drop it afterwards."""
+    url = os.environ.get("BENCH_DATABASE_URL")
+    if url:
+        from shop.config import normalize_database_url
+
+        url = normalize_database_url(url)
+        with psycopg.connect(_libpq(url), autocommit=True) as conn:
+            conn.execute("DROP SCHEMA public CASCADE")
+            conn.execute("CREATE SCHEMA public")
+        drop = lambda: None  # noqa: E731
+    else:
+        from shop import embedded_postgres
+
+        server = embedded_postgres.start(ROOT / "instance" / "pgdata")
+        with psycopg.connect(_libpq(server), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {DATABASE}")
+        url = make_url(server).set(database=DATABASE).render_as_string(hide_password=False)
+
+        def drop() -> None:
+            with psycopg.connect(_libpq(server), autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+
+    import flask_migrate
+
+    from shop import create_app
+    from shop.extensions import db
+
+    app = create_app(_app_env(url))
+    with app.app_context():
+        flask_migrate.upgrade()  # the committed migrations, as `flask db upgrade` runs them
+        db.engine.dispose()
+    return url, drop
+
+
+def _libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _app_env(database_url: str) -> dict[str, str]:
+    # Production mode (no FLASK_DEBUG), as under a real deployment.
+    return {"DATABASE_URL": database_url, "SECRET_KEY": "bench-secret-key", "CLERK_WEBHOOK_SECRET": SECRET}
+
+
+# --------------------------------------------------------------------------- the deliveries
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    svix_id: str
+    user: int
+    updated_at: int
+
+
+@dataclass
+class Deliveries:
+    """Every delivery of the run, and what the mirror must end up holding."""
+
+    users: int
+    senders: int
+    next_updated_at: int = 1_800_000_000_000
+    sequence: int = 0
+    template: dict = field(default_factory=lambda: json.loads(TEMPLATE.read_text()))
+
+    def user_fields(self, user: int, updated_at: int) -> dict[str, str]:
+        return {
+            "clerk_id": f"user_bench{user:06d}",
+            "email": f"bench.user{user:06d}@example.com",
+            "first_name": f"First{updated_at % 1_000_000}",
+            "last_name": f"Last{user}",
+            "image_url": f"https://img.clerk.com/bench/{user}/{updated_at}",
+        }
+
+    def payload(self, user: int, updated_at: int) -> str:
+        event = copy.deepcopy(self.template)
+        fields = self.user_fields(user, updated_at)
+        data = event["data"]
+        email_id = f"idn_bench{user:06d}"
+        data.update(
+            id=fields["clerk_id"],
+            first_name=fields["first_name"],
+            last_name=fields["last_name"],
+            image_url=fields["image_url"],
+            profile_image_url=fields["image_url"],
+            primary_email_address_id=email_id,
+            email_addresses=[
+                {
+                    "object": "email_address",
+                    "id": email_id,
+                    "email_address": fields["email"],
+                    "reserved": False,
+                    "linked_to": [],
+                    "verification": {"status": "verified", "strategy": "email_code", "attempts": 1},
+                    "created_at": 1_716_883_200_000,
+                    "updated_at": updated_at,
+                }
+            ],
+            updated_at=updated_at,
+            last_active_at=updated_at,
+        )
+        event["timestamp"] = updated_at
+        return json.dumps(event, separators=(",", ":"))
+
+    def write(self, directory: Path, phase: str, per_sender: int, host: str) -> list[list[Delivery]]:
+        """Sign `per_sender` deliveries for each sender into `<phase>-<sender>.req`; return them."""
+        webhook, now = Webhook(SECRET), datetime.now(UTC)
+        timestamp = str(int(now.timestamp()))
+        plan: list[list[Delivery]] = []
+        for sender in range(self.senders):
+            own_users = list(range(sender, self.users, self.senders))  # no user is shared between senders
+            sent: list[Delivery] = []
+            with open(directory / f"{phase}-{sender}.req", "wb") as out:
+                for n in range(per_sender):
+                    self.sequence += 1
+                    self.next_updated_at += 1
+                    user = own_users[n % len(own_users)]
+                    svix_id = f"msg_bench_{self.sequence:09d}"
+                    body = self.payload(user, self.next_updated_at)
+                    request = (
+                        f"POST {WEBHOOK_PATH} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                        f"svix-id: {svix_id}\r\nsvix-timestamp: {timestamp}\r\n"
+                        f"svix-signature: {webhook.sign(svix_id, now, body)}\r\n"
+                        f"Content-Length: {len(body.encode())}\r\n\r\n{body}"
+                    ).encode()
+                    out.write(b"%d\n%s" % (len(request), request))
+                    sent.append(Delivery(svix_id, user, self.next_updated_at))
+            plan.append(sent)
+        return plan
+
+
+def write_trivial(directory: Path, phase: str, senders: int, host: str) -> None:
+    request = f"GET {TRIVIAL_PATH} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    for sender in range(senders):
+        (directory / f"{phase}-{sender}.req").write_bytes(b"%d\n%s" % (len(request), request))
+
+
+# --------------------------------------------------------------------------- CPU accounting
+
+
+def _proc_stat(pid: int) -> tuple[int, int, str, str]:
+    """(ppid, cpu ticks, comm, cmdline) of a process."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+    fields = raw[raw.rindex(")") + 2 :].split()
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    return int(fields[1]), int(fields[11]) + int(fields[12]), comm, cmdline
+
+
+def cpu_sample(gunicorn_pid: int, database: str) -> dict[str, float]:
+    """CPU seconds used so far by gunicorn (master and workers), the backends serving `database`,
+    and the whole machine (PostgreSQL's background processes count as the machine's)."""
+    server = backends = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid, ticks, comm, cmdline = _proc_stat(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        if int(entry.name) == gunicorn_pid or ppid == gunicorn_pid:
+            server += ticks
+        elif comm == "postgres" and f" {database} " in cmdline:
+            backends += ticks
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    busy = sum(values) - values[3] - values[4]  # everything but idle and iowait
+    return {"server": server / CLOCK_TICKS, "postgres": backends / CLOCK_TICKS, "machine": busy / CLOCK_TICKS}
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Result:
+    label: str
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    answered: int
+    non_200: int
+    socket_errors: int
+    cpu: dict[str, float]  # cores used on average: server, postgres, wrk, other
+    threads: list[dict]
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str  # 127.0.0.1:port
+    gunicorn_pid: int
+    database: str  # whose backends count as "postgres"
+
+
+def run_wrk(target: Target, path: str, directory: Path, phase: str, senders: int, duration: int) -> Result:
+    gunicorn_pid, database = target.gunicorn_pid, target.database
+    before, children = cpu_sample(gunicorn_pid, database), resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    completed = subprocess.run(
+        ["wrk", f"-t{senders}", f"-c{senders}", f"-d{duration}s", "--timeout", "10s", "-s",
+         str(directory / "bench.lua"), f"http://{target.host}{path}", "--", str(directory), phase],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    after, children_after = cpu_sample(gunicorn_pid, database), resource.getrusage(resource.RUSAGE_CHILDREN)
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
+    if completed.returncode != 0 or not lines:
+        sys.exit(f"wrk failed ({completed.returncode}):\n{completed.stdout}\n{completed.stderr}")
+    report = json.loads(lines[-1])
+    wrk_cpu = (children_after.ru_utime + children_after.ru_stime) - (children.ru_utime + children.ru_stime)
+    server, postgres = after["server"] - before["server"], after["postgres"] - before["postgres"]
+    machine = after["machine"] - before["machine"]
+    for thread in report["threads"]:  # [number, status, number, status…] → [(number, status)…]
+        flat = thread.pop("answers")
+        thread["answers"] = list(zip(flat[::2], flat[1::2], strict=True))
+    codes = [code for thread in report["threads"] for _, code in thread["answers"]]
+    errors = report["errors"]
+    return Result(
+        label=phase,
+        rate=report["requests"] / (report["duration_us"] / 1e6),
+        p50_ms=report["p50_us"] / 1000,
+        p99_ms=report["p99_us"] / 1000,
+        max_ms=report["max_us"] / 1000,
+        answered=len(codes),
+        non_200=sum(1 for code in codes if code != 200),
+        socket_errors=errors["connect"] + errors["read"] + errors["write"] + errors["timeout"],
+        cpu={
+            "server": server / elapsed,
+            "postgres": postgres / elapsed,
+            "wrk": wrk_cpu / elapsed,
+            "other": max(0.0, machine - server - postgres - wrk_cpu) / elapsed,
+        },
+        threads=report["threads"],
+    )
+
+
+# --------------------------------------------------------------------------- checking
+
+
+@dataclass
+class Checker:
+    database_url: str
+    deliveries: Deliveries
+    sent: dict[str, Delivery] = field(default_factory=dict)  # every delivery handed to wrk
+    ok: set[str] = field(default_factory=set)  # answered 200
+
+    def add(self, plan: list[list[Delivery]], result: Result) -> None:
+        for thread in result.threads:
+            own = plan[thread["id"]]
+            if thread["sent"] > len(own):
+                sys.exit(f"sender {thread['id']} ran out of signed deliveries: raise --max-rate")
+            for delivery in own[: thread["sent"]]:
+                self.sent[delivery.svix_id] = delivery
+            for number, code in thread["answers"]:
+                if code == 200:
+                    self.ok.add(own[number - 1].svix_id)
+
+    def check(self) -> list[str]:
+        problems = []
+        with psycopg.connect(_libpq(self.database_url)) as conn:
+            events = conn.execute("SELECT svix_id, status, count(*) FROM webhook_events GROUP BY 1, 2").fetchall()
+            users = {
+                row[0]: row[1:]
+                for row in conn.execute(
+                    "SELECT clerk_id, email, first_name, last_name, image_url, clerk_updated_at, deleted_at FROM users"
+                )
+            }
+        rows: dict[str, list[tuple[str, int]]] = {}
+        for svix_id, status, count in events:
+            rows.setdefault(svix_id, []).append((status, count))
+        missing = [s for s in self.ok if rows.get(s) != [("processed", 1)]]
+        if missing:
+            problems.append(f"{len(missing)} deliveries answered 200 without exactly one processed row")
+        strangers = [s for s in rows if s not in self.sent]
+        if strangers:
+            problems.append(f"{len(strangers)} webhook_events rows for deliveries never sent")
+        not_processed = [s for s, found in rows.items() if found != [("processed", 1)]]
+        if not_processed:
+            problems.append(f"{len(not_processed)} webhook_events rows not 'processed' (or not unique)")
+        # The newest processed update of each user must be what `users` holds. Answers cut off by
+        # the end of a round may still have been processed: the log decides, not the answer.
+        newest: dict[int, int] = {}
+        for svix_id, found in rows.items():
+            delivery = self.sent.get(svix_id)
+            if delivery and found == [("processed", 1)]:
+                newest[delivery.user] = max(newest.get(delivery.user, 0), delivery.updated_at)
+        wrong = 0
+        for user, updated_at in newest.items():
+            f = self.deliveries.user_fields(user, updated_at)
+            expected = (f["email"], f["first_name"], f["last_name"], f["image_url"], updated_at, None)
+            if users.get(f["clerk_id"]) != expected:
+                wrong += 1
+        if wrong:
+            problems.append(f"{wrong} users do not hold their newest processed update")
+        if len(users) != len(newest):
+            problems.append(f"{len(users)} users in the table, {len(newest)} expected")
+        self.summary = (
+            f"{len(self.ok)} deliveries answered 200, {len(rows)} webhook_events rows, "
+            f"{len(newest)} users checked against their newest update"
+        )
+        return problems
+
+
+# --------------------------------------------------------------------------- gunicorn
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def effective_config(overrides: dict[str, str]) -> str:
+    settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    workers = overrides.get("workers", settings["workers"])
+    kind = overrides.get("worker-class", settings["worker_class"])
+    threads = overrides.get("threads", settings.get("threads", 1))
+    text = f"gunicorn.conf.py: {workers} {kind} workers"
+    return text + (f" × {threads} threads" if kind == "gthread" else "")
+
+
+def start_gunicorn(database_url: str, port: int, overrides: dict[str, str], log_path: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "GUNICORN_", "CLERK_"))}
+    env.pop("PORT", None)
+    env.update(_app_env(database_url), SHOP_DEV_AUTH="")
+    command = [str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
+    for name, value in overrides.items():
+        command += [f"--{name}", value]
+    log = open(log_path, "wb")  # noqa: SIM115 (the server writes to it until it stops)
+    server = subprocess.Popen([*command, "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            sys.exit(f"gunicorn stopped (exit {server.returncode}):\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{TRIVIAL_PATH}", timeout=2) as answer:
+                if answer.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.2)
+    server.terminate()
+    sys.exit(f"gunicorn did not answer within 60 s; see {log_path}")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds measured per route and round")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per route")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (each: webhooks, then the trivial route)")
+    parser.add_argument("--senders", type=int, default=8, help="concurrent connections")
+    parser.add_argument("--users", type=int, default=2000, help="distinct Clerk users the updates go to")
+    parser.add_argument("--max-rate", type=int, default=5000, help="deliveries/s signed for in advance")
+    parser.add_argument("--workers", help="override gunicorn.conf.py's workers")
+    parser.add_argument("--worker-class", help="override gunicorn.conf.py's worker_class (sync, gthread)")
+    parser.add_argument("--threads", help="override gunicorn.conf.py's threads")
+    parser.add_argument("--keep-database", action="store_true", help=f"keep {DATABASE} afterwards")
+    args = parser.parse_args()
+
+    if shutil.which("wrk") is None:
+        sys.exit("bench/webhooks.py needs wrk: `apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk` (macOS).")
+    overrides = {
+        name: str(value)
+        for name, value in (("workers", args.workers), ("worker-class", args.worker_class), ("threads", args.threads))
+        if value
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    log_path = RESULTS / "webhooks-gunicorn.log"
+
+    print(f"machine: {os.cpu_count()} cores, {_cpu_model()}, load average {os.getloadavg()[0]:.2f}")
+    print(effective_config(overrides))
+    database_url, drop = prepare_database()
+    port = free_port()
+    host = f"127.0.0.1:{port}"
+    server = start_gunicorn(database_url, port, overrides, log_path)
+    target = Target(host, server.pid, make_url(database_url).database)
+    deliveries = Deliveries(users=args.users, senders=args.senders)
+    checker = Checker(database_url, deliveries)
+    rows: list[tuple[Result, Result]] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-webhooks-") as tmp:
+            directory = Path(tmp)
+            (directory / "bench.lua").write_text(WRK_SCRIPT)
+            write_trivial(directory, "trivial", args.senders, host)
+            per_sender = lambda seconds: math.ceil(args.max_rate * seconds / args.senders) + 10  # noqa: E731
+
+            plan = deliveries.write(directory, "warmup", per_sender(args.warmup), host)
+            warm = run_wrk(target, WEBHOOK_PATH, directory, "warmup", args.senders, args.warmup)
+            checker.add(plan, warm)
+            run_wrk(target, TRIVIAL_PATH, directory, "trivial", args.senders, args.warmup)
+
+            print(f"\n{args.senders} concurrent senders, {args.duration:g} s per route and round, after warm-up")
+            header = (
+                f"{'round':<6}{'route':<26}{'req/s':>7}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'non-200':>8}"
+                f"{'errors':>7}{'CPU ms/req':>11}   cores used: server / postgres / wrk / other"
+            )
+            print(header)
+            for round_number in range(1, args.rounds + 1):
+                plan = deliveries.write(directory, f"round{round_number}", per_sender(args.duration), host)
+                hooks = run_wrk(target, WEBHOOK_PATH, directory, f"round{round_number}", args.senders, args.duration)
+                checker.add(plan, hooks)
+                trivial = run_wrk(target, TRIVIAL_PATH, directory, "trivial", args.senders, args.duration)
+                rows.append((hooks, trivial))
+                for label, result in (("POST " + WEBHOOK_PATH, hooks), ("GET " + TRIVIAL_PATH, trivial)):
+                    print(_line(str(round_number), label, result))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+
+    problems = checker.check()
+    if not args.keep_database:
+        drop()
+    summarize(rows)
+    print(f"\ncheck: {checker.summary}")
+    if problems or any(r.non_200 or r.socket_errors for pair in rows for r in pair):
+        for problem in problems:
+            print(f"  PROBLEM: {problem}")
+        sys.exit("the benchmark found problems (non-200 answers, socket errors or a wrong mirror)")
+    print("check: OK (every 200 has exactly one processed row; users hold their newest update)")
+
+
+def _line(round_label: str, label: str, r: Result) -> str:
+    cpu = r.cpu
+    # CPU per request of gunicorn and its PostgreSQL backends: steadier than req/s when others share the cores.
+    cost = (cpu["server"] + cpu["postgres"]) * 1000 / r.rate if r.rate else 0.0
+    return (
+        f"{round_label:<6}{label:<26}{r.rate:>7.0f}{r.p50_ms:>8.2f}{r.p99_ms:>8.2f}{r.max_ms:>8.1f}{r.non_200:>8}"
+        f"{r.socket_errors:>7}{cost:>11.2f}   "
+        f"{cpu['server']:.2f} / {cpu['postgres']:.2f} / {cpu['wrk']:.2f} / {cpu['other']:.2f}"
+    )
+
+
+def summarize(rows: list[tuple[Result, Result]]) -> None:
+    hooks = [h for h, _ in rows]
+    trivial = [t for _, t in rows]
+    best_hooks = max(hooks, key=lambda r: r.rate)
+    best_trivial = max(trivial, key=lambda r: r.rate)
+
+    def spread(values: list[float], unit: str, digits: int) -> str:
+        if len(values) < 2:
+            return ""
+        low, high, median = min(values), max(values), statistics.median(values)
+        return f"  (rounds {low:.{digits}f}–{high:.{digits}f}{unit}, median {median:.{digits}f})"
+
+    print("\nbest round (spread over the rounds)")
+    print(f"  webhooks/s        {best_hooks.rate:8.0f}{spread([r.rate for r in hooks], '', 0)}")
+    print(f"  webhook p50 ms    {best_hooks.p50_ms:8.2f}{spread([r.p50_ms for r in hooks], '', 2)}")
+    print(f"  webhook p99 ms    {best_hooks.p99_ms:8.2f}{spread([r.p99_ms for r in hooks], '', 2)}")
+    print(f"  {TRIVIAL_PATH} req/s {best_trivial.rate:8.0f}{spread([r.rate for r in trivial], '', 0)}")
+    print(f"  {TRIVIAL_PATH} p99 ms{best_trivial.p99_ms:8.2f}{spread([r.p99_ms for r in trivial], '', 2)}")
+    ratios = [h.rate / t.rate for h, t in rows]
+    print(f"  ratio             {best_hooks.rate / best_trivial.rate:8.0%}{spread([100 * r for r in ratios], '%', 0)}")
+    target = best_hooks.rate >= 800 and best_hooks.p99_ms < 25 and best_hooks.rate / best_trivial.rate >= 0.25
+    print(f"  target (≥ 800/s, p99 < 25 ms, ≥ 25% of {TRIVIAL_PATH}): {'met' if target else 'MISSED'}")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+if __name__ == "__main__":
+    main()
