@@ -41,13 +41,11 @@ import resource
 import runpy
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,6 +57,8 @@ from svix.webhooks import Webhook
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.harness import free_port, start_gunicorn  # noqa: E402
 
 WEBHOOK_PATH = "/api/webhooks/clerk"
 TRIVIAL_PATH = "/api/health"
@@ -433,12 +433,6 @@ class Checker:
 # --------------------------------------------------------------------------- gunicorn
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def effective_config(overrides: dict[str, str]) -> str:
     settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     workers = overrides.get("workers", settings["workers"])
@@ -446,29 +440,6 @@ def effective_config(overrides: dict[str, str]) -> str:
     threads = overrides.get("threads", settings.get("threads", 1))
     text = f"gunicorn.conf.py: {workers} {kind} workers"
     return text + (f" × {threads} threads" if kind == "gthread" else "")
-
-
-def start_gunicorn(database_url: str, port: int, overrides: dict[str, str], log_path: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "GUNICORN_", "CLERK_"))}
-    env.pop("PORT", None)
-    env.update(_app_env(database_url), SHOP_DEV_AUTH="")
-    command = [str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
-    for name, value in overrides.items():
-        command += [f"--{name}", value]
-    log = open(log_path, "wb")  # noqa: SIM115 (the server writes to it until it stops)
-    server = subprocess.Popen([*command, "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            sys.exit(f"gunicorn stopped (exit {server.returncode}):\n{log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{TRIVIAL_PATH}", timeout=2) as answer:
-                if answer.status == 200:
-                    return server
-        except OSError:
-            time.sleep(0.2)
-    server.terminate()
-    sys.exit(f"gunicorn did not answer within 60 s; see {log_path}")
 
 
 # --------------------------------------------------------------------------- main
@@ -503,7 +474,8 @@ def main() -> None:
     database_url, drop = prepare_database()
     port = free_port()
     host = f"127.0.0.1:{port}"
-    server = start_gunicorn(database_url, port, overrides, log_path)
+    extra_args = [arg for name, value in overrides.items() for arg in (f"--{name}", value)]
+    server = start_gunicorn(_app_env(database_url), port, log_path, extra_args)
     target = Target(host, server.pid, make_url(database_url).database)
     deliveries = Deliveries(users=args.users, senders=args.senders)
     checker = Checker(database_url, deliveries)
