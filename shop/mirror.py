@@ -158,18 +158,41 @@ def _upsert(snapshot: UserSnapshot) -> Change:
     return Change.CREATED if row.inserted else Change.UPDATED
 
 
+def _is_email_conflict(exc: IntegrityError) -> bool:
+    return "uq_users_live_email" in str(exc.orig)
+
+
 def apply_snapshot(snapshot: UserSnapshot) -> Change:
-    """Bring the user's row up to `snapshot`, within the caller's transaction."""
+    """Bring the user's row up to `snapshot`, within the caller's transaction.
+
+    Most snapshots claim an e-mail nobody else holds, so the upsert goes first, alone. Only if
+    the live-e-mail index refuses it (another live row holds the address) is the address
+    handed over: the claim queues on the e-mail's advisory lock, the holder gives it up, and
+    the upsert runs again. A stale, unchanged or tombstoned snapshot writes no row, so it can
+    never trip the index and never takes an e-mail.
+    """
+    if snapshot.email is None:
+        return _upsert(snapshot)
+    savepoint = db.session.begin_nested()
+    try:
+        change = _upsert(snapshot)
+    except IntegrityError as exc:
+        savepoint.rollback()
+        if not _is_email_conflict(exc):
+            raise
+    else:
+        savepoint.commit()
+        return change
     for attempt in range(1, EMAIL_CONFLICT_RETRIES + 1):
-        # A concurrent writer can claim the same e-mail between our release and our upsert;
-        # the unique index catches it and we go again from a savepoint.
+        # A concurrent writer can still claim the e-mail between our release and our upsert
+        # (it did not queue: its first upsert found the address free); the index catches it.
         savepoint = db.session.begin_nested()
         try:
             _release_email(snapshot)
             change = _upsert(snapshot)
         except IntegrityError as exc:
             savepoint.rollback()
-            if "uq_users_live_email" not in str(exc.orig) or attempt == EMAIL_CONFLICT_RETRIES:
+            if not _is_email_conflict(exc) or attempt == EMAIL_CONFLICT_RETRIES:
                 raise
             log.info("e-mail claimed concurrently for %s, retrying (%d)", snapshot.clerk_id, attempt)
             continue
@@ -295,7 +318,7 @@ def _apply_batch(snapshots: list[UserSnapshot]) -> dict[str, Change]:
 def _retryable(exc: DBAPIError) -> bool:
     """A concurrent e-mail claim caught by the unique index, or a deadlock PostgreSQL broke up."""
     if isinstance(exc, IntegrityError):
-        return "uq_users_live_email" in str(exc.orig)
+        return _is_email_conflict(exc)
     return getattr(exc.orig, "sqlstate", None) == "40P01"
 
 

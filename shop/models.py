@@ -89,7 +89,7 @@ class User(db.Model):
 
 
 class WebhookStatus(enum.StrEnum):
-    RECEIVED = "received"  # only ever seen inside the transaction that processes it
+    RECEIVED = "received"  # not written since a claim writes its final status at once; kept in the check constraint
     PROCESSED = "processed"
     IGNORED = "ignored"
     FAILED = "failed"
