@@ -118,7 +118,20 @@ def register_commands(app: Flask) -> None:
 
     @app.shell_context_processor
     def shell_context() -> dict[str, Any]:
-        return {"db": db, "User": models.User, "Role": models.Role, "WebhookEvent": models.WebhookEvent}
+        from shop.store import models as store
+
+        return {
+            "db": db,
+            "User": models.User,
+            "Role": models.Role,
+            "WebhookEvent": models.WebhookEvent,
+            "Product": store.Product,
+            "Cart": store.Cart,
+            "CartItem": store.CartItem,
+            "Order": store.Order,
+            "OrderItem": store.OrderItem,
+            "OrderStatus": store.OrderStatus,
+        }
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -44,7 +44,7 @@ def test_the_log_names_the_database_without_its_password(make_app, caplog):
 def test_shell_context_preloads_models(app):
     with app.app_context():
         context = app.make_shell_context()
-        assert {"db", "User", "Role"} <= context.keys()
+        assert {"db", "User", "Role", "Order", "OrderItem", "Product", "Cart", "OrderStatus"} <= context.keys()
         assert context["db"].session.scalar(select(context["User"]).limit(1)) is None
     assert context["db"] is db
 
