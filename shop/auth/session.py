@@ -1,6 +1,7 @@
 """The `before_request` hook: who is signed in, from the Clerk session token, without a network call.
 
-Decisions follow Clerk's own server SDK for page requests:
+Clerk's decision (shop.clerk.tokens.authenticate_request) follows Clerk's own server SDK; this hook
+adds what belongs to pages and to the mirror:
 - a valid token → signed in (the mirror row, provisioned from Clerk on the first visit);
 - `__client_uat > 0` with an expired or missing token (or a token older than `__client_uat`) on a
   GET page navigation → the refresh page, whose clerk-js fetches a fresh token and reloads once;
@@ -60,15 +61,6 @@ def is_page_navigation() -> bool:
     return "text/html" in request.headers.get("Accept", "")
 
 
-def _needs_refresh(expired_or_missing: bool, client_updated_at: int) -> bool:
-    return (
-        expired_or_missing
-        and client_updated_at > 0
-        and is_page_navigation()
-        and REFRESH_GUARD_COOKIE not in request.cookies
-    )
-
-
 @bp.before_app_request
 def load_signed_in_user():
     g.user = None
@@ -78,29 +70,10 @@ def load_signed_in_user():
     verifier = session_verifier(current_app)
     if verifier is None:
         return None
-    suffix = cookie_suffix()
-    token = tokens.token_from_request(request.headers, request.cookies, suffix)
-    from_cookie = token is not None and "Authorization" not in request.headers
-    client_updated_at = tokens.client_uat(request.cookies, suffix)
-
-    session = None
-    expired_or_missing = token is None
-    if token is not None:
-        try:
-            session = verifier.verify(token)
-        except tokens.ExpiredToken:
-            expired_or_missing = True
-        except tokens.InvalidToken as exc:
-            log.debug("session token refused: %s", exc)
-
-    if session is not None and from_cookie:
-        if tokens.CLIENT_UAT_COOKIE in request.cookies and client_updated_at == 0:
-            session = None  # signed out in another tab: the lingering cookie proves nothing
-        elif session.issued_at < client_updated_at:
-            session, expired_or_missing = None, True  # the client changed since this token was minted
-
+    auth = tokens.authenticate_request(verifier, request.headers, request.cookies, cookie_suffix())
+    session = auth.session
     if session is None:
-        if _needs_refresh(expired_or_missing, client_updated_at):
+        if auth.may_refresh and is_page_navigation() and REFRESH_GUARD_COOKIE not in request.cookies:
             return refresh_page()
         return None
 

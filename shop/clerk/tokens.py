@@ -70,6 +70,39 @@ def client_uat(cookies: Mapping[str, str], suffix: str | None) -> int:
     return int(value) if value.isdigit() and len(value) < 12 else 0
 
 
+@dataclass(frozen=True, slots=True)
+class RequestAuth:
+    """Clerk's decision for one request: who is signed in, or whether clerk-js could refresh the token."""
+
+    session: Session | None
+    # Signed out for now, but the browser is still signed in at Clerk (`__client_uat > 0`) and its token
+    # is expired, missing, or older than the client's last change: a fresh token would sign it in.
+    may_refresh: bool = False
+
+
+def authenticate_request(
+    verifier: SessionVerifier, headers: Mapping[str, str], cookies: Mapping[str, str], suffix: str | None
+) -> RequestAuth:
+    """Decide as Clerk's own server SDK does; never raises for a bad token."""
+    token = token_from_request(headers, cookies, suffix)
+    client_updated_at = client_uat(cookies, suffix)
+    stale = token is None
+    session = None
+    if token is not None:
+        try:
+            session = verifier.verify(token)
+        except ExpiredToken:
+            stale = True
+        except InvalidToken as exc:
+            log.debug("session token refused: %s", exc)
+    if session is not None and "Authorization" not in headers:
+        if CLIENT_UAT_COOKIE in cookies and client_updated_at == 0:
+            session = None  # signed out in another tab: the lingering cookie proves nothing
+        elif session.issued_at < client_updated_at:
+            session, stale = None, True  # the client changed since this token was minted
+    return RequestAuth(session, may_refresh=session is None and stale and client_updated_at > 0)
+
+
 class SessionVerifier:
     def __init__(
         self,
