@@ -11,8 +11,7 @@ from shop.admin import bp
 from shop.auth.decorators import admin_required
 from shop.extensions import db
 from shop.models import WebhookEvent, WebhookStatus
-from shop.webhooks.cli import replay_event
-from shop.webhooks.service import Outcome
+from shop.webhooks.service import Outcome, replay_event
 
 LIMIT = 50
 

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 from sqlalchemy import select
 
-from shop.clerk.events import NotAClerkEvent, parse_event
 from shop.extensions import db
 from shop.models import WebhookEvent, WebhookStatus
 from shop.webhooks import bp
-from shop.webhooks.service import SOURCE, Outcome, describe_error, process, record_failure
+from shop.webhooks.service import SOURCE, Outcome, replay_event
 
 webhooks_cli = bp.cli  # `flask webhooks …`
 webhooks_cli.short_help = "Clerk webhook history and replay."
@@ -37,20 +34,6 @@ def list_events(status: str | None, limit: int) -> None:
         if event.error:
             line += f"  error={event.error[:120]}"
         click.echo(line)
-
-
-def replay_event(svix_id: str, payload: Any) -> str:
-    """Re-process a stored delivery through the same path as a live one; returns what happened."""
-    try:
-        parsed = parse_event(payload)
-    except NotAClerkEvent as exc:
-        return f"still not a Clerk event: {exc}"
-    try:
-        return process(svix_id, parsed, payload).value
-    except Exception as exc:
-        error = describe_error(exc)
-        record_failure(svix_id, parsed.type, parsed.user_id, payload, error)
-        return f"failed again: {error}"
 
 
 @webhooks_cli.command("replay")

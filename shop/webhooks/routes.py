@@ -13,7 +13,7 @@ from shop.clerk import signatures
 from shop.clerk.events import NotAClerkEvent, event_type, parse_event
 from shop.extensions import csrf
 from shop.webhooks import bp
-from shop.webhooks.service import describe_error, process, record_failure
+from shop.webhooks.service import ProcessingFailed, process_or_record_failure, record_failure
 
 log = logging.getLogger("shop.webhooks")
 
@@ -67,11 +67,9 @@ def clerk_webhook():
         return _answer(400, error=f"Not a Clerk event: {exc}")
 
     try:
-        outcome = process(svix_id, event, payload)
-    except Exception as exc:
-        error = describe_error(exc)
-        record_failure(svix_id, event.type, event.user_id, payload, error)
-        log.error("webhook svix_id=%s processing failed: %s", svix_id, error)
+        outcome = process_or_record_failure(svix_id, event, payload)
+    except ProcessingFailed as exc:
+        log.error("webhook svix_id=%s processing failed: %s", svix_id, exc)
         done("failed", event.type, event.user_id)
         return _answer(500, error="Processing failed; the delivery will be retried")
     done(outcome, event.type, event.user_id)

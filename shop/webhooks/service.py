@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from shop import mirror
-from shop.clerk.events import USER_DELETED, ClerkEvent
+from shop.clerk.events import USER_DELETED, ClerkEvent, NotAClerkEvent, parse_event
 from shop.extensions import db
 from shop.models import WebhookEvent, WebhookStatus
 
@@ -89,6 +89,33 @@ def process(svix_id: str, event: ClerkEvent, payload: Any) -> Outcome:
     if change is not None:
         log.debug("mirror %s: %s", event.user_id, change)
     return Outcome.PROCESSED if event.is_handled else Outcome.IGNORED
+
+
+class ProcessingFailed(Exception):
+    """Processing raised; the delivery is recorded as `failed` (when the database allowed it).
+    The message is the error as stored."""
+
+
+def process_or_record_failure(svix_id: str, event: ClerkEvent, payload: Any) -> Outcome:
+    """`process`, and on failure the delivery recorded as `failed` with its error, then ProcessingFailed."""
+    try:
+        return process(svix_id, event, payload)
+    except Exception as exc:
+        error = describe_error(exc)
+        record_failure(svix_id, event.type, event.user_id, payload, error)
+        raise ProcessingFailed(error) from exc
+
+
+def replay_event(svix_id: str, payload: Any) -> str:
+    """Re-process a stored delivery through the same path as a live one; returns what happened."""
+    try:
+        event = parse_event(payload)
+    except NotAClerkEvent as exc:
+        return f"still not a Clerk event: {exc}"
+    try:
+        return process_or_record_failure(svix_id, event, payload).value
+    except ProcessingFailed as exc:
+        return f"failed again: {exc}"
 
 
 def describe_error(exc: BaseException) -> str:
