@@ -11,7 +11,8 @@ whichever path a change arrives by:
 - `role` is never written from Clerk data.
 
 Every rule is a condition inside one SQL statement, so concurrent writers cannot interleave
-between a read and a write. The caller owns the transaction.
+between a read and a write. The caller owns the transaction and passes its connection; the mirror
+is written in SQLAlchemy Core, so a caller with no ORM session (the webhook) pays for none.
 """
 
 from __future__ import annotations
@@ -20,17 +21,22 @@ import enum
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
+    Connection,
     Executable,
     Text,
     and_,
     bindparam,
     column,
+    delete,
     exists,
+    false,
     func,
+    literal,
     literal_column,
     or_,
     select,
@@ -41,7 +47,6 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from shop.clerk.users import UserSnapshot
-from shop.extensions import db
 from shop.models import Role, User
 
 log = logging.getLogger(__name__)
@@ -50,6 +55,7 @@ EMAIL_CONFLICT_RETRIES = 5
 EMAIL_LOCK_SPACE = 0x6D61696C  # first key of the two-key advisory lock: "mail"
 _CLERK_COLUMNS = ("email", "first_name", "last_name", "image_url")
 _SNAPSHOT_COLUMNS = ("clerk_id", *_CLERK_COLUMNS, "clerk_updated_at")
+T = TypeVar("T")
 
 
 class Change(enum.StrEnum):
@@ -69,14 +75,14 @@ def _snapshot_applies(snapshot: UserSnapshot):
     )
 
 
-def _release_email(snapshot: UserSnapshot) -> None:
+def _release_email(conn: Connection, snapshot: UserSnapshot) -> None:
     """Another live row holding this e-mail gives it up, if this snapshot is going to apply."""
     if snapshot.email is None:
         return
     # Claims of one e-mail queue behind each other until commit. Without this, a claimer's
     # UPDATE cannot see a rival's uncommitted row and its INSERT would hit the unique index.
-    db.session.execute(select(func.pg_advisory_xact_lock(EMAIL_LOCK_SPACE, func.hashtext(snapshot.email.lower()))))
-    db.session.execute(
+    conn.execute(select(func.pg_advisory_xact_lock(EMAIL_LOCK_SPACE, func.hashtext(snapshot.email.lower()))))
+    conn.execute(
         update(User)
         .where(
             func.lower(User.email) == snapshot.email.lower(),
@@ -85,7 +91,6 @@ def _release_email(snapshot: UserSnapshot) -> None:
             _snapshot_applies(snapshot),
         )
         .values(email=None, needs_resync=True, updated_at=func.now())
-        .execution_options(synchronize_session=False)
     )
 
 
@@ -105,7 +110,7 @@ def _newer_and_different(stored, new):
     )
 
 
-def _on_conflict_update(statement):
+def _on_conflict_update(statement, *also):
     """The upsert's conflict rule, shared by one snapshot and a batch: RETURNING (id, inserted)."""
     new = statement.excluded
     stored = User.__table__.c
@@ -117,14 +122,14 @@ def _on_conflict_update(statement):
             "needs_resync": False,
             "updated_at": func.now(),
         },
-        where=_newer_and_different(stored, new),
+        where=and_(_newer_and_different(stored, new), *also),
     ).returning(stored.id, stored.clerk_id, literal_column("xmax = 0").label("inserted"))  # xmax is 0 on insert
 
 
 _compiled: dict[str, tuple[str, dict[str, Any]]] = {}
 
 
-def _execute_compiled_once(name: str, build: Callable[[], Executable], parameters: dict[str, Any]):
+def _execute_compiled_once(conn: Connection, name: str, build: Callable[[], Executable], parameters: dict[str, Any]):
     """Run an INSERT … ON CONFLICT compiled once per process.
 
     SQLAlchemy never caches the compiled form of PostgreSQL's upsert (postgresql.Insert sets
@@ -132,18 +137,39 @@ def _execute_compiled_once(name: str, build: Callable[[], Executable], parameter
     of CPU): too much on the webhook's hot path. The construct stays the one source of the rule.
     """
     if name not in _compiled:
-        compiled = build().compile(dialect=db.engine.dialect)
+        compiled = build().compile(dialect=conn.dialect)
         _compiled[name] = (str(compiled), dict(compiled.params))  # the SQL, and its constants
     sql, constants = _compiled[name]
-    return db.session.connection().exec_driver_sql(sql, {**constants, **parameters})
+    return conn.exec_driver_sql(sql, {**constants, **parameters})
 
 
-def _upsert_one_statement() -> Executable:
-    new_row = {column: bindparam(column) for column in _SNAPSHOT_COLUMNS}
-    return _on_conflict_update(insert(User).values({**new_row, "role": Role.CLIENT.value, "needs_resync": False}))
+def _upsert_statement(*, unless_email_held: bool) -> Executable:
+    """The upsert of one snapshot.
+
+    `unless_email_held`: write nothing while another live row holds the e-mail, instead of
+    letting the unique index abort the transaction; the caller then hands the address over.
+    """
+    table = User.__table__.c
+    new_row = select(
+        *(bindparam(column, type_=table[column].type) for column in _SNAPSHOT_COLUMNS),
+        literal(Role.CLIENT, table.role.type),
+        false(),
+    )
+    also = []
+    if unless_email_held:
+        holder = User.__table__.alias("holder")
+        held = exists().where(
+            func.lower(holder.c.email) == func.lower(bindparam("email")),
+            holder.c.clerk_id != bindparam("clerk_id"),
+            holder.c.deleted_at.is_(None),
+        )
+        new_row, also = new_row.where(~held), [~held]
+    columns = [*_SNAPSHOT_COLUMNS, "role", "needs_resync"]
+    return _on_conflict_update(insert(User).from_select(columns, new_row), *also)
 
 
-def _upsert(snapshot: UserSnapshot) -> Change:
+def _upsert(conn: Connection, snapshot: UserSnapshot, *, unless_email_held: bool) -> Change | None:
+    """CREATED or UPDATED; None if nothing was written (stale, unchanged, a tombstone, or the e-mail held)."""
     values = {
         "clerk_id": snapshot.clerk_id,
         "email": snapshot.email,
@@ -152,47 +178,65 @@ def _upsert(snapshot: UserSnapshot) -> Change:
         "image_url": snapshot.image_url,
         "clerk_updated_at": snapshot.updated_at,
     }
-    row = _execute_compiled_once("upsert_one", _upsert_one_statement, values).first()
+    name = "upsert_unless_email_held" if unless_email_held else "upsert"
+    build = partial(_upsert_statement, unless_email_held=unless_email_held)
+    row = _execute_compiled_once(conn, name, build, values).first()
     if row is None:
-        return Change.UNCHANGED
+        return None
     return Change.CREATED if row.inserted else Change.UPDATED
 
 
-def _is_email_conflict(exc: IntegrityError) -> bool:
-    return "uq_users_live_email" in str(exc.orig)
+def is_email_conflict(exc: BaseException) -> bool:
+    """The live-e-mail index refused a write: another transaction claimed the same address concurrently."""
+    if not isinstance(exc, IntegrityError):
+        return False
+    return getattr(getattr(exc.orig, "diag", None), "constraint_name", None) == "uq_users_live_email"
 
 
-def apply_snapshot(snapshot: UserSnapshot) -> Change:
-    """Bring the user's row up to `snapshot`, within the caller's transaction.
+def apply_snapshot(conn: Connection, snapshot: UserSnapshot) -> Change:
+    """Bring the user's row up to `snapshot`, within the caller's transaction on `conn`.
 
-    Most snapshots claim an e-mail nobody else holds, so the upsert goes first, alone. Only if
-    the live-e-mail index refuses it (another live row holds the address) is the address
-    handed over: the claim queues on the e-mail's advisory lock, the holder gives it up, and
-    the upsert runs again. A stale, unchanged or tombstoned snapshot writes no row, so it can
-    never trip the index and never takes an e-mail.
+    Most snapshots claim an e-mail nobody else holds: one statement, which writes nothing while
+    another live row holds the address. Only then is the address handed over: the claim queues
+    on the e-mail's advisory lock, the holder gives it up, and the upsert runs again. A stale,
+    unchanged or tombstoned snapshot writes no row, so it never takes an e-mail.
+
+    A claim that races another transaction's uncommitted claim of the same address is refused
+    by the unique index, which aborts the transaction (IntegrityError, `is_email_conflict`):
+    run such a transaction through `retry_email_conflicts`, or `apply_snapshots`, which retries.
     """
-    if snapshot.email is None:
-        return _upsert(snapshot)
-    savepoint = db.session.begin_nested()
-    try:
-        change = _upsert(snapshot)
-    except IntegrityError as exc:
-        savepoint.rollback()
-        if not _is_email_conflict(exc):
-            raise
-    else:
-        savepoint.commit()
+    change = _upsert(conn, snapshot, unless_email_held=True)
+    if change is not None:
         return change
+    if snapshot.email is not None:
+        _release_email(conn, snapshot)  # nothing to release when the snapshot is stale, unchanged or tombstoned
+        change = _upsert(conn, snapshot, unless_email_held=False)
+    return change or Change.UNCHANGED
+
+
+def retry_email_conflicts(transaction: Callable[[], T]) -> T:
+    """Run `transaction` (which begins, writes snapshots and commits, or rolls back on error) again
+    while a concurrent claim of the same e-mail aborts it; the next attempt finds the claim
+    committed and hands the address over. Like retrying a serialization failure."""
     for attempt in range(1, EMAIL_CONFLICT_RETRIES + 1):
-        # A concurrent writer can still claim the e-mail between our release and our upsert
-        # (it did not queue: its first upsert found the address free); the index catches it.
-        savepoint = db.session.begin_nested()
         try:
-            _release_email(snapshot)
-            change = _upsert(snapshot)
+            return transaction()
+        except IntegrityError as exc:
+            if not is_email_conflict(exc) or attempt == EMAIL_CONFLICT_RETRIES:
+                raise
+            log.info("e-mail claimed concurrently, running the transaction again (%d)", attempt)
+    raise AssertionError("unreachable")
+
+
+def _apply_in_savepoint(conn: Connection, snapshot: UserSnapshot) -> Change:
+    """`apply_snapshot` that survives concurrent e-mail claims without aborting the caller's transaction."""
+    for attempt in range(1, EMAIL_CONFLICT_RETRIES + 1):
+        savepoint = conn.begin_nested()
+        try:
+            change = apply_snapshot(conn, snapshot)
         except IntegrityError as exc:
             savepoint.rollback()
-            if not _is_email_conflict(exc) or attempt == EMAIL_CONFLICT_RETRIES:
+            if not is_email_conflict(exc) or attempt == EMAIL_CONFLICT_RETRIES:
                 raise
             log.info("e-mail claimed concurrently for %s, retrying (%d)", snapshot.clerk_id, attempt)
             continue
@@ -220,22 +264,20 @@ def _tombstone_statement() -> Executable:
     )
 
 
-def apply_deletion(clerk_id: str) -> Change:
+def apply_deletion(conn: Connection, clerk_id: str) -> Change:
     """Tombstone the user: keep the row for orders' foreign keys, erase personal data.
 
     A deletion that arrives before the creation inserts the tombstone, so the late creation
     finds it and changes nothing.
     """
-    row = _execute_compiled_once("tombstone", _tombstone_statement, {"clerk_id": clerk_id}).first()
+    row = _execute_compiled_once(conn, "tombstone", _tombstone_statement, {"clerk_id": clerk_id}).first()
     if row is None:
         return Change.ALREADY_DELETED
     # The tombstone's cart goes with it (its lines cascade); orders stay. Imported here: the
     # store's models depend on this module's, not the other way round.
-    from sqlalchemy import delete
-
     from shop.store.models import Cart
 
-    db.session.execute(delete(Cart).where(Cart.user_id == row.id))
+    conn.execute(delete(Cart).where(Cart.user_id == row.id))
     return Change.TOMBSTONED
 
 
@@ -273,21 +315,21 @@ def _batch_rows(snapshots: list[UserSnapshot]):
     )
 
 
-def _lock_emails(snapshots: list[UserSnapshot]) -> None:
+def _lock_emails(conn: Connection, snapshots: list[UserSnapshot]) -> None:
     """The same per-e-mail advisory locks as `_release_email`, all at once and in one order (no deadlock)."""
     keys = sorted({snapshot.email.lower() for snapshot in snapshots if snapshot.email})
     if keys:
         emails = func.unnest(bindparam("emails", keys, type_=ARRAY(Text))).table_valued("email").render_derived()
         ordered = select(func.hashtext(emails.c.email).label("key")).order_by("key").subquery()
-        db.session.execute(select(func.count(func.pg_advisory_xact_lock(EMAIL_LOCK_SPACE, ordered.c.key))))
+        conn.execute(select(func.count(func.pg_advisory_xact_lock(EMAIL_LOCK_SPACE, ordered.c.key))))
 
 
-def _apply_batch(snapshots: list[UserSnapshot]) -> dict[str, Change]:
+def _apply_batch(conn: Connection, snapshots: list[UserSnapshot]) -> dict[str, Change]:
     """`_release_email` and `_upsert` for many snapshots, in two statements (e-mails unique within the batch)."""
     rows = _batch_rows(snapshots)
     own = User.__table__.alias("own")
     holder = User.__table__.c
-    db.session.execute(
+    conn.execute(
         update(User)
         .where(
             rows.c.email.is_not(None),
@@ -302,11 +344,10 @@ def _apply_batch(snapshots: list[UserSnapshot]) -> dict[str, Change]:
             ),
         )
         .values(email=None, needs_resync=True, updated_at=func.now())
-        .execution_options(synchronize_session=False)
     )
     columns = ["clerk_id", *_CLERK_COLUMNS, "clerk_updated_at"]
     statement = insert(User).from_select(columns, select(*(rows.c[name] for name in columns)))
-    written = {row.clerk_id: row.inserted for row in db.session.execute(_on_conflict_update(statement))}
+    written = {row.clerk_id: row.inserted for row in conn.execute(_on_conflict_update(statement))}
     return {
         s.clerk_id: Change.UNCHANGED
         if s.clerk_id not in written
@@ -318,11 +359,11 @@ def _apply_batch(snapshots: list[UserSnapshot]) -> dict[str, Change]:
 def _retryable(exc: DBAPIError) -> bool:
     """A concurrent e-mail claim caught by the unique index, or a deadlock PostgreSQL broke up."""
     if isinstance(exc, IntegrityError):
-        return _is_email_conflict(exc)
+        return is_email_conflict(exc)
     return getattr(exc.orig, "sqlstate", None) == "40P01"
 
 
-def apply_snapshots(snapshots: Iterable[UserSnapshot]) -> dict[str, Change]:
+def apply_snapshots(conn: Connection, snapshots: Iterable[UserSnapshot]) -> dict[str, Change]:
     """Bring many users' rows up to their snapshots, with exactly the rules of `apply_snapshot`.
 
     Set-based: a few statements for the whole batch instead of three per user. Several
@@ -332,7 +373,7 @@ def apply_snapshots(snapshots: Iterable[UserSnapshot]) -> dict[str, Change]:
     Snapshots that claim the same e-mail within the batch go one by one through
     `apply_snapshot`, oldest first, so the newest claim wins as it would by webhooks. If the
     batch meets a concurrent claim or a deadlock, it is undone to a savepoint and applied one
-    snapshot at a time. The caller owns the transaction.
+    snapshot at a time. The caller owns the transaction on `conn`.
     """
     latest = _latest_per_user(snapshots)
     if not latest:
@@ -340,16 +381,16 @@ def apply_snapshots(snapshots: Iterable[UserSnapshot]) -> dict[str, Change]:
     claims = Counter(s.email.lower() for s in latest if s.email)
     uncontested = [s for s in latest if not s.email or claims[s.email.lower()] == 1]
     contested = sorted((s for s in latest if s.email and claims[s.email.lower()] > 1), key=lambda s: s.updated_at)
-    preview = preview_snapshots(uncontested)
+    preview = preview_snapshots(conn, uncontested)
     changes = {s.clerk_id: Change.UNCHANGED for s in uncontested if preview[s.clerk_id] == Change.UNCHANGED}
     batch = [s for s in uncontested if s.clerk_id not in changes]
     if not batch and not contested:
         return changes
-    _lock_emails([*batch, *contested])  # held to commit: the one-by-one path below re-enters them at no cost
+    _lock_emails(conn, [*batch, *contested])  # held to commit: the one-by-one path below re-enters them at no cost
     if batch:
-        savepoint = db.session.begin_nested()
+        savepoint = conn.begin_nested()
         try:
-            changes.update(_apply_batch(batch))
+            changes.update(_apply_batch(conn, batch))
         except DBAPIError as exc:
             savepoint.rollback()
             if not _retryable(exc):
@@ -359,11 +400,11 @@ def apply_snapshots(snapshots: Iterable[UserSnapshot]) -> dict[str, Change]:
         else:
             savepoint.commit()
     for snapshot in contested:
-        changes[snapshot.clerk_id] = apply_snapshot(snapshot)
+        changes[snapshot.clerk_id] = _apply_in_savepoint(conn, snapshot)
     return changes
 
 
-def preview_snapshots(snapshots: Iterable[UserSnapshot]) -> dict[str, Change]:
+def preview_snapshots(conn: Connection, snapshots: Iterable[UserSnapshot]) -> dict[str, Change]:
     """What `apply_snapshots` would do to each user's own row, found with one SELECT that writes nothing."""
     latest = _latest_per_user(snapshots)
     if not latest:
@@ -376,7 +417,7 @@ def preview_snapshots(snapshots: Iterable[UserSnapshot]) -> dict[str, Change]:
         _newer_and_different(stored.c, rows.c).label("applies"),
     ).select_from(rows.outerjoin(stored, stored.c.clerk_id == rows.c.clerk_id))
     changes = {}
-    for row in db.session.execute(query):
+    for row in conn.execute(query):
         if row.missing:
             changes[row.clerk_id] = Change.CREATED
         else:

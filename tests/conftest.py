@@ -146,6 +146,7 @@ def make_user(app: Flask):
     ) -> User:
         with app.app_context():
             mirror.apply_snapshot(
+                db.session.connection(),
                 UserSnapshot(
                     clerk_id=clerk_id,
                     email=email or f"{clerk_id}@example.com",
@@ -153,7 +154,7 @@ def make_user(app: Flask):
                     last_name=names.get("last_name", f"Shopper {next(counter)}"),
                     image_url=None,
                     updated_at=1,
-                )
+                ),
             )
             user = db.session.scalar(db.select(User).where(User.clerk_id == clerk_id))
             user.role = role

@@ -1,7 +1,11 @@
 """The mirror's rules, called directly as webhooks, first sign-in and sync call them."""
 
+import threading
+import time
+
 import pytest
-from sqlalchemy import select
+from sqlalchemy import NullPool, create_engine, select
+from sqlalchemy.exc import IntegrityError
 
 from shop import mirror
 from shop.clerk.users import parse_user
@@ -18,13 +22,13 @@ def ctx(app):
 
 
 def apply(clerk_id, **fields):
-    change = mirror.apply_snapshot(parse_user(clerk_user(clerk_id, **fields)))
+    change = mirror.apply_snapshot(db.session.connection(), parse_user(clerk_user(clerk_id, **fields)))
     db.session.commit()
     return change
 
 
 def delete(clerk_id):
-    change = mirror.apply_deletion(clerk_id)
+    change = mirror.apply_deletion(db.session.connection(), clerk_id)
     db.session.commit()
     return change
 
@@ -124,3 +128,63 @@ def test_live_users_excludes_tombstones(ctx):
     apply("user_b")
     delete("user_b")
     assert [u.clerk_id for u in db.session.scalars(mirror.live_users())] == ["user_a"]
+
+
+def test_a_claim_racing_an_uncommitted_claim_aborts_and_succeeds_when_run_again(app, database_url):
+    """Both claimers find the address free; the second waits on the first's uncommitted row and
+    the unique index refuses it. Run again, it finds the committed holder and takes the address."""
+    other = create_engine(database_url, poolclass=NullPool)
+    attempts = []
+
+    def transaction() -> mirror.Change:
+        attempts.append(1)
+        with app.app_context():
+            try:
+                change = mirror.apply_snapshot(
+                    db.session.connection(), parse_user(clerk_user("user_late", email="race@example.com"))
+                )
+                db.session.commit()
+                return change
+            finally:
+                db.session.rollback()
+
+    with other.connect() as first:
+        mirror.apply_snapshot(first, parse_user(clerk_user("user_first", email="race@example.com")))
+        outcome = {}
+        worker = threading.Thread(target=lambda: outcome.update(change=mirror.retry_email_conflicts(transaction)))
+        worker.start()
+        time.sleep(0.5)  # the second claim's INSERT now waits on the first's uncommitted row
+        first.commit()
+        worker.join(timeout=30)
+    other.dispose()
+    assert outcome["change"] == mirror.Change.CREATED
+    assert len(attempts) == 2
+    with app.app_context():
+        assert row("user_late").email == "race@example.com"
+        assert row("user_first").email is None and row("user_first").needs_resync
+
+
+def test_the_race_aborts_a_transaction_that_is_not_run_again(app, database_url):
+    other = create_engine(database_url, poolclass=NullPool)
+    with other.connect() as first, app.app_context():
+        mirror.apply_snapshot(first, parse_user(clerk_user("user_first", email="race@example.com")))
+        failure = {}
+
+        def claim() -> None:
+            with app.app_context():
+                try:
+                    mirror.apply_snapshot(
+                        db.session.connection(), parse_user(clerk_user("user_late", email="race@example.com"))
+                    )
+                except IntegrityError as exc:
+                    failure["exc"] = exc
+                finally:
+                    db.session.rollback()
+
+        worker = threading.Thread(target=claim)
+        worker.start()
+        time.sleep(0.5)
+        first.commit()
+        worker.join(timeout=30)
+    other.dispose()
+    assert mirror.is_email_conflict(failure["exc"])

@@ -47,7 +47,7 @@ def test_the_database_going_away_in_the_middle_of_a_signed_in_request_gives_the_
     app = create_app(settings(stoppable_postgres.url))
     with app.app_context():
         flask_migrate.upgrade()
-        mirror.apply_snapshot(parse_user(clerk_user("user_b", email="b@example.com")))
+        mirror.apply_snapshot(db.session.connection(), parse_user(clerk_user("user_b", email="b@example.com")))
         db.session.commit()
     stop_now = {"armed": False}
 

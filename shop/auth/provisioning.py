@@ -34,17 +34,22 @@ def provision(api: ClerkAPI, clerk_id: str) -> User | None:
         log.warning("first sign-in of %s: Clerk's Backend API failed: %s", clerk_id, exc)
         raise ProvisioningFailed(str(exc)) from exc
     try:
-        if clerk_user is None:
-            mirror.apply_deletion(clerk_id)  # a valid token for a user Clerk no longer has
-        else:
-            mirror.apply_snapshot(parse_user(clerk_user))
-        db.session.commit()
+        snapshot = parse_user(clerk_user) if clerk_user is not None else None
     except NotAClerkUser as exc:
-        db.session.rollback()
         raise ProvisioningFailed(f"Clerk returned an unusable user: {exc}") from exc
-    except BaseException:
-        db.session.rollback()
-        raise
+
+    def write() -> None:
+        try:
+            if snapshot is None:
+                mirror.apply_deletion(db.session.connection(), clerk_id)  # a valid token for a user Clerk no longer has
+            else:
+                mirror.apply_snapshot(db.session.connection(), snapshot)
+            db.session.commit()
+        except BaseException:
+            db.session.rollback()
+            raise
+
+    mirror.retry_email_conflicts(write)
     user = find_user(clerk_id)
     log.info("first sign-in: %s provisioned from Clerk's Backend API", clerk_id)
     return user if user is not None and not user.is_deleted else None

@@ -177,8 +177,8 @@ def _apply(snapshots: list[UserSnapshot], *, dry_run: bool) -> dict[str, mirror.
     try:
         if dry_run:
             _read_only()
-            return mirror.preview_snapshots(snapshots)
-        changes = mirror.apply_snapshots(snapshots)
+            return mirror.preview_snapshots(db.session.connection(), snapshots)
+        changes = mirror.apply_snapshots(db.session.connection(), snapshots)
         db.session.commit()
         return changes
     finally:
@@ -332,7 +332,7 @@ def _sync_one(api: ClerkAPI, clerk_id: str, *, dry_run: bool) -> tuple[mirror.Ch
             return mirror.Change.ALREADY_DELETED, False
         if dry_run:
             return mirror.Change.TOMBSTONED, False
-        change = mirror.apply_deletion(clerk_id)
+        change = mirror.apply_deletion(db.session.connection(), clerk_id)
         db.session.commit()
         return change, False
     finally:
@@ -415,7 +415,7 @@ def status(
 def _classify(snapshots: list[UserSnapshot], report: DriftReport) -> None:
     try:
         _read_only()
-        changes = mirror.preview_snapshots(snapshots)
+        changes = mirror.preview_snapshots(db.session.connection(), snapshots)
         tombstones = set(
             db.session.scalars(
                 select(User.clerk_id).where(User.clerk_id.in_(list(changes)), User.deleted_at.is_not(None))

@@ -49,7 +49,7 @@ def test_svix_retries_bring_every_delivery_in_through_a_database_restart(stoppab
     with app.app_context():
         flask_migrate.upgrade()
         seed()
-        mirror.apply_snapshot(parse_user(shopper))
+        mirror.apply_snapshot(db.session.connection(), parse_user(shopper))
         db.session.commit()
     clerk = Clerk(users=2000, prefix="user_outage")
     browser = requests.Session()

@@ -107,7 +107,7 @@ def test_lines_keep_their_order_and_show_unavailable_items(app, shopper, make_pr
 def test_a_deleted_user_gets_no_cart(app, shopper, make_product):
     make_product("mug")
     with app.app_context():
-        mirror.apply_deletion("user_cart")
+        mirror.apply_deletion(db.session.connection(), "user_cart")
         db.session.commit()
         with pytest.raises(cart.CartError, match="deleted"):
             cart.add(shopper, slug="mug", quantity=1)

@@ -63,7 +63,7 @@ def seed(app, *users: dict[str, Any], deleted: tuple[str, ...] = ()) -> None:
     from shop.clerk.users import parse_user
 
     with app.app_context():
-        mirror.apply_snapshots(parse_user(payload) for payload in users)
+        mirror.apply_snapshots(db.session.connection(), [parse_user(payload) for payload in users])
         for clerk_id in deleted:
-            mirror.apply_deletion(clerk_id)
+            mirror.apply_deletion(db.session.connection(), clerk_id)
         db.session.commit()

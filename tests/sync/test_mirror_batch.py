@@ -28,7 +28,7 @@ def snap(clerk_id, **fields):
 
 
 def batch(*snapshots):
-    changes = mirror.apply_snapshots(snapshots)
+    changes = mirror.apply_snapshots(db.session.connection(), snapshots)
     db.session.commit()
     return changes
 
@@ -71,8 +71,8 @@ def test_stale_snapshots_change_nothing(ctx):
 
 def test_tombstones_are_never_revived(ctx):
     batch(snap("user_a", email="a@x.com", updated_at=1))
-    mirror.apply_deletion("user_a")
-    mirror.apply_deletion("user_never_seen")  # a deletion before the creation
+    mirror.apply_deletion(db.session.connection(), "user_a")
+    mirror.apply_deletion(db.session.connection(), "user_never_seen")  # a deletion before the creation
     db.session.commit()
     changes = batch(snap("user_a", email="a@x.com", updated_at=10**12), snap("user_never_seen", updated_at=5))
     assert changes == {"user_a": Change.UNCHANGED, "user_never_seen": Change.UNCHANGED}
@@ -148,7 +148,7 @@ def test_the_batch_takes_a_few_statements_not_three_per_user(ctx):
 
 def test_preview_says_what_a_batch_would_do_and_writes_nothing(ctx):
     batch(snap("user_a", first_name="A", updated_at=1), snap("user_b", updated_at=1), snap("user_t", updated_at=1))
-    mirror.apply_deletion("user_t")
+    mirror.apply_deletion(db.session.connection(), "user_t")
     db.session.commit()
     before = xmins()
     incoming = [
@@ -157,7 +157,7 @@ def test_preview_says_what_a_batch_would_do_and_writes_nothing(ctx):
         snap("user_c", updated_at=1),
         snap("user_t", updated_at=9),
     ]
-    preview = mirror.preview_snapshots(incoming)
+    preview = mirror.preview_snapshots(db.session.connection(), incoming)
     db.session.rollback()
     assert xmins() == before
     assert preview == {
