@@ -113,7 +113,9 @@ def page_costs(requests_per_run: int, path: str) -> dict[str, float]:
         from shop.store.seed import seed
 
         seed()
-        mirror.apply_snapshot(UserSnapshot("user_bench", "bench@example.com", "Bench", "User", None, 1))
+        mirror.apply_snapshot(
+            db.session.connection(), UserSnapshot("user_bench", "bench@example.com", "Bench", "User", None, 1)
+        )
         db.session.commit()
 
     signed_out = app.test_client()

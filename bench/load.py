@@ -356,7 +356,7 @@ def prepare(database_url: str, minter: TokenMinter, users: list[dict]) -> list[s
         seed()
         db.session.execute(db.text("UPDATE products SET stock = 1000000"))
         for start in range(0, len(users), 1000):
-            mirror.apply_snapshots(parse_user(user) for user in users[start : start + 1000])
+            mirror.apply_snapshots(db.session.connection(), [parse_user(user) for user in users[start : start + 1000]])
             db.session.commit()
         db.engine.dispose()
     return [product.slug for product in DEMO_PRODUCTS]

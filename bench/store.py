@@ -139,7 +139,10 @@ def prepare_shop(app, shoppers: int) -> list[str]:
         flask_migrate.upgrade()
         seed()
         for n, clerk_id in enumerate(clerk_ids):
-            mirror.apply_snapshot(UserSnapshot(clerk_id, f"shopper{n}@example.com", "Bench", f"Shopper {n}", None, 1))
+            mirror.apply_snapshot(
+                db.session.connection(),
+                UserSnapshot(clerk_id, f"shopper{n}@example.com", "Bench", f"Shopper {n}", None, 1),
+            )
             db.session.commit()
             user_id = db.session.scalar(db.select(User.id).where(User.clerk_id == clerk_id))
             for slug in ("ceramic-mug", "dot-notebook", "tea-sampler"):
@@ -345,7 +348,7 @@ def medians(results: list[dict]) -> dict:
 
 def overhead_breakdown(app, minter: TokenMinter, clerk_id: str, repeat: int = 300) -> dict[str, float]:
     """In-process CPU (µs, best of 7) of what a signed-in catalogue adds, piece by piece."""
-    from shop.auth.provisioning import find_user
+    from shop.auth import signed_in
     from shop.extensions import db
     from shop.models import User
     from shop.store import catalogue
@@ -372,8 +375,10 @@ def overhead_breakdown(app, minter: TokenMinter, clerk_id: str, repeat: int = 30
         figures = {
             "catalogue query": best(rolled_back(lambda: catalogue.search("", 1))),
             "catalogue query + cart count": best(rolled_back(lambda: catalogue.search("", 1, cart_of=user_id))),
-            "the user lookup of shop/auth (find_user)": best(rolled_back(lambda: find_user(clerk_id))),
+            "the user's row (shop.auth.signed_in.load)": best(rolled_back(lambda: signed_in.load(clerk_id))),
         }
+        signed_in.lookup(clerk_id)
+        figures["the user's cached snapshot (signed_in.lookup)"] = best(lambda: signed_in.lookup(clerk_id))
     signed_out, signed_in = app.test_client(), app.test_client()
     now = int(time.time())
     signed_in.set_cookie("__session", minter.mint(clerk_id, iat=now, exp=now + 3600))

@@ -174,6 +174,14 @@ def load(env: Mapping[str, str], *, production: bool, instance_path: Path) -> di
     except ValueError:
         problems.append("CLERK_JWKS_COOLDOWN_SECONDS must be a number of seconds between 0 and 3600.")
 
+    user_cache = _first(env, "SIGNED_IN_USER_CACHE_SECONDS") or "5"
+    try:
+        settings["SIGNED_IN_USER_CACHE_SECONDS"] = float(user_cache)
+        if not 0 <= settings["SIGNED_IN_USER_CACHE_SECONDS"] <= 60:
+            raise ValueError
+    except ValueError:
+        problems.append("SIGNED_IN_USER_CACHE_SECONDS must be a number of seconds between 0 and 60 (0: no cache).")
+
     # "auto" (what .flaskenv sets for `make run`): the stand-in when no Clerk instance is configured.
     dev_auth_setting = _first(env, "SHOP_DEV_AUTH").lower()
     auto = dev_auth_setting == "auto"

@@ -31,7 +31,44 @@ class Role(enum.StrEnum):
     ADMIN = "ADMIN"
 
 
-class User(db.Model):
+class UserFacts:
+    """What the shop reads off a user, for the ORM row and for the signed-in user's snapshot alike."""
+
+    id: int
+    clerk_id: str
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    image_url: str | None
+    role: Role
+    deleted_at: datetime | None
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN
+
+    @property
+    def display_name(self) -> str:
+        name = " ".join(part for part in (self.first_name, self.last_name) if part)
+        return name or self.email or self.clerk_id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "clerk_id": self.clerk_id,
+            "email": self.email,
+            "first_name": self.first_name,
+            "last_name": self.last_name,
+            "image_url": self.image_url,
+            "role": self.role.value,
+        }
+
+
+class User(UserFacts, db.Model):
     """A Clerk user. Clerk-owned columns are written only by shop.mirror; `role` only by operators."""
 
     __tablename__ = "users"
@@ -62,30 +99,6 @@ class User(db.Model):
             postgresql_where=text("deleted_at IS NULL AND email IS NOT NULL"),
         ),
     )
-
-    @property
-    def is_deleted(self) -> bool:
-        return self.deleted_at is not None
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == Role.ADMIN
-
-    @property
-    def display_name(self) -> str:
-        name = " ".join(part for part in (self.first_name, self.last_name) if part)
-        return name or self.email or self.clerk_id
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "clerk_id": self.clerk_id,
-            "email": self.email,
-            "first_name": self.first_name,
-            "last_name": self.last_name,
-            "image_url": self.image_url,
-            "role": self.role.value,
-        }
 
 
 class WebhookStatus(enum.StrEnum):

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import abort, g, jsonify, redirect, request, url_for
 
+from shop.auth import signed_in
 from shop.auth.redirects import return_path
 
 
@@ -31,8 +32,13 @@ def admin_required(view: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(view)
     @login_required
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if not g.user.is_admin:
+        # Staff rights come from the row as it is now, never from the cached snapshot: a
+        # demoted admin loses them with the next request.
+        user = signed_in.load(g.user.clerk_id)
+        if user is None or user.is_deleted or not user.is_admin:
             abort(403)
+        g.user = user
+        signed_in.cache().put(user)
         return view(*args, **kwargs)
 
     return wrapped

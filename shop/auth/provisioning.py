@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
-
 from shop import mirror
 from shop.clerk.api import ClerkAPI, ClerkAPIError
 from shop.clerk.users import NotAClerkUser, parse_user
 from shop.extensions import db
-from shop.models import User
 
 log = logging.getLogger(__name__)
 
@@ -19,12 +16,8 @@ class ProvisioningFailed(Exception):
     """Clerk could not tell us who this is right now; the shopper should retry shortly."""
 
 
-def find_user(clerk_id: str) -> User | None:
-    return db.session.scalar(select(User).where(User.clerk_id == clerk_id))
-
-
-def provision(api: ClerkAPI, clerk_id: str) -> User | None:
-    """The mirror row for a verified user with no row yet; None if Clerk says the user is gone.
+def provision(api: ClerkAPI, clerk_id: str) -> None:
+    """Write the mirror row of a verified user who has none yet (a tombstone if Clerk says the user is gone).
 
     Concurrent first requests of one user all upsert the same snapshot: one row results.
     """
@@ -50,6 +43,4 @@ def provision(api: ClerkAPI, clerk_id: str) -> User | None:
             raise
 
     mirror.retry_email_conflicts(write)
-    user = find_user(clerk_id)
     log.info("first sign-in: %s provisioned from Clerk's Backend API", clerk_id)
-    return user if user is not None and not user.is_deleted else None

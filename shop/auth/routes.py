@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from flask import current_app, g, redirect, render_template, request
+from flask import abort, current_app, g, redirect, render_template, request
 
 from shop.auth import bp
 from shop.auth.decorators import login_required
 from shop.auth.redirects import safe_next
+from shop.extensions import db
+from shop.models import User
 
 
 def missing_clerk_settings() -> list[str]:
@@ -30,4 +32,8 @@ def sign_out():
 @bp.get("/account")
 @login_required
 def account():
-    return render_template("auth/account.html", user=g.user)
+    # The whole row, as it is now: the account page is where a shopper checks what the shop holds.
+    user = db.session.get(User, g.user.id)
+    if user is None or user.is_deleted:
+        abort(404)
+    return render_template("auth/account.html", user=user)

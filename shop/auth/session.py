@@ -2,7 +2,8 @@
 
 Clerk's decision (shop.clerk.tokens.authenticate_request) follows Clerk's own server SDK; this hook
 adds what belongs to pages and to the mirror:
-- a valid token → signed in (the mirror row, provisioned from Clerk on the first visit);
+- a valid token → signed in (the mirror row, provisioned from Clerk on the first visit; see
+  shop.auth.signed_in for the snapshot kept in `g.user`);
 - `__client_uat > 0` with an expired or missing token (or a token older than `__client_uat`) on a
   GET page navigation → the refresh page, whose clerk-js fetches a fresh token and reloads once;
 - anything else (forged, malformed, API or non-GET requests) → signed out. Never a 500.
@@ -14,8 +15,8 @@ import logging
 
 from flask import Flask, current_app, g, jsonify, render_template, request
 
-from shop.auth import bp
-from shop.auth.provisioning import ProvisioningFailed, find_user, provision
+from shop.auth import bp, signed_in
+from shop.auth.provisioning import ProvisioningFailed, provision
 from shop.clerk import keys, tokens
 from shop.clerk.api import ClerkAPI, ClerkAPIError
 
@@ -77,12 +78,13 @@ def load_signed_in_user():
             return refresh_page()
         return None
 
-    user = find_user(session.user_id)
+    user = signed_in.lookup(session.user_id)
     if user is None:
         try:
-            user = provision(backend_api(), session.user_id)
+            provision(backend_api(), session.user_id)
         except (ProvisioningFailed, ClerkAPIError):
             return account_pending()
+        user = signed_in.lookup(session.user_id)
     if user is None or user.is_deleted:
         return None  # a tombstone with a still-valid token is signed out
     g.user = user

@@ -107,7 +107,11 @@ def place_order(user_id: int, idempotency_key: str, *, expected_total_cents: int
             ).all()
         if not lines:
             raise EmptyCart("Your cart is empty.")
-        email = db.session.scalar(select(User.email).where(User.id == user_id, User.deleted_at.is_(None)))
+        # The shopper as the row is now, not as the signed-in snapshot remembers it.
+        owner = db.session.execute(select(User.email, User.deleted_at).where(User.id == user_id)).first()
+        if owner is None or owner.deleted_at is not None:
+            raise CheckoutError("This account has been deleted, so no order can be placed.")
+        email = owner.email
         taken = []
         for product_id, quantity in lines:
             row = db.session.execute(

@@ -90,12 +90,9 @@ def test_signed_out_in_another_tab(client, sign_in):
     assert client.get("/api/me").status_code == 401
 
 
-def test_verification_needs_no_network_and_no_second_query(app, client, sign_in):
-    """A repeated token is served from the verified-token cache: the mirror row is the only lookup."""
+def statements_of(app, request) -> list[str]:
     from sqlalchemy import event
 
-    sign_in("user_a")
-    client.get("/api/me")
     statements: list[str] = []
 
     def record(connection, cursor, statement, *args):
@@ -105,11 +102,27 @@ def test_verification_needs_no_network_and_no_second_query(app, client, sign_in)
         engine = db.engine
     event.listen(engine, "before_cursor_execute", record)
     try:
-        assert client.get("/api/me").status_code == 200
+        request()
     finally:
         event.remove(engine, "before_cursor_execute", record)
-    assert statements == [s for s in statements if "FROM users" in s]
-    assert len(statements) == 1
+    return statements
+
+
+def test_a_repeated_token_needs_no_network_and_no_query(app, client, sign_in):
+    """The verified-token cache and the signed-in user's snapshot answer a repeated request."""
+    sign_in("user_a")
+    assert client.get("/api/me").status_code == 200
+    statements = statements_of(app, lambda: client.get("/api/me"))
+    assert statements == []
+
+
+def test_without_the_snapshot_cache_the_mirror_row_is_the_only_lookup(make_app, make_user, sign_in):
+    app = make_app(SIGNED_IN_USER_CACHE_SECONDS="0")
+    client = app.test_client()
+    sign_in("user_a", as_client=client)
+    client.get("/api/me")
+    statements = statements_of(app, lambda: client.get("/api/me"))
+    assert len(statements) == 1 and "FROM users" in statements[0]
 
 
 # --- the refresh page (Clerk's interstitial) -----------------------------------------------------------

@@ -4,7 +4,7 @@ a form without its CSRF token is refused."""
 import re
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 
 from shop.extensions import db
 from shop.models import Role
@@ -180,3 +180,21 @@ def test_forms_without_their_csrf_token_are_refused(app, client, two_shoppers, m
     assert response.status_code == 400
     with app.app_context():
         assert db.session.get(Order, two_shoppers["b_order"]).status == "placed"
+
+
+def test_a_shopper_deleted_elsewhere_cannot_check_out_from_a_cached_snapshot(
+    app, client, sign_in, make_product, post_form
+):
+    """Another process tombstoned the row (the cart survived, as psql would leave it); this process's
+    snapshot of the shopper is still fresh, but checkout reads the row itself and places nothing."""
+    make_product("mug", stock=10, name="Mug")
+    sign_in("user_a")
+    post_form("/cart/add", {"slug": "mug", "quantity": "1"})
+    fields = checkout_fields(client)
+    with app.app_context():
+        db.session.execute(text("UPDATE users SET deleted_at = now(), email = NULL WHERE clerk_id = 'user_a'"))
+        db.session.commit()
+    response = client.post("/checkout", data=fields, follow_redirects=True)
+    assert "This account has been deleted" in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Order)) == 0
