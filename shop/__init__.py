@@ -85,11 +85,12 @@ def configure_database(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from shop import models  # noqa: F401  (the tables must be known to db.metadata and Alembic)
+    from shop import models, read_only_commit  # noqa: F401  (the tables must be known to db.metadata and Alembic)
     from shop.extensions import csrf, db, migrate
     from shop.store import models as store_models  # noqa: F401  (products, carts, orders)
 
     db.init_app(app)
+    read_only_commit.register(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     csrf.init_app(app)
 
