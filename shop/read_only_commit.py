@@ -46,8 +46,10 @@ def register(app: Flask) -> None:
 
     @app.teardown_request
     def commit_if_read_only(exc: BaseException | None) -> None:
+        if exc is not None or not db.session.registry.has():
+            return  # a request that never used the session (a webhook) must not create one here
         session = db.session()  # the request's Session itself (the scoped proxy lacks in_transaction)
-        if exc is not None or not session.in_transaction():
+        if not session.in_transaction():
             return
         if session.new or session.dirty or session.deleted:
             return
