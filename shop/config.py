@@ -158,29 +158,18 @@ def load(env: Mapping[str, str], *, production: bool, instance_path: Path) -> di
         problems.append(f"CLERK_API_URL must be an http(s) URL such as {DEFAULT_CLERK_API_URL}.")
     settings["CLERK_API_URL"] = api_url.rstrip("/")
 
-    skew = _first(env, "CLERK_CLOCK_SKEW_SECONDS") or "5"
-    try:
-        settings["CLERK_CLOCK_SKEW_SECONDS"] = int(skew)
-        if not 0 <= settings["CLERK_CLOCK_SKEW_SECONDS"] <= 300:
-            raise ValueError
-    except ValueError:
-        problems.append("CLERK_CLOCK_SKEW_SECONDS must be a whole number of seconds between 0 and 300.")
-
-    cooldown = _first(env, "CLERK_JWKS_COOLDOWN_SECONDS") or "30"
-    try:
-        settings["CLERK_JWKS_COOLDOWN_SECONDS"] = float(cooldown)
-        if not 0 <= settings["CLERK_JWKS_COOLDOWN_SECONDS"] <= 3600:
-            raise ValueError
-    except ValueError:
-        problems.append("CLERK_JWKS_COOLDOWN_SECONDS must be a number of seconds between 0 and 3600.")
-
-    user_cache = _first(env, "SIGNED_IN_USER_CACHE_SECONDS") or "5"
-    try:
-        settings["SIGNED_IN_USER_CACHE_SECONDS"] = float(user_cache)
-        if not 0 <= settings["SIGNED_IN_USER_CACHE_SECONDS"] <= 60:
-            raise ValueError
-    except ValueError:
-        problems.append("SIGNED_IN_USER_CACHE_SECONDS must be a number of seconds between 0 and 60 (0: no cache).")
+    seconds = [
+        ("CLERK_CLOCK_SKEW_SECONDS", int, "5", 300, "a whole number of seconds between 0 and 300."),
+        ("CLERK_JWKS_COOLDOWN_SECONDS", float, "30", 3600, "a number of seconds between 0 and 3600."),
+        ("SIGNED_IN_USER_CACHE_SECONDS", float, "5", 60, "a number of seconds between 0 and 60 (0: no cache)."),
+    ]
+    for name, kind, default, most, expected in seconds:
+        try:
+            settings[name] = kind(_first(env, name) or default)
+            if not 0 <= settings[name] <= most:
+                raise ValueError
+        except ValueError:
+            problems.append(f"{name} must be {expected}")
 
     # "auto" (what .flaskenv sets for `make run`): the stand-in when no Clerk instance is configured.
     dev_auth_setting = _first(env, "SHOP_DEV_AUTH").lower()
