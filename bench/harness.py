@@ -1,4 +1,4 @@
-"""What the benchmarks share: a free port, and gunicorn started the way production starts it."""
+"""What the benchmarks share: a free port, a database of their own, and gunicorn started as production starts it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,3 +58,39 @@ def start_gunicorn(
             time.sleep(0.2)
     server.terminate()
     sys.exit(f"gunicorn did not answer within 60 s; see {log_path}")
+
+
+def libpq(url: str) -> str:
+    """A SQLAlchemy URL as psycopg takes it (no driver name), password kept."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def fresh_database(name: str) -> tuple[str, Callable[[], None]]:
+    """An empty database for a benchmark, and how to drop it afterwards: `name` on the embedded
+    PostgreSQL, or BENCH_DATABASE_URL, whose `public` schema is EMPTIED (and not dropped after)."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from shop.config import normalize_database_url
+
+    url = os.environ.get("BENCH_DATABASE_URL")
+    if url:
+        url = normalize_database_url(url)
+        with psycopg.connect(libpq(url), autocommit=True) as conn:
+            conn.execute("DROP SCHEMA public CASCADE")
+            conn.execute("CREATE SCHEMA public")
+        return url, lambda: None
+    from shop import embedded_postgres
+
+    server = embedded_postgres.start(ROOT / "instance" / "pgdata")
+    with psycopg.connect(libpq(server), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+
+    def drop() -> None:
+        with psycopg.connect(libpq(server), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    return make_url(server).set(database=name).render_as_string(hide_password=False), drop

@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -49,7 +50,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import free_port, start_gunicorn  # noqa: E402
+from bench.harness import free_port, fresh_database, libpq, start_gunicorn  # noqa: E402
 from tests.support import TEST_PUBLISHABLE_KEY, TokenMinter  # noqa: E402
 
 DATABASE = "bench_store"
@@ -75,34 +76,9 @@ end
 # --------------------------------------------------------------------------- the database
 
 
-def _libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def prepare_database() -> tuple[str, callable]:
-    """A SQLAlchemy URL to an empty database with the schema, and how to drop it afterwards."""
-    from shop.config import normalize_database_url
-
-    url = os.environ.get("BENCH_DATABASE_URL")
-    if url:
-        url = normalize_database_url(url)
-        with psycopg.connect(_libpq(url), autocommit=True) as conn:
-            conn.execute("DROP SCHEMA public CASCADE")
-            conn.execute("CREATE SCHEMA public")
-        return url, lambda: None
-    from shop import embedded_postgres
-
-    server = embedded_postgres.start(ROOT / "instance" / "pgdata")
-    with psycopg.connect(_libpq(server), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DATABASE}")
-    url = make_url(server).set(database=DATABASE).render_as_string(hide_password=False)
-
-    def drop() -> None:
-        with psycopg.connect(_libpq(server), autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-
-    return url, drop
+def prepare_database() -> tuple[str, Callable[[], None]]:
+    """A SQLAlchemy URL to an empty database (the schema comes with `prepare_shop`), and how to drop it."""
+    return fresh_database(DATABASE)
 
 
 def app_env(database_url: str, minter: TokenMinter) -> dict[str, str]:
@@ -212,7 +188,7 @@ def server_pids(gunicorn_pid: int) -> list[int]:
 
 def postgres_pids(database_url: str) -> list[int]:
     """The PostgreSQL backends serving the benchmark's database (gunicorn's pooled connections)."""
-    with psycopg.connect(_libpq(database_url)) as conn:
+    with psycopg.connect(libpq(database_url)) as conn:
         return [
             pid
             for (pid,) in conn.execute(
@@ -431,7 +407,7 @@ LOAD_SQL = [
 
 def load_orders(database_url: str) -> float:
     started = time.perf_counter()
-    with psycopg.connect(_libpq(database_url), autocommit=True) as conn:
+    with psycopg.connect(libpq(database_url), autocommit=True) as conn:
         conn.execute(LOAD_SQL[0], {"users": USERS})
         # the bulk users got consecutive ids: one statement, one identity sequence, no other writer
         first_id = conn.execute("SELECT id FROM users WHERE clerk_id = 'user_bulk_1'").fetchone()[0]

@@ -29,19 +29,19 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
 import resource
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.harness import fresh_database  # noqa: E402
 
 DATABASE = "bench_sync"
 SECRET_KEY = "sk_test_YmVuY2htYXJrIHNlY3JldCBrZXkgZm9yIHN5bmM"  # noqa: S105  (the stand-in's, not a real key)
@@ -234,31 +234,6 @@ def worker(database_url: str, api_url: str) -> None:
 # -- the conductor ---------------------------------------------------------------------------
 
 
-def fresh_database() -> tuple[str, Callable[[], None]]:
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    url = os.environ.get("BENCH_DATABASE_URL")
-    if url:
-        with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(False)) as conn:
-            conn.execute("DROP SCHEMA public CASCADE")
-            conn.execute("CREATE SCHEMA public")
-        return url, lambda: None
-    from shop import embedded_postgres
-
-    server = make_url(embedded_postgres.start(ROOT / "instance" / "pgdata"))
-    admin = server.set(drivername="postgresql").render_as_string(False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DATABASE}")
-
-    def drop() -> None:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-
-    return server.set(database=DATABASE).render_as_string(False), drop
-
-
 def migrate(database_url: str) -> None:
     import flask_migrate
 
@@ -332,7 +307,7 @@ def main() -> None:
     try:
         print(f"Generating {args.users:,} Clerk users in the stand-in …", flush=True)
         api_url = f"http://127.0.0.1:{ports.get(timeout=600)}/v1"
-        database_url, drop = fresh_database()
+        database_url, drop = fresh_database(DATABASE)
         migrate(database_url)
         results = []
         for name in ("first sync, empty mirror", "second sync, nothing changed"):

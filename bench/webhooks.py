@@ -58,7 +58,7 @@ from svix.webhooks import Webhook
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import free_port, start_gunicorn  # noqa: E402
+from bench.harness import free_port, fresh_database, libpq, start_gunicorn  # noqa: E402
 
 WEBHOOK_PATH = "/api/webhooks/clerk"
 TRIVIAL_PATH = "/api/health"
@@ -129,28 +129,7 @@ end
 
 def prepare_database() -> tuple[str, Callable[[], None]]:
     """A SQLAlchemy URL to an empty database with the schema, and how to drop it afterwards."""
-    url = os.environ.get("BENCH_DATABASE_URL")
-    if url:
-        from shop.config import normalize_database_url
-
-        url = normalize_database_url(url)
-        with psycopg.connect(_libpq(url), autocommit=True) as conn:
-            conn.execute("DROP SCHEMA public CASCADE")
-            conn.execute("CREATE SCHEMA public")
-        drop = lambda: None  # noqa: E731
-    else:
-        from shop import embedded_postgres
-
-        server = embedded_postgres.start(ROOT / "instance" / "pgdata")
-        with psycopg.connect(_libpq(server), autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-            conn.execute(f"CREATE DATABASE {DATABASE}")
-        url = make_url(server).set(database=DATABASE).render_as_string(hide_password=False)
-
-        def drop() -> None:
-            with psycopg.connect(_libpq(server), autocommit=True) as conn:
-                conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-
+    url, drop = fresh_database(DATABASE)
     import flask_migrate
 
     from shop import create_app
@@ -161,10 +140,6 @@ def prepare_database() -> tuple[str, Callable[[], None]]:
         flask_migrate.upgrade()  # the committed migrations, as `flask db upgrade` runs them
         db.engine.dispose()
     return url, drop
-
-
-def _libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def _app_env(database_url: str) -> dict[str, str]:
@@ -386,7 +361,7 @@ class Checker:
 
     def check(self) -> list[str]:
         problems = []
-        with psycopg.connect(_libpq(self.database_url)) as conn:
+        with psycopg.connect(libpq(self.database_url)) as conn:
             events = conn.execute("SELECT svix_id, status, count(*) FROM webhook_events GROUP BY 1, 2").fetchall()
             users = {
                 row[0]: row[1:]

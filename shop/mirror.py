@@ -230,19 +230,12 @@ def retry_email_conflicts(transaction: Callable[[], T]) -> T:
 
 def _apply_in_savepoint(conn: Connection, snapshot: UserSnapshot) -> Change:
     """`apply_snapshot` that survives concurrent e-mail claims without aborting the caller's transaction."""
-    for attempt in range(1, EMAIL_CONFLICT_RETRIES + 1):
-        savepoint = conn.begin_nested()
-        try:
-            change = apply_snapshot(conn, snapshot)
-        except IntegrityError as exc:
-            savepoint.rollback()
-            if not is_email_conflict(exc) or attempt == EMAIL_CONFLICT_RETRIES:
-                raise
-            log.info("e-mail claimed concurrently for %s, retrying (%d)", snapshot.clerk_id, attempt)
-            continue
-        savepoint.commit()
-        return change
-    raise AssertionError("unreachable")
+
+    def in_savepoint() -> Change:
+        with conn.begin_nested():  # released on success, rolled back on an error
+            return apply_snapshot(conn, snapshot)
+
+    return retry_email_conflicts(in_savepoint)
 
 
 def _tombstone_statement() -> Executable:

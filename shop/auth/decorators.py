@@ -38,7 +38,6 @@ def admin_required(view: Callable[..., Any]) -> Callable[..., Any]:
         if user is None or user.is_deleted or not user.is_admin:
             abort(403)
         g.user = user
-        signed_in.cache().put(user)
         return view(*args, **kwargs)
 
     return wrapped

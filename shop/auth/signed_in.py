@@ -53,12 +53,6 @@ class SignedInUser(UserFacts):
     deleted_at: datetime | None
 
 
-def load(clerk_id: str) -> SignedInUser | None:
-    """The user's row as it is now (a tombstone included); None if there is none."""
-    row = db.session.connection().execute(_LOOKUP, {"clerk_id": clerk_id}).first()
-    return SignedInUser(**row._mapping) if row is not None else None
-
-
 class SnapshotCache:
     """Snapshots by Clerk id for `seconds`; only found users are kept, so a first sign-in is never missed."""
 
@@ -97,15 +91,20 @@ def cache() -> SnapshotCache:
     return app.extensions["signed_in_users"]
 
 
+def load(clerk_id: str) -> SignedInUser | None:
+    """The user's row as it is now (a tombstone included), which also renews the cached snapshot;
+    None if there is none."""
+    row = db.session.connection().execute(_LOOKUP, {"clerk_id": clerk_id}).first()
+    if row is None:
+        return None
+    user = SignedInUser(**row._mapping)
+    cache().put(user)
+    return user
+
+
 def lookup(clerk_id: str) -> SignedInUser | None:
     """The signed-in user's snapshot, from the cache while it is fresh."""
-    users = cache()
-    user = users.get(clerk_id)
-    if user is None:
-        user = load(clerk_id)
-        if user is not None:
-            users.put(user)
-    return user
+    return cache().get(clerk_id) or load(clerk_id)
 
 
 def forget(clerk_id: str | None) -> None:
