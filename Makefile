@@ -6,43 +6,62 @@ FLASK  := $(BIN)/flask
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
-.PHONY: run test install db lint format bench bench-webhooks bench-store serve clean
+.PHONY: run test install install-dev install-npm db stop lint format bench bench-webhooks bench-store serve clean
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt
+# What serving needs (requirements.txt) and, for `make test`, the test and benchmark tools on top.
+$(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(BIN)/.installed-dev: $(BIN)/.installed requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# Clerk's own code for the suite (package.json, pinned by package-lock.json): @clerk/backend as an oracle,
+# the clerk-js 6 and @clerk/ui 1 browser bundles. Without node the tests that need them say so and skip.
+node_modules/.installed: package.json package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && touch $@; \
+	else \
+	  echo "make: node/npm not found: the tests against Clerk's JS SDK and the real clerk-js bundles will be skipped (install Node.js 20+)."; \
+	fi
+
 install: $(BIN)/.installed
+install-dev: $(BIN)/.installed-dev
+install-npm: node_modules/.installed
 
 db: install ## create or migrate the schema (starts the embedded PostgreSQL when DATABASE_URL is unset)
-	$(FLASK) db upgrade
+	@$(FLASK) db upgrade
 
-run: db ## the app on http://$(HOST):$(PORT), with the demo catalogue
-	$(FLASK) seed
+run: db ## the app on http://$(HOST):$(PORT), with the demo catalogue (make run PORT=8000 for another port)
+	@$(FLASK) seed
 	$(FLASK) run --host $(HOST) --port $(PORT)
 
-test: install ## the whole suite, against the embedded PostgreSQL or TEST_DATABASE_URL
+stop: install ## stop the embedded PostgreSQL that `make run` started (its data stays in instance/pgdata)
+	@$(FLASK) embedded-db stop
+
+test: install-dev install-npm ## the whole suite, against the embedded PostgreSQL or TEST_DATABASE_URL
 	$(BIN)/pytest
 
-lint: install
+lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: install
+format: install-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 bench: bench-webhooks bench-store ## every benchmark in bench/
 
-bench-webhooks: install ## signed user.updated deliveries through gunicorn, beside /api/health (needs wrk)
+bench-webhooks: install-dev ## signed user.updated deliveries through gunicorn, beside /api/health (needs wrk)
 	$(BIN)/python bench/webhooks.py
 
-bench-store: install ## catalogue and cart pages through gunicorn, signed in and out; orders of a user among 1,000,000 (needs wrk)
+bench-store: install-dev ## catalogue and cart pages through gunicorn, signed in and out; orders of a user among 1,000,000 (needs wrk)
 	$(BIN)/python bench/store.py
 
 serve: db ## production server: gunicorn with gunicorn.conf.py (needs DATABASE_URL and SECRET_KEY)
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache
