@@ -6,7 +6,9 @@ FLASK  := $(BIN)/flask
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
-.PHONY: run test install install-dev install-npm db stop lint format bench bench-webhooks bench-store serve clean
+ROLE   ?= ADMIN
+
+.PHONY: run test install install-dev install-npm db stop admin lint format bench bench-webhooks bench-store serve clean
 
 # What serving needs (requirements.txt) and, for `make test`, the test and benchmark tools on top.
 $(BIN)/.installed: requirements.txt
@@ -39,7 +41,11 @@ run: db ## the app on http://$(HOST):$(PORT), with the demo catalogue (make run 
 	$(FLASK) run --host $(HOST) --port $(PORT)
 
 stop: install ## stop the embedded PostgreSQL that `make run` started (its data stays in instance/pgdata)
-	@$(FLASK) embedded-db stop
+	@$(BIN)/python -m shop.embedded_postgres stop
+
+admin: db ## make someone staff: make admin EMAIL=ada@example.com (ROLE=CLIENT undoes it); they must have signed in once
+	@test -n "$(EMAIL)" || { echo "make admin needs EMAIL=<e-mail or Clerk user id>, e.g. make admin EMAIL=ada@example.com"; exit 2; }
+	@$(FLASK) users set-role "$(EMAIL)" $(ROLE)
 
 test: install-dev install-npm ## the whole suite, against the embedded PostgreSQL or TEST_DATABASE_URL
 	$(BIN)/pytest

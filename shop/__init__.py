@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,9 @@ __all__ = ["ConfigError", "create_app"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("shop")
+# What the app says while it boots (which database, the stand-in's warning): useful above a server's
+# "Running on", noise above the output of `flask seed` or `flask users list`.
+boot_log = logging.getLogger("shop.boot")
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -50,6 +54,15 @@ def configure_logging(app: Flask) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.DEBUG if app.debug else logging.INFO)
+    # pgserver echoes initdb's whole output at INFO; Alembic lists every plugin it sets up.
+    for chatty in ("pgserver", "alembic.runtime.plugins"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    boot_log.setLevel(logging.ERROR if is_one_shot_command() else logging.NOTSET)
+
+
+def is_one_shot_command() -> bool:
+    """`flask seed`, `flask db upgrade`, `flask users list`…: a command that prints its own output and exits."""
+    return Path(sys.argv[0]).name == "flask" and sys.argv[1:2] != ["run"]
 
 
 def configure_database(app: Flask) -> None:
@@ -58,9 +71,9 @@ def configure_database(app: Flask) -> None:
         from shop import embedded_postgres
 
         url = embedded_postgres.start(Path(app.instance_path) / "pgdata")
-        log.info("Database: embedded PostgreSQL in %s", Path(app.instance_path) / "pgdata")
+        boot_log.info("Database: embedded PostgreSQL in %s (make stop stops it)", Path(app.instance_path) / "pgdata")
     else:
-        log.info("Database: %s", config.describe_database_url(url))
+        boot_log.info("Database: %s", config.describe_database_url(url))
     url, behind_pooler = config.without_pooler_flag(url)
     app.config["SQLALCHEMY_DATABASE_URI"] = url
     connect_args: dict[str, Any] = {"connect_timeout": 5}
@@ -68,7 +81,7 @@ def configure_database(app: Flask) -> None:
         # A transaction-mode pooler (pgbouncer, Neon's -pooler host) hands each transaction to any
         # server connection: psycopg's server-side prepared statements would not be there next time.
         connect_args["prepare_threshold"] = None
-        log.info("Database: behind a transaction-mode pooler, server-side prepared statements off")
+        boot_log.info("Database: behind a transaction-mode pooler, server-side prepared statements off")
     app.config.setdefault(
         "SQLALCHEMY_ENGINE_OPTIONS",
         {
@@ -107,7 +120,7 @@ def register_blueprints(app: Flask) -> None:
         from shop.clerk import standin
 
         standin.configure(app)
-        log.warning("The local Clerk stand-in is ON (SHOP_DEV_AUTH): sign-in is simulated, for development only.")
+        boot_log.warning("The local Clerk stand-in is ON (SHOP_DEV_AUTH): sign-in is simulated, for development only.")
 
 
 def register_commands(app: Flask) -> None:

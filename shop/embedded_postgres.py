@@ -6,6 +6,9 @@ Kept in one small module so it can be swapped: the rest of the app only sees a U
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import warnings
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -16,11 +19,49 @@ def start(data_dir: Path) -> str:
 
     pgserver shares one server between processes that ask for the same directory, so the
     Flask reloader's second process joins the first one's server. `cleanup_mode=None`
-    leaves it running after we exit: the next start is instant and the data is kept.
+    leaves it running after we exit: the next start is instant and the data is kept
+    (`make stop` stops it).
     """
-    import pgserver  # imported here: a deployment with DATABASE_URL never needs it
+    with warnings.catch_warnings():
+        # platformdirs warns that XDG_RUNTIME_DIR is unset (containers): nothing the user can act on.
+        warnings.simplefilter("ignore")
+        import pgserver  # imported here: a deployment with DATABASE_URL never needs it
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(data_dir, cleanup_mode=None)
     # pgserver answers `postgresql://postgres:@/postgres?host=<socket dir>`.
     return server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def stop(data_dir: Path) -> bool:
+    """Stop the server whose data lives in `data_dir`; False when none was running."""
+    if not (data_dir / "postmaster.pid").exists():
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver._commands import pg_ctl
+
+    # As root, pgserver runs PostgreSQL as its own `pgserver` user; pg_ctl must run as that user too.
+    user = "pgserver" if os.geteuid() == 0 else None
+    try:
+        pg_ctl(["-w", "stop"], pgdata=data_dir, user=user)
+    except subprocess.CalledProcessError:
+        return False
+    return True
+
+
+def main() -> None:
+    """`python -m shop.embedded_postgres stop` (what `make stop` runs): no app is built, so nothing starts it first."""
+    import sys
+
+    from shop import PROJECT_ROOT
+
+    if sys.argv[1:] != ["stop"]:
+        sys.exit("usage: python -m shop.embedded_postgres stop")
+    data_dir = PROJECT_ROOT / "instance" / "pgdata"
+    stopped = stop(data_dir)
+    print(f"Stopped the embedded PostgreSQL in {data_dir}." if stopped else "The embedded PostgreSQL was not running.")
+
+
+if __name__ == "__main__":
+    main()

@@ -3,7 +3,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from flask import g, jsonify
+from flask import current_app, g, jsonify
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 
@@ -29,6 +29,11 @@ def health():
     return jsonify(status="ok", database="ok")
 
 
+def database_url_status() -> str:
+    """Whether DATABASE_URL is set, never the URL itself: the embedded server is used when it is not."""
+    return "✅ Set" if current_app.config.get("DATABASE_URL") else "embedded"
+
+
 @bp.get("/test-db")
 def test_db():
     try:
@@ -36,11 +41,13 @@ def test_db():
     except ProgrammingError as exc:
         db.session.rollback()
         log.warning("database check failed: %s", type(exc.orig).__name__)
-        return jsonify(status="error", message=NO_SCHEMA, data={"connected": True, "databaseUrl": "✅ Set"}), 503
+        data = {"connected": True, "databaseUrl": database_url_status()}
+        return jsonify(status="error", message=NO_SCHEMA, data=data), 503
     except SQLAlchemyError as exc:
         db.session.rollback()
         log.warning("database check failed: %s", type(exc).__name__)
-        return jsonify(status="error", message=DATABASE_DOWN, data={"connected": False, "databaseUrl": "✅ Set"}), 503
+        data = {"connected": False, "databaseUrl": database_url_status()}
+        return jsonify(status="error", message=DATABASE_DOWN, data=data), 503
     return jsonify(
         status="success",
         message="Database connection successful",
@@ -48,7 +55,7 @@ def test_db():
             "connected": True,
             "userCount": user_count,
             "timestamp": datetime.now(UTC).isoformat(),
-            "databaseUrl": "✅ Set",
+            "databaseUrl": database_url_status(),
         },
     )
 

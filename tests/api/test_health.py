@@ -75,3 +75,8 @@ def test_missing_schema_says_to_run_migrations(make_app, database_url, tokens):
     finally:
         with psycopg.connect(server.render_as_string(False), autocommit=True) as conn:
             conn.execute("DROP DATABASE IF EXISTS shop_test_empty WITH (FORCE)")
+
+
+def test_test_db_says_embedded_when_no_database_url_is_set(app, client):
+    app.config["DATABASE_URL"] = None  # as when `make run` starts the embedded PostgreSQL
+    assert client.get("/api/test-db").json["data"]["databaseUrl"] == "embedded"
