@@ -324,7 +324,7 @@ def medians(results: list[dict]) -> dict:
 
 def overhead_breakdown(app, minter: TokenMinter, clerk_id: str, repeat: int = 300) -> dict[str, float]:
     """In-process CPU (µs, best of 7) of what a signed-in catalogue adds, piece by piece."""
-    from shop.auth import signed_in
+    from shop.auth.signed_in import lookup
     from shop.extensions import db
     from shop.models import User
     from shop.store import catalogue
@@ -351,10 +351,8 @@ def overhead_breakdown(app, minter: TokenMinter, clerk_id: str, repeat: int = 30
         figures = {
             "catalogue query": best(rolled_back(lambda: catalogue.search("", 1))),
             "catalogue query + cart count": best(rolled_back(lambda: catalogue.search("", 1, cart_of=user_id))),
-            "the user's row (shop.auth.signed_in.load)": best(rolled_back(lambda: signed_in.load(clerk_id))),
+            "the user's row (shop.auth.signed_in.lookup)": best(rolled_back(lambda: lookup(clerk_id))),
         }
-        signed_in.lookup(clerk_id)
-        figures["the user's cached snapshot (signed_in.lookup)"] = best(lambda: signed_in.lookup(clerk_id))
     signed_out, signed_in = app.test_client(), app.test_client()
     now = int(time.time())
     signed_in.set_cookie("__session", minter.mint(clerk_id, iat=now, exp=now + 3600))

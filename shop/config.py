@@ -161,7 +161,6 @@ def load(env: Mapping[str, str], *, production: bool, instance_path: Path) -> di
     seconds = [
         ("CLERK_CLOCK_SKEW_SECONDS", int, "5", 300, "a whole number of seconds between 0 and 300."),
         ("CLERK_JWKS_COOLDOWN_SECONDS", float, "30", 3600, "a number of seconds between 0 and 3600."),
-        ("SIGNED_IN_USER_CACHE_SECONDS", float, "5", 60, "a number of seconds between 0 and 60 (0: no cache)."),
     ]
     for name, kind, default, most, expected in seconds:
         try:

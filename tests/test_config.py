@@ -119,16 +119,3 @@ def test_without_database_url_the_embedded_postgres_is_used(database_url):
     app = create_app({"TESTING": True, "SECRET_KEY": "x"})
     assert "host=" in app.config["SQLALCHEMY_DATABASE_URI"]
     assert "/instance/pgdata" in app.config["SQLALCHEMY_DATABASE_URI"].replace("%2F", "/")
-
-
-@pytest.mark.parametrize("value", ["soon", "-1", "61"])
-def test_the_signed_in_user_cache_must_be_a_short_number_of_seconds(value):
-    with pytest.raises(ConfigError) as error:
-        load({"SIGNED_IN_USER_CACHE_SECONDS": value})
-    assert error.value.problems == [
-        "SIGNED_IN_USER_CACHE_SECONDS must be a number of seconds between 0 and 60 (0: no cache)."
-    ]
-
-
-def test_the_signed_in_user_cache_defaults_to_five_seconds():
-    assert load({})["SIGNED_IN_USER_CACHE_SECONDS"] == 5

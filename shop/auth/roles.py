@@ -10,7 +10,6 @@ import logging
 
 from sqlalchemy import func, or_, select
 
-from shop.auth import signed_in
 from shop.extensions import db
 from shop.models import Role, User
 
@@ -33,5 +32,4 @@ def change_role(user: User, role: Role, *, by: str) -> bool:
         return False
     log.info("role of %s changed from %s to %s by %s", user.clerk_id, user.role, role, by)
     user.role = role
-    signed_in.forget(user.clerk_id)
     return True

@@ -32,7 +32,7 @@ def sign_out():
 @bp.get("/account")
 @login_required
 def account():
-    # The whole row, as it is now: the account page is where a shopper checks what the shop holds.
+    # The whole row: the page shows what the shop holds, including fields the per-request snapshot lacks.
     user = db.session.get(User, g.user.id)
     if user is None or user.is_deleted:
         abort(404)

@@ -17,7 +17,6 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from shop import mirror
-from shop.auth import signed_in
 from shop.clerk.events import USER_DELETED, ClerkEvent, NotAClerkEvent, parse_event
 from shop.extensions import db
 from shop.models import WebhookEvent, WebhookStatus
@@ -86,7 +85,6 @@ def _process_once(svix_id: str, event: ClerkEvent, payload: Any) -> Outcome:
         change = _apply(conn, event)
     if change is not None:
         log.debug("mirror %s: %s", event.user_id, change)
-        signed_in.forget(event.user_id)  # this process's pages see the change at once
     return Outcome.PROCESSED if event.is_handled else Outcome.IGNORED
 
 
