@@ -6,9 +6,11 @@ ends every request's session with one. So no statement of a page was ever prepar
 planned the catalogue query anew on every request. Ended with COMMIT, a page's statements are
 prepared after a few uses and only executed from then on.
 
-Only a transaction that provably wrote nothing is committed: no pending ORM change, and no
-statement other than a SELECT went through its connection. Anything else (a view that wrote and
-did not commit, an error) is rolled back at teardown, as before.
+Only a transaction that provably wrote nothing is committed: no pending ORM change, and every
+statement through its connection was a SELECT that SQLAlchemy compiled itself (its execution
+context names the statement object). Text SQL counts as a write whatever it says, because
+`SELECT writing_fn()` writes. Anything else (a view that wrote and did not commit, an error) is
+rolled back at teardown, as before.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import Connection, event
-from sqlalchemy.engine import Engine
+from sqlalchemy import Connection, Select, event
+from sqlalchemy.engine import Engine, ExecutionContext
 from sqlalchemy.exc import SQLAlchemyError
 
 from shop.extensions import db
@@ -25,8 +27,15 @@ from shop.extensions import db
 WROTE = "shop_transaction_wrote"
 
 
-def _note_writes(conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
-    if statement.lstrip()[:6].upper() != "SELECT":
+def _only_reads(context: ExecutionContext | None) -> bool:
+    compiled = getattr(context, "compiled", None)
+    return compiled is not None and isinstance(compiled.statement, Select)
+
+
+def _note_writes(
+    conn: Connection, cursor: Any, statement: str, parameters: Any, context: ExecutionContext | None, *args: Any
+) -> None:
+    if not _only_reads(context):
         conn.info[WROTE] = True
 
 

@@ -22,8 +22,19 @@ def endings(app):
 
 
 @pytest.fixture
-def kept(make_user):
-    return make_user("user_kept", first_name="Kept")
+def kept(app, make_user):
+    with app.app_context():
+        db.session.execute(
+            text(
+                "CREATE OR REPLACE FUNCTION rename_kept() RETURNS void LANGUAGE sql AS "
+                "$$ UPDATE users SET first_name = 'Changed' WHERE clerk_id = 'user_kept' $$"
+            )
+        )
+        db.session.commit()
+    yield make_user("user_kept", first_name="Kept")
+    with app.app_context():
+        db.session.execute(text("DROP FUNCTION rename_kept()"))
+        db.session.commit()
 
 
 def add_views(app):
@@ -37,6 +48,12 @@ def add_views(app):
     @app.get("/test/orm-change-without-commit")
     def orm_change_without_commit():
         db.session.scalar(select(User).where(User.clerk_id == "user_kept")).first_name = "Changed"
+        return "done"
+
+    @app.get("/test/select-that-writes")
+    def select_that_writes():
+        # A SELECT whose function writes: no text prefix tells it apart from a read.
+        db.session.execute(text("SELECT rename_kept()"))
         return "done"
 
     @app.get("/test/fails-after-writing")
@@ -65,7 +82,9 @@ def test_its_statements_get_prepared_and_stay_prepared(app, client, kept):
     assert prepared >= 1
 
 
-@pytest.mark.parametrize("path", ["/test/insert-without-commit", "/test/orm-change-without-commit"])
+@pytest.mark.parametrize(
+    "path", ["/test/insert-without-commit", "/test/orm-change-without-commit", "/test/select-that-writes"]
+)
 def test_an_uncommitted_write_is_rolled_back_not_committed(make_app, kept, path):
     app = make_app()
     add_views(app)
