@@ -161,6 +161,7 @@ def load(env: Mapping[str, str], *, production: bool, instance_path: Path) -> di
     seconds = [
         ("CLERK_CLOCK_SKEW_SECONDS", int, "5", 300, "a whole number of seconds between 0 and 300."),
         ("CLERK_JWKS_COOLDOWN_SECONDS", float, "30", 3600, "a number of seconds between 0 and 3600."),
+        ("CLERK_API_BACKOFF_SECONDS", float, "0.5", 60, "a number of seconds between 0 and 60."),
     ]
     for name, kind, default, most, expected in seconds:
         try:

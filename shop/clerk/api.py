@@ -254,5 +254,8 @@ def clerk_api() -> ClerkAPI:
                 "CLERK_SECRET_KEY is not set: the Backend API needs it; copy it from Clerk's dashboard "
                 "(Configure → API keys) into .env."
             )
-        client = app.extensions.setdefault(EXTENSION, ClerkAPI(app.config["CLERK_API_URL"], secret_key))
+        client = app.extensions.setdefault(
+            EXTENSION,
+            ClerkAPI(app.config["CLERK_API_URL"], secret_key, backoff=app.config["CLERK_API_BACKOFF_SECONDS"]),
+        )
     return client

@@ -22,7 +22,8 @@ def clerk():
 
 @pytest.fixture
 def sync_app(make_app, clerk):
-    return make_app(CLERK_SECRET_KEY=SECRET_KEY, CLERK_API_URL=clerk.url)
+    # Real retries, with pauses short enough that the failure tests do not wait seconds for them.
+    return make_app(CLERK_SECRET_KEY=SECRET_KEY, CLERK_API_URL=clerk.url, CLERK_API_BACKOFF_SECONDS="0.01")
 
 
 @pytest.fixture

@@ -214,7 +214,9 @@ def test_connection_refused_is_explained(make_app):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    app = make_app(CLERK_SECRET_KEY="sk_test_x", CLERK_API_URL=f"http://127.0.0.1:{port}/v1")
+    app = make_app(
+        CLERK_SECRET_KEY="sk_test_x", CLERK_API_URL=f"http://127.0.0.1:{port}/v1", CLERK_API_BACKOFF_SECONDS="0.01"
+    )
     result = app.test_cli_runner().invoke(args=["sync-clerk", "sync"])
     assert result.exit_code == 1
     assert f"Could not reach Clerk's Backend API at http://127.0.0.1:{port}/v1 (connection refused" in result.output
