@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from sqlalchemy.engine import make_url
 from svix.webhooks import Webhook
 from werkzeug.serving import make_server
 
@@ -164,3 +167,16 @@ def csrf_token(app, client) -> str:
     with client.session_transaction() as client_session:
         client_session["csrf_token"] = raw
     return token
+
+
+def wait_for_a_lock_wait(database_url: str, timeout: float = 10) -> None:
+    """Return once some session of the database waits on a lock: a concurrent statement has
+    reached the point the test wants it held at. Polls PostgreSQL itself instead of sleeping."""
+    libpq = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        while not conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()[0]:  # type: ignore[index]
+            assert time.monotonic() < deadline, "no session started waiting on a lock"
+            time.sleep(0.01)

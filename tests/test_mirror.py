@@ -1,7 +1,6 @@
 """The mirror's rules, called directly as webhooks, first sign-in and sync call them."""
 
 import threading
-import time
 
 import pytest
 from sqlalchemy import NullPool, create_engine, select
@@ -11,7 +10,7 @@ from shop import mirror
 from shop.clerk.users import parse_user
 from shop.extensions import db
 from shop.models import Role, User
-from tests.support import clerk_user
+from tests.support import clerk_user, wait_for_a_lock_wait
 
 
 @pytest.fixture
@@ -153,7 +152,7 @@ def test_a_claim_racing_an_uncommitted_claim_aborts_and_succeeds_when_run_again(
         outcome = {}
         worker = threading.Thread(target=lambda: outcome.update(change=mirror.retry_email_conflicts(transaction)))
         worker.start()
-        time.sleep(0.5)  # the second claim's INSERT now waits on the first's uncommitted row
+        wait_for_a_lock_wait(database_url)  # the second claim's INSERT waits on the first's uncommitted row
         first.commit()
         worker.join(timeout=30)
     other.dispose()
@@ -183,7 +182,7 @@ def test_the_race_aborts_a_transaction_that_is_not_run_again(app, database_url):
 
         worker = threading.Thread(target=claim)
         worker.start()
-        time.sleep(0.5)
+        wait_for_a_lock_wait(database_url)
         first.commit()
         worker.join(timeout=30)
     other.dispose()

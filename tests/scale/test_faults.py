@@ -21,6 +21,7 @@ from pathlib import Path
 import flask_migrate
 import psutil
 import psycopg
+import pytest
 import requests
 
 from shop import PROJECT_ROOT, create_app, mirror
@@ -41,6 +42,8 @@ from tests.scale.support import (
 )
 from tests.scale.test_two_instances import libpq
 from tests.support import WEBHOOK_SECRET, clerk_user, live_server
+
+pytestmark = pytest.mark.slow  # seconds each: `pytest -m "not slow"` skips them while iterating
 
 
 def test_svix_retries_bring_every_delivery_in_through_a_database_restart(stoppable_postgres, tokens):

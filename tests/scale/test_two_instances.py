@@ -13,6 +13,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
+import pytest
 from sqlalchemy.engine import make_url
 
 from shop import PROJECT_ROOT
@@ -21,6 +22,8 @@ from tests.scale.support import Clerk, deliver_to_both, drain, webhook_problems
 from tests.support import live_server
 from tests.sync.conftest import mirror_rows, user
 from tests.sync.standin import SECRET_KEY, StandInClerk, serve
+
+pytestmark = pytest.mark.slow  # seconds each: `pytest -m "not slow"` skips them while iterating
 
 
 def libpq(database_url: str) -> str:

@@ -21,11 +21,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import pytest
 import requests
 
 from shop.clerk.users import parse_user
 from tests.support import clerk_user, event, live_server, signed_headers
 from tests.sync.conftest import BASE_TIME, mirror_rows
+
+pytestmark = pytest.mark.slow  # seconds each: `pytest -m "not slow"` skips them while iterating
 
 SEED = int(os.environ.get("CONVERGENCE_SEED", "20261121"))
 INITIAL_USERS = 1500

@@ -1,7 +1,6 @@
 """`mirror.apply_snapshots` (the sync's set-based path) keeps every rule of `apply_snapshot`."""
 
 import threading
-import time
 
 import pytest
 from sqlalchemy import create_engine, event, select, text
@@ -11,7 +10,7 @@ from shop import mirror
 from shop.clerk.users import parse_user
 from shop.extensions import db
 from shop.models import Role, User
-from tests.support import clerk_user
+from tests.support import clerk_user, wait_for_a_lock_wait
 
 Change = mirror.Change
 
@@ -183,7 +182,7 @@ def test_a_concurrent_claim_outside_the_rules_falls_back_to_one_by_one(ctx, data
 
         worker = threading.Thread(target=run_batch)
         worker.start()
-        time.sleep(0.5)  # the batch's INSERT now waits on the intruder's uncommitted row
+        wait_for_a_lock_wait(database_url)  # the batch's INSERT waits on the intruder's uncommitted row
         intruder.commit()
         worker.join(timeout=30)
     other.dispose()

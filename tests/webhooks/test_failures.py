@@ -3,7 +3,6 @@ and replayable once the cause is fixed."""
 
 import json
 import threading
-import time
 
 import flask_migrate
 import psycopg
@@ -16,7 +15,7 @@ from shop import create_app
 from shop.extensions import db
 from shop.models import User, WebhookEvent
 from tests.conftest import settings
-from tests.support import clerk_user, event, live_server, signed_headers
+from tests.support import clerk_user, event, live_server, signed_headers, wait_for_a_lock_wait
 
 
 def body_of(clerk_id, **fields):
@@ -133,10 +132,7 @@ def test_database_stopped_mid_delivery(stoppable_postgres):
             )
         )
         sender.start()
-        deadline = time.monotonic() + 10
-        while not holder.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'").fetchone()[0]:
-            assert time.monotonic() < deadline, "the delivery never reached the database"
-            time.sleep(0.02)
+        wait_for_a_lock_wait(stoppable_postgres.url)
         stoppable_postgres.stop()  # the delivery's transaction has its event row written, not committed
         sender.join(30)
         holder.close()
