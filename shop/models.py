@@ -102,7 +102,6 @@ class User(UserFacts, db.Model):
 
 
 class WebhookStatus(enum.StrEnum):
-    RECEIVED = "received"  # not written since a claim writes its final status at once; kept in the check constraint
     PROCESSED = "processed"
     IGNORED = "ignored"
     FAILED = "failed"

@@ -118,9 +118,6 @@ class ClerkAPI:
             {"Authorization": f"Bearer {secret_key}", "Accept": "application/json", "User-Agent": "shop-sync/1"}
         )
 
-    def close(self) -> None:
-        self._session.close()
-
     # -- the calls -------------------------------------------------------------------------
 
     def get_user(self, user_id: str) -> dict[str, Any] | None:

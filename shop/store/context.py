@@ -1,5 +1,4 @@
-"""What every template gets from the store: the header's cart count, money and image helpers;
-and what `flask shell` preloads."""
+"""What every template gets from the store: the header's cart count, money and image helpers."""
 
 from __future__ import annotations
 
@@ -43,19 +42,3 @@ def store_context() -> dict[str, Any]:
 @bp.app_template_filter("money")
 def money_filter(cents: int, currency: str = "EUR") -> str:
     return format_money(cents, currency)
-
-
-@bp.record_once
-def add_shell_context(state) -> None:
-    @state.app.shell_context_processor
-    def store_shell_context() -> dict[str, Any]:
-        from shop.store import models
-
-        return {
-            "Product": models.Product,
-            "Cart": models.Cart,
-            "CartItem": models.CartItem,
-            "Order": models.Order,
-            "OrderItem": models.OrderItem,
-            "OrderStatus": models.OrderStatus,
-        }
