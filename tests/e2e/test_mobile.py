@@ -19,6 +19,7 @@ from sqlalchemy import select
 from shop.extensions import db
 from shop.models import Role
 from shop.store.models import Product
+from tests.e2e.conftest import save_screenshot
 from tests.support import clerk_user, event, live_server, signed_headers
 
 pytestmark = pytest.mark.browser
@@ -30,9 +31,11 @@ LONG_NAME = "Hand-thrown stoneware serving bowl with a reactive celadon glaze, b
 UNBROKEN_NAME = "Supercalifragilisticexpialidociousnotebookrefills"
 
 # Whatever sticks out of the viewport, except inside an ancestor that clips or scrolls (overflow-x
-# not "visible") and itself fits. Visually hidden helpers (1 px) are inside the viewport anyway.
+# not "visible") and itself fits; and only the boxes meant to scroll sideways may do so (cards
+# hidden in a scroll box are as unreadable as cards off the screen).
 LAYOUT_PROBLEMS = """
 () => {
+  const SCROLL_BOXES = ".table-wrap:not(:has(.stack-table)), pre.payload";
   const root = document.documentElement;
   const width = root.clientWidth;
   const problems = [];
@@ -47,6 +50,14 @@ LAYOUT_PROBLEMS = """
     }
     return false;
   };
+  // What may scroll sideways in its own box: the admin's wide tables and the webhook payload.
+  for (const el of document.body.querySelectorAll("*")) {
+    const overflowX = getComputedStyle(el).overflowX;
+    if ((overflowX === "auto" || overflowX === "scroll") && el.scrollWidth > el.clientWidth + 1
+        && !el.matches(SCROLL_BOXES)) {
+      problems.push(`${describe(el)} scrolls sideways (${el.scrollWidth}px in ${el.clientWidth}px)`);
+    }
+  }
   const reported = new Set();  // the outermost culprit is enough: its children stick out with it
   for (const el of document.body.querySelectorAll("*")) {
     const box = el.getBoundingClientRect();
@@ -163,13 +174,15 @@ class PhoneChecker:
         self.problems: dict[str, list[str]] = {}
         self.visited: set[str] = set()
 
-    def check(self, path: str, status: int = 200) -> None:
+    def check(self, path: str, status: int = 200, screenshot: str | None = None) -> None:
         response = self.page.goto(f"{self.url}{path}")
         assert response is not None and response.status == status, f"{path}: {response and response.status}"
         self.page.wait_for_load_state("networkidle")  # Clerk's mounts (the stand-in) have drawn
-        self.check_current(path)
+        self.check_current(path, screenshot)
 
-    def check_current(self, path: str) -> None:
+    def check_current(self, path: str, screenshot: str | None = None) -> None:
+        if screenshot:
+            save_screenshot(self.page, screenshot)  # for docs/screenshots/, with SHOP_SCREENSHOTS=1
         rule, _ = self.adapter.match(path.split("?")[0], return_rule=True)
         self.visited.add(rule.rule)
         found = self.page.evaluate(LAYOUT_PROBLEMS) + self.page.evaluate(SMALL_TAP_TARGETS)
@@ -220,11 +233,11 @@ def test_every_page_fits_a_phone(make_app, tmp_path, browser):
             add_to_cart(shopper, url, "refills", UNBROKEN_NAME, 10)
             add_to_cart(shopper, url, "ceramic-mug", "Ceramic mug", 1)
 
-            pages.check("/cart")
+            pages.check("/cart", screenshot="cart-mobile")
             assert shopper.evaluate(CART_OVERLAPS) == []
             pages.check("/checkout")
-            pages.check("/orders")
-            pages.check(first_order)
+            pages.check("/orders", screenshot="orders-mobile")
+            pages.check(first_order, screenshot="order-mobile")
             pages.check(second_order)
             pages.check(f"{second_order}/cancel")
             pages.check("/account")
@@ -238,7 +251,7 @@ def test_every_page_fits_a_phone(make_app, tmp_path, browser):
             )
             admin = PhoneChecker(app, staff, url)
             admin.check("/admin/")
-            admin.check("/admin/orders")
+            admin.check("/admin/orders", screenshot="admin-orders-mobile")
             admin.check("/admin/orders?status=placed")
             admin.check(f"/admin{first_order}")
             admin.check("/admin/products")
@@ -248,7 +261,7 @@ def test_every_page_fits_a_phone(make_app, tmp_path, browser):
             admin.check("/admin/webhooks")
             staff.get_by_test_id("webhook-row").first.get_by_role("link").click()
             staff.wait_for_url(re.compile(r".*/admin/webhooks/\d+$"))
-            admin.check_current(staff.url.removeprefix(url))
+            admin.check_current(staff.url.removeprefix(url), screenshot="admin-webhook-mobile")
 
             # --- signing out is a page too (last: it ends the session)
             pages.check("/sign-out")
