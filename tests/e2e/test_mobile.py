@@ -2,9 +2,9 @@
 
 A page fails when the document scrolls sideways, or when any element sticks out of the viewport
 other than inside a box that scrolls on its own (the admin's wide tables). Form fields and buttons
-must be tall enough to tap (40 px). The cart's long product names must not run over prices,
-quantities or totals. Which pages exist comes from the app's URL map, so a new page that this
-test does not visit makes it fail.
+must be tall enough to tap (40 px), and text readable against its background (WCAG AA). The
+cart's long product names must not run over prices, quantities or totals. Which pages exist
+comes from the app's URL map, so a new page that this test does not visit makes it fail.
 """
 
 from __future__ import annotations
@@ -92,6 +92,45 @@ SMALL_TAP_TARGETS = f"""
   }}
   return small;
 }}
+"""
+
+# Text that cannot be read against its background (WCAG AA: 4.5:1, or 3:1 for large text), as the
+# webhook payload was (light on light). The background is the nearest one that is painted.
+LOW_CONTRAST = """
+() => {
+  const rgba = (color) => {
+    const parts = (color.match(/rgba?\\(([^)]+)\\)/) || [null, ""])[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number);
+    return parts.length >= 3 ? [parts[0], parts[1], parts[2], parts.length > 3 ? parts[3] : 1] : null;
+  };
+  const luminance = ([r, g, b]) => {
+    const linear = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    return 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b);
+  };
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const color = rgba(getComputedStyle(e).backgroundColor);
+      if (color && color[3] > 0) return color;
+    }
+    return [255, 255, 255, 1];
+  };
+  const problems = [];
+  for (const el of document.body.querySelectorAll("*")) {
+    const hasText = [...el.childNodes].some((node) => node.nodeType === Node.TEXT_NODE && node.textContent.trim());
+    if (!hasText || el.closest("[disabled]")) continue;
+    const box = el.getBoundingClientRect();
+    if (box.width <= 1 || box.height <= 1) continue;  // visually hidden: read by screen readers only
+    const style = getComputedStyle(el);
+    const [fg, bg] = [luminance(rgba(style.color)), luminance(background(el))];
+    const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+    const size = parseFloat(style.fontSize), bold = parseInt(style.fontWeight, 10) >= 700;
+    const needed = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+    if (ratio < needed) {
+      const text = el.textContent.trim().replace(/\\s+/g, " ").slice(0, 40);
+      problems.push(`"${text}" has a contrast of ${ratio.toFixed(2)}:1 (needs ${needed}:1)`);
+    }
+  }
+  return problems;
+}
 """
 
 # Inside each cart line, the name, unit price, quantity field and line total do not overlap.
@@ -185,7 +224,8 @@ class PhoneChecker:
             save_screenshot(self.page, screenshot)  # for docs/screenshots/, with SHOP_SCREENSHOTS=1
         rule, _ = self.adapter.match(path.split("?")[0], return_rule=True)
         self.visited.add(rule.rule)
-        found = self.page.evaluate(LAYOUT_PROBLEMS) + self.page.evaluate(SMALL_TAP_TARGETS)
+        found = [self.page.evaluate(check) for check in (LAYOUT_PROBLEMS, SMALL_TAP_TARGETS, LOW_CONTRAST)]
+        found = [problem for problems in found for problem in problems]
         if found:
             self.problems[path] = found
 
@@ -295,5 +335,11 @@ def test_the_check_catches_a_page_wider_than_the_phone(make_app, tmp_path, brows
                 " d.name = 'tiny'; document.querySelector('main').appendChild(d); }"
             )
             assert any("tiny" in problem for problem in page.evaluate(SMALL_TAP_TARGETS))
+            assert page.evaluate(LOW_CONTRAST) == []
+            page.evaluate(
+                "() => { const p = document.createElement('p'); p.style.cssText = 'color: #eee; background: #fff';"
+                " p.textContent = 'faint'; document.querySelector('main').appendChild(p); }"
+            )
+            assert any("faint" in problem for problem in page.evaluate(LOW_CONTRAST))
     finally:
         context.close()
