@@ -6,7 +6,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import Integer, bindparam, select, update
+from sqlalchemy import Integer, bindparam, func, select, update
 
 from shop.extensions import db
 from shop.store.cart import count_statement
@@ -25,13 +25,22 @@ IMAGE_PATH_PATTERN = re.compile(r"^[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*\.(?:svg|pn
 class CataloguePage:
     products: list[Product]
     page: int
-    has_next: bool
+    total: int  # active products matching the query, on every page
+    per_page: int = PER_PAGE
     query: str = ""
     cart_count: int | None = None  # the shopper's, when asked for and the page has products
 
     @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    @property
     def has_previous(self) -> bool:
         return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
 
 
 def escape_like(text: str) -> str:
@@ -42,13 +51,16 @@ def _catalogue_statement(*, searching: bool, with_cart: bool):
     """The catalogue query, built once per shape with bound parameters: every request then only
     binds values, instead of building and fingerprinting a new statement (a visible share of the
     page's CPU)."""
-    columns: list = [Product]
+    matches = [Product.active.is_(True)]
+    if searching:
+        matches.append(Product.name.ilike(bindparam("pattern"), escape="\\"))
+    # The number of matches as a subquery PostgreSQL runs once, not count(*) over (): a window
+    # would read every match through the index (24 ms for 20,000 products, against 3 ms).
+    total = select(func.count()).select_from(Product).where(*matches).scalar_subquery().label("total")
+    columns: list = [Product, total]
     if with_cart:
         columns.append(count_statement(bindparam("cart_user")).scalar_subquery().label("cart_count"))
-    statement = select(*columns).where(Product.active.is_(True))
-    if searching:
-        statement = statement.where(Product.name.ilike(bindparam("pattern"), escape="\\"))
-    statement = statement.order_by(Product.name, Product.id)
+    statement = select(*columns).where(*matches).order_by(Product.name, Product.id)
     return statement.limit(bindparam("limit", type_=Integer)).offset(bindparam("offset", type_=Integer))
 
 
@@ -62,27 +74,28 @@ _STATEMENTS = {
 def search(query: str = "", page: int = 1, per_page: int = PER_PAGE, *, cart_of: int | None = None) -> CataloguePage:
     """Active products whose name contains `query` (case-insensitive), by name, one page.
 
-    One query: it fetches one row more than a page to know whether there is a next page,
-    instead of counting every match. With `cart_of` (a user id), the same round trip also
-    brings that shopper's cart count for the header, so a signed-in catalogue costs no extra
-    query for it.
+    One query: every row carries the number of matches, for "page 1 of 3".
+    With `cart_of` (a user id), the same round trip also brings that shopper's cart count for
+    the header, so a signed-in catalogue costs no extra query for it.
     """
     query = query.strip()[:MAX_QUERY_LENGTH]
     page = min(max(page, 1), MAX_PAGE)
-    params = {"limit": per_page + 1, "offset": (page - 1) * per_page}
+    params = {"limit": per_page, "offset": (page - 1) * per_page}
     if query:
         params["pattern"] = f"%{escape_like(query)}%"
     if cart_of is not None:
         params["cart_user"] = cart_of
     rows = db.session.execute(_STATEMENTS[bool(query), cart_of is not None], params).all()
     cart_count = rows[0].cart_count if rows and cart_of is not None else None
-    products = [row[0] for row in rows]
+    if rows:
+        total = rows[0].total
+    elif page > 1:  # past the last page: the first page's first row carries the count
+        first = db.session.execute(_STATEMENTS[bool(query), False], {**params, "offset": 0, "limit": 1}).first()
+        total = first.total if first else 0
+    else:
+        total = 0
     return CataloguePage(
-        products=products[:per_page],
-        page=page,
-        has_next=len(products) > per_page,
-        query=query,
-        cart_count=cart_count,
+        products=[row[0] for row in rows], page=page, total=total, per_page=per_page, query=query, cart_count=cart_count
     )
 
 

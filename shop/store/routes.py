@@ -152,8 +152,7 @@ def cart_remove(product_id: int):
 def checkout_page():
     lines = cart.lines(g.user.id)
     if not lines:
-        flash("Your cart is empty.", "info")
-        return redirect(url_for("store.cart_page"))
+        return redirect(url_for("store.cart_page"))  # which says it is empty: no flash to say it twice
     totals = cart.totals(lines)
     return render_template(
         "store/checkout.html",
@@ -173,7 +172,9 @@ def checkout_submit():
             request.form.get("idempotency_key", ""),
             expected_total_cents=request.form.get("expected_total", type=int),
         )
-    except (checkout.EmptyCart, checkout.OutOfStock) as exc:
+    except checkout.EmptyCart:
+        return redirect(url_for("store.cart_page"))  # which says it is empty
+    except checkout.OutOfStock as exc:
         flash(str(exc), "error")
         return redirect(url_for("store.cart_page"))
     except checkout.CheckoutError as exc:
@@ -207,6 +208,19 @@ def order_page(order_id: int):
     if order is None:
         abort(404)  # someone else's order is not there for you (no probing)
     return render_template("store/order.html", order=order, can_cancel=order.status == OrderStatus.PLACED)
+
+
+@bp.get("/orders/<int:order_id>/cancel")
+@login_required
+def order_cancel_confirm(order_id: int):
+    """The confirmation step before cancelling: a page, so it works without JavaScript."""
+    order = orders.get_for_user(g.user.id, order_id)
+    if order is None:
+        abort(404)
+    if order.status != OrderStatus.PLACED:
+        flash(f"Order #{order_id} is {order.status}: it can no longer be cancelled.", "info")
+        return redirect(url_for("store.order_page", order_id=order_id))
+    return render_template("store/cancel.html", order=order)
 
 
 @bp.post("/orders/<int:order_id>/cancel")

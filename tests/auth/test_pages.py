@@ -47,7 +47,7 @@ def test_header_shows_the_signed_in_user(client, sign_in):
     sign_in("user_a", first_name="Grace", last_name="Hopper")
     page = client.get("/account").get_data(as_text=True)
     assert "Grace Hopper" in page
-    assert 'data-testid="account-role">CLIENT' in page
+    assert 'data-testid="account-role">Shopper' in page
     assert "Sign out" in page
 
 

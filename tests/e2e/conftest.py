@@ -1,4 +1,9 @@
-"""Real-browser tests: Playwright for Python driving Debian's Chromium (never a downloaded browser)."""
+"""Real-browser tests: Playwright for Python driving Debian's Chromium (never a downloaded browser).
+
+Without that Chromium the browser tests are left out (deselected), and the summary says so in one line.
+Screenshots for docs/screenshots/ are written only with SHOP_SCREENSHOTS=1: they are tracked files,
+which an ordinary test run must not rewrite.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,38 @@ import pytest
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+WRITE_SCREENSHOTS = os.environ.get("SHOP_SCREENSHOTS") == "1"
+NO_BROWSER = pytest.StashKey[int]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """No Chromium: leave every browser test out, rather than fail each or skip each with its own line."""
+    if Path(CHROMIUM).exists():
+        return
+    left_out = [item for item in items if item.get_closest_marker("browser")]
+    if left_out:
+        items[:] = [item for item in items if not item.get_closest_marker("browser")]
+        config.hook.pytest_deselected(items=left_out)
+        config.stash[NO_BROWSER] = len(left_out)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and session.config.stash.get(NO_BROWSER, 0):
+        session.exitstatus = pytest.ExitCode.OK  # only browser tests were asked for: skipped, not an error
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    if count := config.stash.get(NO_BROWSER, 0):
+        terminalreporter.write_line(
+            f"BROWSER TESTS SKIPPED ({count}): no Chromium at {CHROMIUM}. Enable them with"
+            " `apt-get install chromium` (Debian) or CHROMIUM_PATH=/path/to/chromium.",
+            yellow=True,
+            bold=True,
+        )
 
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -44,11 +75,13 @@ def page(browser):
     context.close()
 
 
-@pytest.fixture
-def screenshot(page):
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-
-    def take(name: str) -> None:
+def save_screenshot(page, name: str) -> None:
+    """docs/screenshots/<name>.png of the whole page, when SHOP_SCREENSHOTS=1 asks for it."""
+    if WRITE_SCREENSHOTS:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
-    return take
+
+@pytest.fixture
+def screenshot(page):
+    return lambda name: save_screenshot(page, name)

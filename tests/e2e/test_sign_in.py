@@ -22,7 +22,7 @@ def test_sign_in_from_account_and_sign_out(make_app, tmp_path, page, screenshot)
 
         page.wait_for_url(f"{url}/account")
         assert page.get_by_test_id("account-name").inner_text() == "Grace Hopper"
-        assert page.get_by_test_id("account-role").inner_text() == "CLIENT"
+        assert page.get_by_test_id("account-role").inner_text() == "Shopper"
         assert "Grace Hopper" in page.locator(".site-header").inner_text()
         screenshot("account")
 

@@ -57,6 +57,7 @@ def test_a_cannot_read_bs_orders(client, two_shoppers):
 def test_a_cannot_cancel_bs_order(app, client, two_shoppers, stock_of):
     order = two_shoppers["b_order"]
     token = csrf_token_from(client, "/")
+    assert client.get(f"/orders/{order}/cancel").status_code == 404  # not even the confirmation page
     assert client.post(f"/orders/{order}/cancel", data={"csrf_token": token}).status_code == 404
     with app.app_context():
         assert db.session.get(Order, order).status == "placed"

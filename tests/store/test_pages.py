@@ -45,9 +45,14 @@ def test_pagination(client, make_product):
     assert "Item 00" in first and f"Item {catalogue.PER_PAGE - 1:02d}" in first
     assert f"Item {catalogue.PER_PAGE:02d}" not in first
     assert 'rel="next" href="/?page=2"' in first
+    assert "Page 1 of 2" in first and f"{catalogue.PER_PAGE + 3} products" in first
     second = text(client.get("/?page=2"))
     assert f"Item {catalogue.PER_PAGE:02d}" in second and "Item 00" not in second
     assert 'rel="prev"' in second and 'rel="next"' not in second
+    assert "Page 2 of 2" in second
+    past_the_end = text(client.get("/?page=9"))
+    assert "Page 9 of 2" in past_the_end and 'rel="prev" href="/?page=8"' in past_the_end
+    assert re.search(r'data-testid="product-count">1 product<', text(client.get("/?q=Item 01")))
     assert client.get("/?page=-3").status_code == 200
     assert client.get("/?page=abc").status_code == 200
 
@@ -102,7 +107,9 @@ def test_add_update_remove_with_messages(client, sign_in, make_product, post_for
     assert "Choose a quantity" in text(client.get("/cart"))
     post_form(f"/cart/items/{mug}/remove")
     page = text(client.get("/cart"))
-    assert "Removed from your cart." in page and "Your cart is empty" in page
+    assert "Removed from your cart." in page and page.count("Your cart is empty") == 1
+    assert client.get("/checkout").headers["Location"] == "/cart"
+    assert text(client.get("/cart")).count("Your cart is empty") == 1  # said once, not flashed again
 
 
 def test_a_next_field_cannot_lead_off_site(client, sign_in, make_product, post_form):
@@ -163,17 +170,24 @@ def test_the_shopper_cancels_their_placed_order(client, sign_in, make_product, p
     page = text(client.get("/checkout"))
     fields = dict(re.findall(r'name="(csrf_token|idempotency_key|expected_total)" value="([^"]+)"', page))
     order_path = client.post("/checkout", data=fields).headers["Location"]
-    assert "Cancel this order" in text(client.get(order_path))
-    token = csrf_token_from(client, order_path)
+    assert f'href="{order_path}/cancel">Cancel this order' in text(client.get(order_path))
+    confirm = text(client.get(f"{order_path}/cancel"))  # a page that asks first; nothing is cancelled yet
+    assert "Yes, cancel order" in confirm and 'name="csrf_token"' in confirm
+    assert stock_of(mug) == 1
+    token = csrf_token_from(client, f"{order_path}/cancel")
+    assert client.post(f"{order_path}/cancel", data={}).status_code == 400  # the confirm form's CSRF is required
     client.post(f"{order_path}/cancel", data={"csrf_token": token})
     page = text(client.get(order_path))
     assert "is cancelled" in page and "Cancel this order" not in page
+    confirm = client.get(f"{order_path}/cancel")
+    assert confirm.headers["Location"] == order_path
+    assert "can no longer be cancelled" in text(client.get(order_path))
     assert stock_of(mug) == 3
     client.post(f"{order_path}/cancel", data={"csrf_token": token})
     assert "cannot be cancelled" in text(client.get(order_path))
 
 
-@pytest.mark.parametrize("path", ["/cart", "/checkout", "/orders", "/orders/1"])
+@pytest.mark.parametrize("path", ["/cart", "/checkout", "/orders", "/orders/1", "/orders/1/cancel"])
 def test_shopper_pages_ask_to_sign_in(client, path):
     response = client.get(path)
     assert response.status_code == 302
