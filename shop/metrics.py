@@ -57,7 +57,7 @@ PROVISIONINGS = Counter(
 )
 SIGN_IN_RESYNCS = Counter(
     "shop_sign_in_resyncs",
-    "Stale users (needs_resync) fetched again from Clerk when they signed in, by outcome.",
+    "Stale users (needs_resync) fetched again from Clerk when they signed in, by outcome (the mirror's change).",
     ["outcome"],
     registry=None,
 )
