@@ -26,7 +26,7 @@ from shop.auth.session import backend_api
 from shop.clerk.api import ClerkAPIError
 from shop.clerk.users import NotAClerkUser
 from shop.extensions import db
-from shop.sync.service import sync_user
+from shop.sync import service as sync  # a module, not its names: shop.sync.service imports shop.auth too
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class Resyncer:
     def _repair(self, clerk_id: str) -> None:
         with self.app.app_context():
             try:
-                change, _ = sync_user(backend_api(), clerk_id)
+                change, _ = sync.sync_user(backend_api(), clerk_id)
             except (ClerkAPIError, NotAClerkUser, SQLAlchemyError) as exc:
                 log.warning(
                     "re-sync of %s at sign-in failed, retried after %.0f s: %s", clerk_id, self.retry_seconds, exc
