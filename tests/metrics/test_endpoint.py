@@ -118,6 +118,9 @@ def test_values_after_a_known_sequence(metrics_app, clerk, tokens, blocked_first
     assert deliver("msg_d", "session.created", {"id": "sess_1", "object": "session"}).json == {"status": "ignored"}
     clerk.put(clerk_user("user_new", email="new@example.com"), user(1), user(3))
     assert client.get("/api/me", headers={"Authorization": f"Bearer {tokens.mint('user_new')}"}).status_code == 200
+    with metrics_app.app_context():  # the dashboard's "first sign-ins in 24 h" counts the row the sign-in created
+        provisioned = dict(db.session.execute(text("SELECT clerk_id, provisioned_at IS NOT NULL FROM users")).all())
+    assert provisioned == {"user_new": True, "user_00001": False, "user_00002": False}
     sync = metrics_app.test_cli_runner().invoke(args=["sync-clerk", "sync"])  # 3 missing, 2 gone from Clerk
     assert sync.exit_code == 0, sync.output
 
