@@ -84,7 +84,9 @@ if not control_socket_disable:
 # exists, removed at exit; PROMETHEUS_MULTIPROC_DIR picks another (give each instance its own).
 _METRICS_PARENT = "/dev/shm" if Path("/dev/shm").is_dir() else tempfile.gettempdir()  # noqa: S108
 _DEFAULT_METRICS_DIR = os.path.join(_METRICS_PARENT, f"shop-metrics-{os.getpid()}")
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", _DEFAULT_METRICS_DIR)
+# A master started by another's USR2 (binary upgrade) inherits the old master's default: not shared.
+if Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or "shop-metrics-").name.startswith("shop-metrics-"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _DEFAULT_METRICS_DIR
 Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
 
 

@@ -35,7 +35,7 @@ METRICS_PARENT = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfil
 ANSWERED = re.compile(r"^<(\d+)> GET /metrics ", re.MULTILINE)
 
 
-def start_gunicorn(database_url: str, clerk_url: str, port: int, log: Path) -> subprocess.Popen:
+def start_gunicorn(database_url: str, clerk_url: str, port: int, log: Path, **extra_env: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "GUNICORN_", "CLERK_", "PROMETHEUS_"))}
     env.pop("PORT", None)
     env.update(
@@ -48,6 +48,7 @@ def start_gunicorn(database_url: str, clerk_url: str, port: int, log: Path) -> s
         CLERK_SECRET_KEY=SECRET_KEY,
         CLERK_API_URL=clerk_url,
         SHOP_DEV_AUTH="",
+        **extra_env,
     )
     command = [
         str(PROJECT_ROOT / ".venv" / "bin" / "gunicorn"),
@@ -162,3 +163,29 @@ def test_every_worker_answers_with_the_same_figures(make_app, database_url, tmp_
                 conn.execute("ALTER TABLE users DROP CONSTRAINT IF EXISTS test_fault")
     assert files, "no multiprocess files: the workers did not use PROMETHEUS_MULTIPROC_DIR"
     assert not metrics_dir.exists()  # the default directory is removed at exit
+
+
+def test_a_chosen_directory_is_emptied_at_start_and_kept(make_app, database_url, tmp_path):
+    make_app()
+    chosen = tmp_path / "metrics"
+    chosen.mkdir()
+    # A previous run's worker counted five provisionings into this directory.
+    stale = "from shop import metrics\nfor _ in range(5): metrics.record_provisioning()"
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(chosen)}
+    subprocess.run([str(PROJECT_ROOT / ".venv" / "bin" / "python"), "-c", stale], cwd=PROJECT_ROOT, env=env, check=True)
+    assert list(chosen.glob("counter_*.db"))
+    server = start_gunicorn(
+        database_url,
+        "http://127.0.0.1:9/v1",
+        port := free_port(),
+        tmp_path / "log",
+        PROMETHEUS_MULTIPROC_DIR=str(chosen),
+    )
+    try:
+        found = scrape(f"http://127.0.0.1:{port}")
+        assert value(found, "shop_first_sign_in_provisionings_total") == 0
+        assert requests_counted(found, "GET", "/api/health", "200") >= 1  # this run's own requests are there
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    assert chosen.is_dir()  # the operator's directory is theirs to remove
