@@ -9,6 +9,8 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 
@@ -74,6 +76,37 @@ if Path("/dev/shm").is_dir():  # noqa: S108  (gunicorn's own advice; files are p
 control_socket_disable = not os.environ.get("GUNICORN_CONTROL_SOCKET")
 if not control_socket_disable:
     control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
+
+# Prometheus (shop.metrics): every worker keeps its counters in files of one directory, and a
+# scrape adds them all up, whichever worker answers. prometheus_client reads the variable when it
+# is imported, so it is set here, before the app is loaded. One directory per gunicorn instance:
+# by default one named after the master's pid (the same after a reload), in memory when /dev/shm
+# exists, removed at exit; PROMETHEUS_MULTIPROC_DIR picks another (give each instance its own).
+_METRICS_PARENT = "/dev/shm" if Path("/dev/shm").is_dir() else tempfile.gettempdir()  # noqa: S108
+_DEFAULT_METRICS_DIR = os.path.join(_METRICS_PARENT, f"shop-metrics-{os.getpid()}")
+# A master started by another's USR2 (binary upgrade) inherits the old master's default: not shared.
+if Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or "shop-metrics-").name.startswith("shop-metrics-"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _DEFAULT_METRICS_DIR
+Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def on_starting(server):
+    # Counts of a previous run's workers would be added to this run's forever: start from none.
+    for leftover in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
+        leftover.unlink()
+
+
+def child_exit(server, worker):
+    # A dead worker's counters stay in the sums; only its live gauges are dropped.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if os.environ["PROMETHEUS_MULTIPROC_DIR"] == _DEFAULT_METRICS_DIR:
+        shutil.rmtree(_DEFAULT_METRICS_DIR, ignore_errors=True)
+
 
 # Load the app once in the master, then fork: workers start fast and share memory, and a settings
 # problem (no SECRET_KEY, no DATABASE_URL in production…) stops gunicorn once with the app's

@@ -109,13 +109,14 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from shop import admin, api, auth, store, webhooks
+    from shop import admin, api, auth, metrics, store, webhooks
 
     app.register_blueprint(auth.bp)  # first: its before_request hook loads the signed-in user
     app.register_blueprint(api.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(store.bp)  # the catalogue, cart, checkout, orders; `flask seed`
+    metrics.register(app)  # GET /metrics, and the request counters it shows
     if app.config["SHOP_DEV_AUTH"]:
         from shop.clerk import standin
 

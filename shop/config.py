@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CLERK_API_URL = "https://api.clerk.com/v1"
 WEBHOOK_MAX_BYTES = 1024 * 1024
 TRUE_WORDS = {"1", "true", "yes", "on"}
+MIN_METRICS_TOKEN_LENGTH = 16
 
 
 class ConfigError(Exception):
@@ -170,6 +171,14 @@ def load(env: Mapping[str, str], *, production: bool, instance_path: Path) -> di
                 raise ValueError
         except ValueError:
             problems.append(f"{name} must be {expected}")
+
+    metrics_token = _first(env, "METRICS_TOKEN")
+    if metrics_token and (len(metrics_token) < MIN_METRICS_TOKEN_LENGTH or any(c.isspace() for c in metrics_token)):
+        problems.append(
+            f"METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_LENGTH} characters without spaces "
+            '(python -c "import secrets; print(secrets.token_urlsafe(32))"); unset it to turn /metrics off.'
+        )
+    settings["METRICS_TOKEN"] = metrics_token or None
 
     # "auto" (what .flaskenv sets for `make run`): the stand-in when no Clerk instance is configured.
     dev_auth_setting = _first(env, "SHOP_DEV_AUTH").lower()

@@ -1,4 +1,4 @@
-"""The mirror's tables: `users` (Clerk's users plus the shop's role) and `webhook_events`."""
+"""The mirror's tables: `users` (Clerk's users plus the shop's role), `webhook_events` and `sync_runs`."""
 
 from __future__ import annotations
 
@@ -87,6 +87,8 @@ class User(UserFacts, db.Model):
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Set when another Clerk user claimed this row's e-mail: this row is out of date.
     needs_resync: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    # Set when a first sign-in created the row because the webhook had not arrived (shop.auth.provisioning).
+    provisioned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -98,6 +100,7 @@ class User(UserFacts, db.Model):
             unique=True,
             postgresql_where=text("deleted_at IS NULL AND email IS NOT NULL"),
         ),
+        Index("ix_users_provisioned_at", provisioned_at, postgresql_where=text("provisioned_at IS NOT NULL")),
     )
 
 
@@ -131,3 +134,24 @@ class WebhookEvent(db.Model):
         Index("ix_webhook_events_status_created_at", "status", "created_at"),
         Index("ix_webhook_events_clerk_user_id", "clerk_user_id"),
     )
+
+
+class SyncRun(db.Model):
+    """One real `flask sync-clerk sync`: when, whether it completed, and what it had to repair.
+
+    What a sync creates, updates or tombstones is drift the webhooks left behind; the latest row
+    feeds `/metrics` and the admin dashboard."""
+
+    __tablename__ = "sync_runs"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
+    ok: Mapped[bool]
+    clerk_count: Mapped[int | None]
+    listed: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    created: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    updated: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    tombstoned: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    failed: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    error: Mapped[str | None] = mapped_column(Text)

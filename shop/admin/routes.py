@@ -1,7 +1,9 @@
 from flask import render_template
 from sqlalchemy import func, select
 
+from shop import health
 from shop.admin import bp
+from shop.admin.health import figures
 from shop.auth.decorators import admin_required
 from shop.extensions import db
 from shop.models import User, WebhookEvent, WebhookStatus
@@ -24,4 +26,5 @@ def index():
         webhooks_failed=db.session.scalar(
             select(func.count()).select_from(WebhookEvent).where(WebhookEvent.status == WebhookStatus.FAILED)
         ),
+        mirror_health=figures(health.read(db.session.connection())),
     )

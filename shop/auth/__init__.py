@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("auth", __name__, cli_group="users")
 
-from shop.auth import cli, routes, session  # noqa: E402,F401  (they attach to bp)
+from shop.auth import cli, resync, routes, session  # noqa: E402,F401  (they attach to bp)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from shop import mirror
+from sqlalchemy import func, update
+
+from shop import metrics, mirror
 from shop.clerk.api import ClerkAPI, ClerkAPIError
 from shop.clerk.users import NotAClerkUser, parse_user
 from shop.extensions import db
+from shop.models import User
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +34,21 @@ def provision(api: ClerkAPI, clerk_id: str) -> None:
     except NotAClerkUser as exc:
         raise ProvisioningFailed(f"Clerk returned an unusable user: {exc}") from exc
 
-    def write() -> None:
+    def write() -> mirror.Change:
         try:
             if snapshot is None:
-                mirror.apply_deletion(db.session.connection(), clerk_id)  # a valid token for a user Clerk no longer has
+                # a valid token for a user Clerk no longer has
+                change = mirror.apply_deletion(db.session.connection(), clerk_id)
             else:
-                mirror.apply_snapshot(db.session.connection(), snapshot)
+                change = mirror.apply_snapshot(db.session.connection(), snapshot)
+            if change == mirror.Change.CREATED:  # this sign-in, not the webhook, brought the user in
+                db.session.execute(update(User).where(User.clerk_id == clerk_id).values(provisioned_at=func.now()))
             db.session.commit()
+            return change
         except BaseException:
             db.session.rollback()
             raise
 
-    mirror.retry_email_conflicts(write)
+    if mirror.retry_email_conflicts(write) == mirror.Change.CREATED:
+        metrics.record_provisioning()
     log.info("first sign-in: %s provisioned from Clerk's Backend API", clerk_id)

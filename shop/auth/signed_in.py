@@ -27,6 +27,7 @@ _LOOKUP = select(
     _users.image_url,
     _users.role,
     _users.deleted_at,
+    _users.needs_resync,
 ).where(_users.clerk_id == bindparam("clerk_id"))
 
 
@@ -40,6 +41,7 @@ class SignedInUser(UserFacts):
     image_url: str | None
     role: Role
     deleted_at: datetime | None
+    needs_resync: bool = False  # another user took this one's e-mail: shop.auth.resync repairs it
 
 
 def lookup(clerk_id: str) -> SignedInUser | None:

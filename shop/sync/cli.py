@@ -1,11 +1,12 @@
-"""`flask sync-clerk sync|status|user`: reconcile the mirror with Clerk, report drift, re-sync one user."""
+"""`flask sync-clerk sync|status|user`: reconcile the mirror with Clerk, check for drift, re-sync one user."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import NoReturn
 
 import click
@@ -19,6 +20,8 @@ from shop.sync import service
 from shop.webhooks.service import describe_error
 
 EXIT_FAILED = 1
+EXIT_DRIFT = 1  # status: Clerk and the mirror differ
+EXIT_UNCHECKED = 2  # status: Clerk (or the database) could not be reached, so nothing was compared
 EXIT_LOCKED = 75  # EX_TEMPFAIL: try again later
 
 sync_cli = AppGroup("sync-clerk", help="Reconcile the user mirror with Clerk's Backend API.")
@@ -110,14 +113,18 @@ def _ids(title: str, ids: list[str], limit: int) -> None:
     type=click.IntRange(0),
     help="Refuse to tombstone when more live users than this are missing from Clerk's listing.",
 )
-def sync_command(dry_run: bool, batch_size: int, max_tombstones: int) -> None:
+@click.option("--if-drift", is_flag=True, help="Compare first (as `status` does); when nothing drifts, write nothing.")
+def sync_command(dry_run: bool, batch_size: int, max_tombstones: int, if_drift: bool) -> None:
     """Bring every user of the mirror up to what Clerk holds: create, update, tombstone."""
     api = _api()
     try:
-        with service.sync_lock(), _progress() as progress:
-            report = service.sync(
-                api, batch_size=batch_size, dry_run=dry_run, max_tombstones=max_tombstones, progress=progress
-            )
+        with service.sync_lock():
+            if if_drift and not _drifts(api):
+                return
+            with _progress() as progress:
+                report = service.sync(
+                    api, batch_size=batch_size, dry_run=dry_run, max_tombstones=max_tombstones, progress=progress
+                )
     except service.SyncAlreadyRunning as exc:
         _fail(str(exc), EXIT_LOCKED)
     except SQLAlchemyError as exc:
@@ -141,43 +148,98 @@ def sync_command(dry_run: bool, batch_size: int, max_tombstones: int) -> None:
         click.echo(f"Consistent: the mirror has {live} live users.")
 
 
-@sync_cli.command("status", short_help="Counts and drift between Clerk and the mirror; writes nothing.")
-@click.option("--details", is_flag=True, help="List every user Clerk has (one call per 500) and show who differs.")
+def _drifts(api: ClerkAPI) -> bool:
+    """--if-drift: whether a sync is needed; a comparison that cannot be made stops here (exit 2)."""
+    report = service.status(api)
+    for error in report.errors:
+        click.echo(f"Error: {error}", err=True)
+    if report.errors:
+        raise SystemExit(EXIT_UNCHECKED)
+    if not report.drifted:
+        click.echo(f"No drift ({report.in_sync} users agree, {report.api_calls} API calls): nothing written.")
+        return False
+    click.echo(
+        f"Drift: {len(report.missing_locally)} missing, {len(report.stale)} stale, "
+        f"{len(report.gone_from_clerk) + len(report.unconfirmed)} gone from Clerk; syncing."
+    )
+    return True
+
+
+@sync_cli.command("status", short_help="Drift between Clerk and the mirror, by id; writes nothing. Exit 0/1/2.")
+@click.option("--details", is_flag=True, help="Show the ids of the users who differ.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(0), help="Ids shown per kind of drift.")
-def status_command(details: bool, limit: int) -> None:
-    """Clerk's user count against the mirror's; with --details, who differs. Writes nothing."""
-    api = _api()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout, for machines (ids up to --limit).")
+def status_command(details: bool, limit: int, as_json: bool) -> None:
+    """Compare every Clerk user with the mirror, by id. Writes nothing.
+
+    Exit 0 when they agree, 1 when they drift (users missing, stale, or live here but gone from
+    Clerk: `flask sync-clerk sync` repairs it), 2 when the comparison could not be made (Clerk
+    or the database unreachable). Cron, a Kubernetes CronJob or any monitoring can alarm on it.
+    """
     try:
-        if details:
-            with _progress() as progress:
-                report = service.status(api, details=True, progress=progress)
-        else:
-            report = service.status(api)
+        api = clerk_api()
+        with _progress() if details and not as_json else nullcontext() as progress:
+            report = service.status(api, progress=progress)
+    except ClerkAPIError as exc:  # no CLERK_SECRET_KEY
+        report = service.DriftReport(errors=[str(exc)])
     except SQLAlchemyError as exc:
-        _fail(f"The database is unreachable ({describe_error(exc)}); check DATABASE_URL.")
+        problem = f"The database is unreachable ({describe_error(exc)}); check DATABASE_URL."
+        report = service.DriftReport(errors=[problem])
+    code = EXIT_UNCHECKED if report.errors else EXIT_DRIFT if report.drifted else 0
+    if as_json:
+        click.echo(json.dumps(_status_json(report, code, limit)))
+    else:
+        _print_status(report, details, limit)
+    raise SystemExit(code)
+
+
+def _status_json(report: service.DriftReport, code: int, limit: int) -> dict[str, object]:
+    kinds = {
+        "missing_locally": report.missing_locally,
+        "stale": report.stale,
+        "gone_from_clerk": report.gone_from_clerk,
+        "unconfirmed": report.unconfirmed,
+        "tombstoned_but_in_clerk": report.tombstoned_but_in_clerk,
+    }
+    return {
+        "result": {0: "in_sync", EXIT_DRIFT: "drift"}.get(code, "unchecked"),
+        "exit_code": code,
+        "clerk_users": report.clerk_count,
+        "mirror_live_users": report.mirror_live,
+        "mirror_tombstones": report.mirror_tombstones,
+        "in_sync": report.in_sync,
+        "counts": {kind: len(ids) for kind, ids in kinds.items()},
+        "ids": {kind: ids[:limit] for kind, ids in kinds.items()},
+        "api_calls": report.api_calls,
+        "errors": report.errors,
+    }
+
+
+def _print_status(report: service.DriftReport, details: bool, limit: int) -> None:
     clerk = "unknown" if report.clerk_count is None else str(report.clerk_count)
     click.echo(f"Clerk:  {clerk} users")
     click.echo(f"Mirror: {report.mirror_live} live users, {report.mirror_tombstones} tombstones")
-    if report.drift is not None:
-        if report.drift == 0:
-            click.echo("Counts: equal")
-        else:
-            more = "Clerk" if report.drift > 0 else "the mirror"
-            click.echo(f"Counts: {more} has {abs(report.drift)} more; `flask sync-clerk sync` repairs it")
-    if details and not report.errors:
-        _ids("Missing locally (in Clerk, not in the mirror)", report.missing_locally, limit)
-        _ids("Stale locally (Clerk has newer data)", report.stale, limit)
-        _ids("Live locally but gone from Clerk (Clerk answers 404)", report.gone_from_clerk, limit)
-        if report.unconfirmed:
-            _ids("Live locally, not in Clerk's listing (not checked one by one)", report.unconfirmed, limit)
-        if report.tombstoned_but_in_clerk:
-            _ids("Tombstoned locally but still in Clerk (never revived)", report.tombstoned_but_in_clerk, limit)
+    if not report.errors:
+        kinds = [
+            ("Missing locally (in Clerk, not in the mirror)", report.missing_locally),
+            ("Stale locally (Clerk has newer data)", report.stale),
+            ("Live locally but gone from Clerk (Clerk answers 404)", report.gone_from_clerk),
+            ("Live locally, not in Clerk's listing (not checked one by one)", report.unconfirmed),
+            ("Tombstoned locally but still in Clerk (never revived)", report.tombstoned_but_in_clerk),
+        ]
+        for title, ids in kinds:
+            if details:
+                _ids(title, ids, limit)
+            elif ids:
+                click.echo(f"{title}: {len(ids)}")
         click.echo(f"In sync: {report.in_sync}")
+        if report.drifted:
+            click.echo("Drift: `flask sync-clerk sync` repairs it.")
+        else:
+            click.echo("No drift: Clerk and the mirror agree.")
     for error in report.errors:
         click.echo(f"Error: {error}", err=True)
     click.echo(f"API calls: {report.api_calls}")
-    if report.errors:
-        raise SystemExit(EXIT_FAILED)
 
 
 @sync_cli.command("user", short_help="Re-sync one user by Clerk id.")

@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 from sqlalchemy import func, select, text
@@ -31,8 +32,8 @@ from shop import mirror
 from shop.clerk.api import ClerkAPI, ClerkAPIError
 from shop.clerk.users import NotAClerkUser, UserSnapshot, clerk_user_id, parse_user
 from shop.extensions import db
-from shop.models import User
-from shop.webhooks.service import describe_error
+from shop.models import SyncRun, User
+from shop.webhooks.service import MAX_ERROR_LENGTH, describe_error
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +256,7 @@ def sync(
     The caller holds `sync_lock()`. With `dry_run`, every transaction is read-only.
     """
     report = SyncReport(dry_run=dry_run)
-    started, calls_before = time.monotonic(), api.calls
+    started_at, started, calls_before = datetime.now(UTC), time.monotonic(), api.calls
     listing = Listing(api, progress=progress)
     try:
         for chunk in _chunks(listing.snapshots(), batch_size):
@@ -278,7 +279,31 @@ def sync(
     report.complete = listing.complete and not report.errors
     report.seconds = time.monotonic() - started
     report.api_calls = api.calls - calls_before
+    if not dry_run:
+        _record_run(report, started_at)
     return report
+
+
+def _record_run(report: SyncReport, started_at: datetime) -> None:
+    """Leave the run in sync_runs for /metrics and the dashboard; a failure to do so fails nothing else."""
+    try:
+        db.session.add(
+            SyncRun(
+                started_at=started_at,
+                ok=report.ok,
+                clerk_count=report.clerk_count,
+                listed=report.listed,
+                created=report.created,
+                updated=report.updated,
+                tombstoned=report.tombstoned,
+                failed=report.failed,
+                error=report.errors[0][:MAX_ERROR_LENGTH] if report.errors else None,
+            )
+        )
+        db.session.commit()
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        log.error("the sync's result could not be recorded: %s", describe_error(exc))
 
 
 def _tombstone_the_missing(
@@ -349,7 +374,6 @@ class DriftReport:
     clerk_count: int | None = None
     mirror_live: int = 0
     mirror_tombstones: int = 0
-    details: bool = False
     complete: bool = False
     missing_locally: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
@@ -364,22 +388,19 @@ class DriftReport:
     def drift(self) -> int | None:
         return None if self.clerk_count is None else self.clerk_count - self.mirror_live
 
+    @property
+    def drifted(self) -> bool:
+        """Users differ, by id: missing, stale, or live here but not in Clerk. (A tombstone of a user
+        Clerk still lists is reported, not counted: tombstones are final, so no sync changes it.)"""
+        return bool(self.missing_locally or self.stale or self.gone_from_clerk or self.unconfirmed)
 
-def status(
-    api: ClerkAPI, *, details: bool = False, max_checks: int = DEFAULT_MAX_TOMBSTONES, progress: Progress | None = None
-) -> DriftReport:
-    """Clerk's count against the mirror's; with `details`, who differs. Every transaction is read-only."""
-    report = DriftReport(details=details)
+
+def status(api: ClerkAPI, *, max_checks: int = DEFAULT_MAX_TOMBSTONES, progress: Progress | None = None) -> DriftReport:
+    """Who differs between Clerk and the mirror, compared by id (equal counts can hide one user
+    missing and another extra). Lists every Clerk user, one call per 500; every transaction is read-only."""
+    report = DriftReport()
     calls_before = api.calls
     report.mirror_live, report.mirror_tombstones = mirror_counts()
-    if not details:
-        try:
-            report.clerk_count = api.count_users()
-        except ClerkAPIError as exc:
-            report.errors.append(str(exc))
-        report.api_calls = api.calls - calls_before
-        return report
-
     listing = Listing(api, progress=progress)
     for chunk in _chunks(listing.snapshots(), PAGE_SIZE):
         _classify(chunk, report)

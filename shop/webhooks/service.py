@@ -16,7 +16,7 @@ from sqlalchemy import Connection, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from shop import mirror
+from shop import metrics, mirror
 from shop.clerk.events import USER_DELETED, ClerkEvent, NotAClerkEvent, parse_event
 from shop.extensions import db
 from shop.models import WebhookEvent, WebhookStatus
@@ -100,12 +100,16 @@ class ProcessingFailed(Exception):
 
 def process_or_record_failure(svix_id: str, event: ClerkEvent, payload: Any) -> Outcome:
     """`process`, and on failure the delivery recorded as `failed` with its error, then ProcessingFailed."""
+    outcome = "failed"
     try:
-        return process(svix_id, event, payload)
+        outcome = process(svix_id, event, payload)
+        return outcome
     except Exception as exc:
         error = describe_error(exc)
         record_failure(svix_id, event.type, event.user_id, payload, error)
         raise ProcessingFailed(error) from exc
+    finally:
+        metrics.record_webhook_delivery(SOURCE, event.type, outcome)
 
 
 def replay_event(svix_id: str, payload: Any) -> str:

@@ -1,4 +1,6 @@
-"""`flask sync-clerk status [--details]` (writes nothing) and `flask sync-clerk user USER_ID`."""
+"""`flask sync-clerk status [--details] [--json]` (writes nothing; exit 0, 1 on drift, 2 unchecked) and `user`."""
+
+import json
 
 from werkzeug.wrappers import Response
 
@@ -6,17 +8,56 @@ from shop.extensions import db
 from shop.models import Role, User
 from tests.support import vector
 from tests.sync.conftest import BASE_TIME, mirror_rows, seed, user
+from tests.sync.standin import SECRET_KEY
 
 
-def test_status_compares_clerks_count_with_the_mirrors(clerk, cli, sync_app):
+def test_status_in_agreement_exits_0(clerk, cli, sync_app):
     clerk.put(*(user(i) for i in range(5)))
-    seed(sync_app, user(0), user(1), user(9), deleted=("user_00009",))
+    seed(sync_app, *(user(i) for i in range(5)), user(9), deleted=("user_00009",))
     result = cli("status")
     assert result.exit_code == 0, result.output
     assert "Clerk:  5 users" in result.output
-    assert "Mirror: 2 live users, 1 tombstones" in result.output
-    assert "Counts: Clerk has 3 more; `flask sync-clerk sync` repairs it" in result.output
-    assert [path for path, _ in clerk.requests] == ["/v1/users/count"]
+    assert "Mirror: 5 live users, 1 tombstones" in result.output
+    assert "No drift: Clerk and the mirror agree." in result.output
+    assert "In sync: 5" in result.output
+
+
+def test_status_with_equal_counts_but_different_users_is_drift(clerk, cli, sync_app):
+    """One user Clerk has and the mirror lacks, one the mirror has and Clerk lacks: the counts agree."""
+    clerk.put(user(1), user(2))
+    seed(sync_app, user(1), user(3))
+    result = cli("status")
+    assert result.exit_code == 1, result.output
+    assert "Clerk:  2 users" in result.output and "Mirror: 2 live users" in result.output
+    assert "Missing locally (in Clerk, not in the mirror): 1\n" in result.output
+    assert "Live locally but gone from Clerk (Clerk answers 404): 1\n" in result.output
+    assert "Drift: `flask sync-clerk sync` repairs it." in result.output
+
+
+def test_status_json_for_machines(clerk, cli, sync_app):
+    clerk.put(user(1), user(2, first_name="Renamed", updated_at=BASE_TIME + 50), user(3))
+    seed(sync_app, user(1), user(2), user(4))
+    result = cli("status", "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)  # stdout is the JSON object alone
+    assert report["result"] == "drift" and report["exit_code"] == 1
+    assert (report["clerk_users"], report["mirror_live_users"], report["in_sync"]) == (3, 3, 1)
+    assert report["counts"] == {
+        "missing_locally": 1,
+        "stale": 1,
+        "gone_from_clerk": 1,
+        "unconfirmed": 0,
+        "tombstoned_but_in_clerk": 0,
+    }
+    assert report["ids"]["missing_locally"] == ["user_00003"]
+    assert report["ids"]["stale"] == ["user_00002"]
+    assert report["ids"]["gone_from_clerk"] == ["user_00004"]
+    assert report["errors"] == []
+
+    seed(sync_app, user(2, first_name="Renamed", updated_at=BASE_TIME + 50), user(3), deleted=("user_00004",))
+    clean = cli("status", "--json")
+    assert clean.exit_code == 0
+    assert json.loads(clean.stdout)["result"] == "in_sync"
 
 
 def test_status_details_names_who_differs_and_writes_nothing(clerk, cli, sync_app):
@@ -31,7 +72,7 @@ def test_status_details_names_who_differs_and_writes_nothing(clerk, cli, sync_ap
 
     result = cli("status", "--details")
 
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     out = result.output
     assert "Missing locally (in Clerk, not in the mirror): 1\n  user_00003\n" in out
     assert "Stale locally (Clerk has newer data): 1\n  user_00002\n" in out
@@ -41,6 +82,14 @@ def test_status_details_names_who_differs_and_writes_nothing(clerk, cli, sync_ap
     assert mirror_rows(sync_app) == before
 
 
+def test_a_tombstone_clerk_still_lists_is_reported_but_no_drift(clerk, cli, sync_app):
+    clerk.put(user(1), user(4))
+    seed(sync_app, user(1), user(4), deleted=("user_00004",))
+    result = cli("status")
+    assert result.exit_code == 0, result.output
+    assert "Tombstoned locally but still in Clerk (never revived): 1" in result.output
+
+
 def test_status_details_limits_the_ids_shown(clerk, cli):
     clerk.put(*(user(i) for i in range(30)))
     result = cli("status", "--details", "--limit", "3")
@@ -48,12 +97,28 @@ def test_status_details_limits_the_ids_shown(clerk, cli):
     assert "… and 27 more (--limit)" in result.output
 
 
-def test_status_when_clerk_fails(clerk, cli):
+def test_status_when_clerk_fails_exits_2(clerk, cli):
     clerk.faults = [(lambda path: True, Response("down", status=500)) for _ in range(4)]
     result = cli("status")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "Clerk:  unknown users" in result.output
     assert "HTTP 500 after 3 retries" in result.output
+    assert "No drift" not in result.output
+
+
+def test_status_when_clerk_is_unreachable_exits_2_also_in_json(make_app):
+    app = make_app(CLERK_SECRET_KEY=SECRET_KEY, CLERK_API_URL="http://127.0.0.1:9/v1")  # nothing listens on 9
+    result = app.test_cli_runner().invoke(args=["sync-clerk", "status", "--json"])
+    assert result.exit_code == 2
+    report = json.loads(result.stdout)
+    assert report["result"] == "unchecked" and report["clerk_users"] is None
+    assert report["errors"] and SECRET_KEY not in result.output
+
+
+def test_status_without_a_secret_key_exits_2(make_app):
+    result = make_app().test_cli_runner().invoke(args=["sync-clerk", "status"])
+    assert result.exit_code == 2
+    assert "CLERK_SECRET_KEY" in result.output
 
 
 def test_user_creates_one_user_from_clerk(clerk, cli, sync_app):
