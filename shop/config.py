@@ -17,6 +17,13 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CLERK_API_URL = "https://api.clerk.com/v1"
 WEBHOOK_MAX_BYTES = 1024 * 1024
+# Flask's request limits, for the whole app (the webhook route raises its own cap to WEBHOOK_MAX_BYTES).
+# A body announced larger is refused 413 before a byte of it is read; a chunked one, as soon as it
+# goes past. The shop's largest form (an admin product, 5,000 characters of description) is far
+# below these; staying under Werkzeug's 500 KB spill threshold means no part ever goes to disk.
+REQUEST_MAX_BYTES = 256 * 1024
+FORM_MEMORY_MAX_BYTES = 64 * 1024  # the fields of one form, held in memory
+FORM_MAX_PARTS = 100  # multipart parts in one form
 TRUE_WORDS = {"1", "true", "yes", "on"}
 
 
@@ -74,7 +81,13 @@ def _development_secret_key(instance_path: Path) -> str:
 def load(env: Mapping[str, str], *, production: bool, instance_path: Path) -> dict[str, Any]:
     """Turn the environment into Flask config, or raise ConfigError naming every problem."""
     problems: list[str] = []
-    settings: dict[str, Any] = {"SHOP_PRODUCTION": production, "WEBHOOK_MAX_BYTES": WEBHOOK_MAX_BYTES}
+    settings: dict[str, Any] = {
+        "SHOP_PRODUCTION": production,
+        "WEBHOOK_MAX_BYTES": WEBHOOK_MAX_BYTES,
+        "MAX_CONTENT_LENGTH": REQUEST_MAX_BYTES,
+        "MAX_FORM_MEMORY_SIZE": FORM_MEMORY_MAX_BYTES,
+        "MAX_FORM_PARTS": FORM_MAX_PARTS,
+    }
 
     database_url = _first(env, "DATABASE_URL")
     if database_url:
