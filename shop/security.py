@@ -9,7 +9,10 @@ third-party host is allowed.
 
 from __future__ import annotations
 
-from flask import Flask, Response
+from flask import Flask, Response, current_app, g, request, session
+
+from shop.auth.session import SKIPPED_ENDPOINTS
+from shop.clerk.tokens import CLIENT_UAT_COOKIE, SESSION_COOKIE
 
 CLERK_IMAGE_HOST = "https://img.clerk.com"
 CLOUDFLARE_CHALLENGES = "https://challenges.cloudflare.com"
@@ -50,4 +53,33 @@ def register(app: Flask) -> None:
         headers.setdefault("X-Frame-Options", "DENY")
         if production:
             headers.setdefault("Strict-Transport-Security", HSTS)
+        return response
+
+    register_private_caching(app)
+
+
+# -- Responses that depend on who is asking ---------------------------------------------------------
+
+
+def carries_identity() -> bool:
+    """Whether this request's answer is its sender's own: signed in, any Clerk credential sent
+    (even an expired one: the refresh page), or a Flask session (a form's CSRF token, the cart
+    kept for after sign-in) sent or set. (Flask's `session.accessed` is always true: no use.)"""
+    if g.get("user") is not None or "Authorization" in request.headers or session.modified:
+        return True
+    own_cookies = (SESSION_COOKIE, CLIENT_UAT_COOKIE, current_app.config["SESSION_COOKIE_NAME"])
+    return any(name.startswith(own_cookies) for name in request.cookies)
+
+
+def register_private_caching(app: Flask) -> None:
+    """Every answer that reads who is signed in varies on the credentials; one given to a signed-in
+    user (or one carrying its sender's CSRF token) is stored by no cache, shared or the browser's."""
+
+    @app.after_request
+    def private_caching(response: Response) -> Response:
+        if request.endpoint in SKIPPED_ENDPOINTS:  # static files, webhooks, health: nobody's own
+            return response
+        response.vary.update(("Cookie", "Authorization"))
+        if carries_identity() and not response.cache_control.no_store:  # no-store already says it all
+            response.headers["Cache-Control"] = "private, no-store"
         return response
