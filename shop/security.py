@@ -9,7 +9,12 @@ third-party host is allowed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from ipaddress import IPv4Network, IPv6Network, ip_address
+from typing import Any
+
 from flask import Flask, Response, current_app, g, request, session
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from shop.auth.session import SKIPPED_ENDPOINTS
 from shop.clerk.tokens import CLIENT_UAT_COOKIE, SESSION_COOKIE
@@ -56,6 +61,7 @@ def register(app: Flask) -> None:
         return response
 
     register_private_caching(app)
+    trust_forwarded_headers_from_the_proxy(app)
 
 
 # -- Responses that depend on who is asking ---------------------------------------------------------
@@ -83,3 +89,33 @@ def register_private_caching(app: Flask) -> None:
         if carries_identity() and not response.cache_control.no_store:  # no-store already says it all
             response.headers["Cache-Control"] = "private, no-store"
         return response
+
+
+# -- The client's address, from the proxy in front ---------------------------------------------------
+
+
+class ProxyFixFromTrustedPeers:
+    """Werkzeug's ProxyFix (one proxy: X-Forwarded-For and -Proto), applied only when the request
+    comes from a trusted proxy's address: anyone else reaching gunicorn directly could write those
+    headers. nginx (deploy/nginx/shop.conf) replaces X-Forwarded-For with the address it sees."""
+
+    def __init__(self, wsgi_app: Any, trusted: Sequence[IPv4Network | IPv6Network]):
+        self.direct = wsgi_app
+        self.proxied = ProxyFix(wsgi_app, x_for=1, x_proto=1)
+        self.trusted = tuple(trusted)
+
+    def from_trusted_peer(self, address: str) -> bool:
+        try:
+            peer = ip_address(address)
+        except ValueError:  # a Unix socket has no address
+            return False
+        return any(peer in network for network in self.trusted)
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if self.from_trusted_peer(environ.get("REMOTE_ADDR", "")):
+            return self.proxied(environ, start_response)
+        return self.direct(environ, start_response)
+
+
+def trust_forwarded_headers_from_the_proxy(app: Flask) -> None:
+    app.wsgi_app = ProxyFixFromTrustedPeers(app.wsgi_app, app.config["FORWARDED_ALLOW_IPS"])
