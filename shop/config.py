@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ REQUEST_MAX_BYTES = 256 * 1024
 FORM_MEMORY_MAX_BYTES = 64 * 1024  # the fields of one form, held in memory
 FORM_MAX_PARTS = 100  # multipart parts in one form
 TRUE_WORDS = {"1", "true", "yes", "on"}
+DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"  # gunicorn's own default for the same setting
 
 
 class ConfigError(Exception):
@@ -104,6 +106,31 @@ def load(env: Mapping[str, str], *, production: bool, instance_path: Path) -> di
         )
     else:
         settings["DATABASE_URL"] = None  # the factory starts the embedded PostgreSQL
+
+    # What needs a whole PostgreSQL session (migrations, the sync's advisory lock) cannot have one
+    # through a transaction-mode pooler; this URL reaches the server directly. Setting it also says
+    # that DATABASE_URL is pooled.
+    direct_url = _first(env, "DATABASE_URL_DIRECT")
+    settings["DATABASE_URL_DIRECT"] = None
+    if direct_url:
+        try:
+            settings["DATABASE_URL_DIRECT"] = normalize_database_url(direct_url)
+        except ValueError:
+            problems.append("DATABASE_URL_DIRECT must start with postgres://, postgresql:// or postgresql+psycopg://.")
+        if not database_url:
+            problems.append("DATABASE_URL_DIRECT is set without DATABASE_URL: set both, or neither.")
+
+    # The peers whose X-Forwarded-For and X-Forwarded-Proto are believed: the proxy in front (nginx
+    # on this machine by default). gunicorn reads the same variable for the scheme.
+    forwarders = _first(env, "FORWARDED_ALLOW_IPS") or DEFAULT_FORWARDED_ALLOW_IPS
+    settings["FORWARDED_ALLOW_IPS"] = []
+    for item in (part.strip() for part in forwarders.split(",") if part.strip()):
+        try:
+            settings["FORWARDED_ALLOW_IPS"].append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            problems.append(
+                f"FORWARDED_ALLOW_IPS has {item!r}, which is not an IP address or network (like 10.0.0.0/8)."
+            )
 
     secret_key = _first(env, "SECRET_KEY")
     if secret_key:
