@@ -83,13 +83,14 @@ def pgbouncer(server: tuple[str, int] = ("127.0.0.1", 5432), *, user: str = "pos
             f"[databases]\n* = host={server[0]} port={server[1]}\n\n[pgbouncer]\n"
             f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
             f"auth_type = trust\nauth_file = {directory}/userlist.txt\npool_mode = transaction\n"
+            "log_connections = 0\nlog_disconnections = 0\n"
             f"default_pool_size = 10\nlogfile = {directory}/pgbouncer.log\npidfile = {directory}/pgbouncer.pid\n"
         )
         as_user = []
         if os.geteuid() == 0:
             as_user = ["-u", "nobody"]
             directory.chmod(0o777)
-        process = subprocess.Popen([str(PGBOUNCER), *as_user, str(directory / "pgbouncer.ini")])
+        process = subprocess.Popen([str(PGBOUNCER), "-q", *as_user, str(directory / "pgbouncer.ini")])
         try:
             deadline = time.monotonic() + 20
             while True:
