@@ -89,7 +89,7 @@ def test_nginx_refuses_a_body_over_the_webhook_cap_before_gunicorn_sees_it(topol
     assert "big=" not in upstream.log.read_text()
 
 
-def test_a_request_through_nginx_is_answered_whole(topology, make_app):
+def test_the_apps_answers_pass_through_nginx(topology):
     front, _ = topology
     connection = http.client.HTTPConnection(front.host, front.port, timeout=10)
     connection.request("GET", "/api/me")
