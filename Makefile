@@ -71,3 +71,11 @@ serve: db ## production server: gunicorn with gunicorn.conf.py (needs DATABASE_U
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache
+
+.PHONY: serve-proxy bench-slow-clients
+
+serve-proxy: db ## production topology: nginx (deploy/nginx/) on PROXY_LISTEN (127.0.0.1:8080) in front of gunicorn on GUNICORN_BIND (127.0.0.1:8000), as the current user
+	$(BIN)/python deploy/proxy.py
+
+bench-slow-clients: install-dev ## 50 slow-header + 50 slow-body connections beside /api/health: bare gunicorn, then nginx in front (needs nginx)
+	$(BIN)/python bench/slow_clients.py

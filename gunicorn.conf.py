@@ -13,6 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from gunicorn.glogging import Logger
+
 
 def _int(name: str, default: int) -> int:
     value = os.environ.get(name, "").strip()
@@ -60,11 +62,45 @@ graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 25)
 keepalive = _int("GUNICORN_KEEPALIVE", 5)
 
 # Logs: the access log on stdout in Apache/nginx "combined" format plus the request time in
-# seconds (like nginx's $request_time); gunicorn's own messages and the app's log on stderr.
+# seconds (like nginx's $request_time), with personal data left out (RedactingLogger below);
+# gunicorn's own messages and the app's log on stderr.
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
 access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(L)s'
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+
+
+def without_query(target: str) -> str:
+    """`/admin/users?q=bob%40example.com` → `/admin/users?[redacted]`: a query can hold an e-mail."""
+    path, has_query, _ = target.partition("?")
+    return f"{path}?[redacted]" if has_query else path
+
+
+class RedactingLogger(Logger):
+    """gunicorn's logger, with access lines that record no personal data: no query strings (in the
+    request line and the Referer), no HTTP Basic user name, no cookies or Authorization. Paths stay:
+    the shop's paths hold ids and slugs, never an e-mail."""
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        atoms["r"] = " ".join(
+            (environ["REQUEST_METHOD"], without_query(environ["RAW_URI"]), environ["SERVER_PROTOCOL"])
+        )
+        atoms["q"] = "[redacted]" if environ.get("QUERY_STRING") else ""
+        atoms["f"] = without_query(environ.get("HTTP_REFERER", "-"))
+        atoms["u"] = "-"
+        for name in ("{referer}i", "{http_referer}e"):
+            if name in atoms:
+                atoms[name] = without_query(atoms[name])
+        for name in ("{cookie}i", "{authorization}i", "{http_cookie}e", "{http_authorization}e"):
+            atoms.pop(name, None)
+        for name in ("{query_string}e", "{raw_uri}e", "{request_uri}e"):
+            if atoms.get(name):
+                atoms[name] = "[redacted]"
+        return atoms
+
+
+logger_class = RedactingLogger
 
 # Heartbeat files in memory: a worker is never declared dead because a disk stalled.
 if Path("/dev/shm").is_dir():  # noqa: S108  (gunicorn's own advice; files are per worker, mode 0600)

@@ -15,7 +15,13 @@ logger = logging.getLogger("alembic.env")
 
 
 def get_engine():
-    return current_app.extensions["migrate"].db.engine
+    # Behind a transaction-mode pooler, DATABASE_URL_DIRECT's engine: a migration needs a session.
+    from shop.database import DirectURLMissing, session_engine
+
+    try:
+        return session_engine("migrations")
+    except DirectURLMissing as exc:
+        raise SystemExit(f"Cannot migrate: {exc}") from None
 
 
 def get_engine_url():

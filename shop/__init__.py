@@ -13,6 +13,7 @@ from flask import Flask
 
 from shop import config, security
 from shop.config import ConfigError
+from shop.database import DIRECT_BIND
 
 __all__ = ["ConfigError", "create_app"]
 
@@ -77,6 +78,21 @@ def configure_database(app: Flask) -> None:
     url, behind_pooler = config.without_pooler_flag(url)
     app.config["SQLALCHEMY_DATABASE_URI"] = url
     connect_args: dict[str, Any] = {"connect_timeout": 5}
+    direct_url = app.config["DATABASE_URL_DIRECT"]
+    if direct_url:
+        # A direct URL of its own means DATABASE_URL is pooled; migrations and the sync's lock use
+        # it (shop.database.session_engine), through a small pool of their own.
+        direct_url, _ = config.without_pooler_flag(direct_url)
+        behind_pooler = behind_pooler or direct_url != url
+        app.config.setdefault("SQLALCHEMY_BINDS", {})[DIRECT_BIND] = {
+            "url": direct_url,
+            "pool_pre_ping": True,
+            "pool_size": 1,
+            "max_overflow": 2,
+            "hide_parameters": True,
+            "connect_args": {"connect_timeout": 5},
+        }
+    app.config["SHOP_DATABASE_POOLED"] = behind_pooler
     if behind_pooler:
         # A transaction-mode pooler (pgbouncer, Neon's -pooler host) hands each transaction to any
         # server connection: psycopg's server-side prepared statements would not be there next time.

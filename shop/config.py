@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 from collections.abc import Mapping
@@ -17,8 +18,16 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CLERK_API_URL = "https://api.clerk.com/v1"
 WEBHOOK_MAX_BYTES = 1024 * 1024
+# Flask's request limits, for the whole app (the webhook route raises its own cap to WEBHOOK_MAX_BYTES).
+# A body announced larger is refused 413 before a byte of it is read; a chunked one, as soon as it
+# goes past. The shop's largest form (an admin product, 5,000 characters of description) is far
+# below these; staying under Werkzeug's 500 KB spill threshold means no part ever goes to disk.
+REQUEST_MAX_BYTES = 256 * 1024
+FORM_MEMORY_MAX_BYTES = 64 * 1024  # the fields of one form, held in memory
+FORM_MAX_PARTS = 100  # multipart parts in one form
 TRUE_WORDS = {"1", "true", "yes", "on"}
 MIN_METRICS_TOKEN_LENGTH = 16
+DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"  # gunicorn's own default for the same setting
 
 
 class ConfigError(Exception):
@@ -75,7 +84,13 @@ def _development_secret_key(instance_path: Path) -> str:
 def load(env: Mapping[str, str], *, production: bool, instance_path: Path) -> dict[str, Any]:
     """Turn the environment into Flask config, or raise ConfigError naming every problem."""
     problems: list[str] = []
-    settings: dict[str, Any] = {"SHOP_PRODUCTION": production, "WEBHOOK_MAX_BYTES": WEBHOOK_MAX_BYTES}
+    settings: dict[str, Any] = {
+        "SHOP_PRODUCTION": production,
+        "WEBHOOK_MAX_BYTES": WEBHOOK_MAX_BYTES,
+        "MAX_CONTENT_LENGTH": REQUEST_MAX_BYTES,
+        "MAX_FORM_MEMORY_SIZE": FORM_MEMORY_MAX_BYTES,
+        "MAX_FORM_PARTS": FORM_MAX_PARTS,
+    }
 
     database_url = _first(env, "DATABASE_URL")
     if database_url:
@@ -92,6 +107,31 @@ def load(env: Mapping[str, str], *, production: bool, instance_path: Path) -> di
         )
     else:
         settings["DATABASE_URL"] = None  # the factory starts the embedded PostgreSQL
+
+    # What needs a whole PostgreSQL session (migrations, the sync's advisory lock) cannot have one
+    # through a transaction-mode pooler; this URL reaches the server directly. Setting it also says
+    # that DATABASE_URL is pooled.
+    direct_url = _first(env, "DATABASE_URL_DIRECT")
+    settings["DATABASE_URL_DIRECT"] = None
+    if direct_url:
+        try:
+            settings["DATABASE_URL_DIRECT"] = normalize_database_url(direct_url)
+        except ValueError:
+            problems.append("DATABASE_URL_DIRECT must start with postgres://, postgresql:// or postgresql+psycopg://.")
+        if not database_url:
+            problems.append("DATABASE_URL_DIRECT is set without DATABASE_URL: set both, or neither.")
+
+    # The peers whose X-Forwarded-For and X-Forwarded-Proto are believed: the proxy in front (nginx
+    # on this machine by default). gunicorn reads the same variable for the scheme.
+    forwarders = _first(env, "FORWARDED_ALLOW_IPS") or DEFAULT_FORWARDED_ALLOW_IPS
+    settings["FORWARDED_ALLOW_IPS"] = []
+    for item in (part.strip() for part in forwarders.split(",") if part.strip()):
+        try:
+            settings["FORWARDED_ALLOW_IPS"].append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            problems.append(
+                f"FORWARDED_ALLOW_IPS has {item!r}, which is not an IP address or network (like 10.0.0.0/8)."
+            )
 
     secret_key = _first(env, "SECRET_KEY")
     if secret_key:

@@ -9,7 +9,15 @@ third-party host is allowed.
 
 from __future__ import annotations
 
-from flask import Flask, Response
+from collections.abc import Sequence
+from ipaddress import IPv4Network, IPv6Network, ip_address
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request, session
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from shop.auth.session import SKIPPED_ENDPOINTS
+from shop.clerk.tokens import CLIENT_UAT_COOKIE, SESSION_COOKIE
 
 CLERK_IMAGE_HOST = "https://img.clerk.com"
 CLOUDFLARE_CHALLENGES = "https://challenges.cloudflare.com"
@@ -51,3 +59,63 @@ def register(app: Flask) -> None:
         if production:
             headers.setdefault("Strict-Transport-Security", HSTS)
         return response
+
+    register_private_caching(app)
+    trust_forwarded_headers_from_the_proxy(app)
+
+
+# -- Responses that depend on who is asking ---------------------------------------------------------
+
+
+def carries_identity() -> bool:
+    """Whether this request's answer is its sender's own: signed in, any Clerk credential sent
+    (even an expired one: the refresh page), or a Flask session (a form's CSRF token, the cart
+    kept for after sign-in) sent or set. (Flask's `session.accessed` is always true: no use.)"""
+    if g.get("user") is not None or "Authorization" in request.headers or session.modified:
+        return True
+    own_cookies = (SESSION_COOKIE, CLIENT_UAT_COOKIE, current_app.config["SESSION_COOKIE_NAME"])
+    return any(name.startswith(own_cookies) for name in request.cookies)
+
+
+def register_private_caching(app: Flask) -> None:
+    """Every answer that reads who is signed in varies on the credentials; one given to a signed-in
+    user (or one carrying its sender's CSRF token) is stored by no cache, shared or the browser's."""
+
+    @app.after_request
+    def private_caching(response: Response) -> Response:
+        if request.endpoint in SKIPPED_ENDPOINTS:  # static files, webhooks, health: nobody's own
+            return response
+        response.vary.update(("Cookie", "Authorization"))
+        if carries_identity() and not response.cache_control.no_store:  # no-store already says it all
+            response.headers["Cache-Control"] = "private, no-store"
+        return response
+
+
+# -- The client's address, from the proxy in front ---------------------------------------------------
+
+
+class ProxyFixFromTrustedPeers:
+    """Werkzeug's ProxyFix (one proxy: X-Forwarded-For and -Proto), applied only when the request
+    comes from a trusted proxy's address: anyone else reaching gunicorn directly could write those
+    headers. nginx (deploy/nginx/shop.conf) replaces X-Forwarded-For with the address it sees."""
+
+    def __init__(self, wsgi_app: Any, trusted: Sequence[IPv4Network | IPv6Network]):
+        self.direct = wsgi_app
+        self.proxied = ProxyFix(wsgi_app, x_for=1, x_proto=1)
+        self.trusted = tuple(trusted)
+
+    def from_trusted_peer(self, address: str) -> bool:
+        try:
+            peer = ip_address(address)
+        except ValueError:  # a Unix socket has no address
+            return False
+        return any(peer in network for network in self.trusted)
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if self.from_trusted_peer(environ.get("REMOTE_ADDR", "")):
+            return self.proxied(environ, start_response)
+        return self.direct(environ, start_response)
+
+
+def trust_forwarded_headers_from_the_proxy(app: Flask) -> None:
+    app.wsgi_app = ProxyFixFromTrustedPeers(app.wsgi_app, app.config["FORWARDED_ALLOW_IPS"])

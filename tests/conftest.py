@@ -26,13 +26,22 @@ from tests.support import TEST_PUBLISHABLE_KEY, WEBHOOK_SECRET, TokenMinter, sig
 TEST_DATABASE = f"shop_test_{os.getpid()}"
 
 
+# TEST_DATABASE_URL may go through a transaction-mode pooler (.ci/run's PgBouncer); then
+# TEST_DATABASE_URL_DIRECT reaches the same database directly, and every app made on the suite's
+# database gets it as DATABASE_URL_DIRECT (migrations and the sync's lock need a session).
+DIRECT_URLS: dict[str, str] = {}
+
+
 def _fresh_database_url() -> tuple[str, Callable[[], None]]:
     """A URL to an empty database that the suite owns, and how to drop it afterwards."""
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
         url = normalize_database_url(url)  # postgres:// and postgresql:// too, always through psycopg 3
+        direct = normalize_database_url(os.environ.get("TEST_DATABASE_URL_DIRECT") or url)
+        if direct != url:
+            DIRECT_URLS[url] = direct
         # The caller created this database for the suite (.ci/run does); start from an empty schema.
-        with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(False)) as conn:
+        with psycopg.connect(make_url(direct).set(drivername="postgresql").render_as_string(False)) as conn:
             conn.execute("DROP SCHEMA public CASCADE")
             conn.execute("CREATE SCHEMA public")
         return url, lambda: None
@@ -54,11 +63,19 @@ def _fresh_database_url() -> tuple[str, Callable[[], None]]:
 TOKENS = TokenMinter()  # one RSA key for the run: session tokens are minted with it
 
 
+def database_settings(database_url: str) -> dict[str, str]:
+    """DATABASE_URL, and DATABASE_URL_DIRECT when it goes through the suite's pooler: for an app,
+    or the environment of a gunicorn or `flask` process."""
+    if database_url in DIRECT_URLS:
+        return {"DATABASE_URL": database_url, "DATABASE_URL_DIRECT": DIRECT_URLS[database_url]}
+    return {"DATABASE_URL": database_url}
+
+
 def settings(database_url: str, **overrides: Any) -> dict[str, Any]:
     """A test app's environment: Clerk configured networklessly with the run's own key."""
     return {
         "TESTING": True,
-        "DATABASE_URL": database_url,
+        **database_settings(database_url),
         "SECRET_KEY": "test-secret-key",
         "CLERK_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "CLERK_PUBLISHABLE_KEY": TEST_PUBLISHABLE_KEY,

@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shop.clerk.api import ClerkAPI, ClerkAPIError, clerk_api
 from shop.clerk.users import NotAClerkUser
+from shop.database import DirectURLMissing
 from shop.mirror import Change
 from shop.sync import service
 from shop.webhooks.service import describe_error
@@ -127,6 +128,8 @@ def sync_command(dry_run: bool, batch_size: int, max_tombstones: int, if_drift: 
                 )
     except service.SyncAlreadyRunning as exc:
         _fail(str(exc), EXIT_LOCKED)
+    except DirectURLMissing as exc:
+        _fail(str(exc))
     except SQLAlchemyError as exc:
         _fail(f"The database is unreachable ({describe_error(exc)}); check DATABASE_URL.")
     click.echo(f"Listed {report.listed} users in {report.pages} pages (Clerk counted {report.clerk_count}).")

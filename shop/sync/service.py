@@ -31,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from shop import mirror
 from shop.clerk.api import ClerkAPI, ClerkAPIError
 from shop.clerk.users import NotAClerkUser, UserSnapshot, clerk_user_id, parse_user
+from shop.database import session_engine
 from shop.extensions import db
 from shop.models import SyncRun, User
 from shop.webhooks.service import MAX_ERROR_LENGTH, describe_error
@@ -59,11 +60,10 @@ def sync_lock() -> Iterator[None]:
     """Hold the sync's advisory lock on a dedicated connection, or raise SyncAlreadyRunning.
 
     Session-level, so the batches can commit while it is held; released explicitly, and by
-    PostgreSQL itself if this process dies. (Behind a pooler in transaction mode, such as
-    PgBouncer or Neon's `-pooler` host, session locks do not hold: run the sync with the
-    direct database URL.)
+    PostgreSQL itself if this process dies. Behind a pooler in transaction mode (PgBouncer,
+    Neon's `-pooler` host) a session lock would not hold: it is taken through DATABASE_URL_DIRECT.
     """
-    connection = db.engine.connect()
+    connection = session_engine("the sync's lock").connect()
     locked = False
     try:
         locked = bool(connection.scalar(select(func.pg_try_advisory_lock(SYNC_LOCK_KEY))))

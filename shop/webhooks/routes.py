@@ -22,6 +22,21 @@ def _answer(http_status: int, **body: str):
     return jsonify(body), http_status
 
 
+def _body_within(limit: int) -> bytes | None:
+    """The raw body, or None when it is over `limit` bytes, chunked or not.
+
+    Werkzeug stops reading a chunked body at the limit without saying whether more followed (the
+    signature check would then fail on a silently truncated body), so one byte more is allowed:
+    reaching it means the body was too large.
+    """
+    request.max_content_length = limit + 1
+    try:
+        raw = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        return None
+    return raw if len(raw) <= limit else None
+
+
 @bp.post("/api/webhooks/clerk")
 @csrf.exempt
 def clerk_webhook():
@@ -31,10 +46,8 @@ def clerk_webhook():
         log.error("webhook refused: CLERK_WEBHOOK_SECRET is not set")
         return _answer(503, error="Webhook signing secret is not configured")
 
-    request.max_content_length = current_app.config["WEBHOOK_MAX_BYTES"]
-    try:
-        raw = request.get_data(cache=False)
-    except RequestEntityTooLarge:
+    raw = _body_within(current_app.config["WEBHOOK_MAX_BYTES"])
+    if raw is None:
         return _answer(413, error="Payload too large")
 
     try:

@@ -28,7 +28,7 @@ from shop import PROJECT_ROOT, create_app, mirror
 from shop.clerk.users import parse_user
 from shop.extensions import db
 from shop.store.seed import seed
-from tests.conftest import settings
+from tests.conftest import database_settings, settings
 from tests.scale.support import (
     Clerk,
     PlacedOrder,
@@ -142,7 +142,7 @@ def start_gunicorn(database_url: str, port: int, log: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "GUNICORN_", "CLERK_"))}
     env.pop("PORT", None)
     env.update(
-        DATABASE_URL=database_url,
+        database_settings(database_url),  # and the direct URL, through the CI's pooler
         SECRET_KEY="test-secret-key",
         CLERK_WEBHOOK_SECRET=WEBHOOK_SECRET,
         # empty, not missing: wsgi.py's load_dotenv() must not fill them from a developer's .env

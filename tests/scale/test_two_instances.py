@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from shop import PROJECT_ROOT
 from shop.sync.cli import EXIT_LOCKED
+from tests.conftest import database_settings
 from tests.scale.support import Clerk, deliver_to_both, drain, webhook_problems
 from tests.support import live_server
 from tests.sync.conftest import mirror_rows, user
@@ -64,7 +65,7 @@ def test_two_syncs_started_on_two_instances_at_once_one_runs(make_app, database_
         "FLASK_APP": "wsgi",
         "FLASK_SKIP_DOTENV": "1",
         "FLASK_DEBUG": "0",
-        "DATABASE_URL": database_url,
+        **database_settings(database_url),  # and the direct URL, through the CI's pooler
         "SECRET_KEY": "test-secret-key",
         "SHOP_DEV_AUTH": "0",
         "CLERK_SECRET_KEY": SECRET_KEY,

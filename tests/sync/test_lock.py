@@ -9,6 +9,7 @@ from shop import PROJECT_ROOT
 from shop.clerk.api import clerk_api
 from shop.sync import service
 from shop.sync.cli import EXIT_LOCKED
+from tests.conftest import database_settings
 from tests.sync.conftest import mirror_rows, user
 from tests.sync.standin import SECRET_KEY
 
@@ -20,7 +21,7 @@ def flask_command(database_url: str, api_url: str, *args: str) -> subprocess.Com
         "FLASK_APP": "wsgi",
         "FLASK_SKIP_DOTENV": "1",
         "FLASK_DEBUG": "0",
-        "DATABASE_URL": database_url,
+        **database_settings(database_url),  # and the direct URL, through the CI's pooler
         "SECRET_KEY": "test-secret-key",
         "CLERK_SECRET_KEY": SECRET_KEY,
         "CLERK_API_URL": api_url,
