@@ -21,7 +21,7 @@ from flask import Flask, Response, current_app, g
 from sqlalchemy.exc import SQLAlchemyError
 
 from shop import metrics
-from shop.auth import bp, signed_in
+from shop.auth import bp
 from shop.auth.session import backend_api
 from shop.clerk.api import ClerkAPIError
 from shop.clerk.users import NotAClerkUser
@@ -71,7 +71,6 @@ class Resyncer:
                 return
             finally:
                 db.session.remove()
-            signed_in.forget(clerk_id)  # this process's next request reads the repaired row
             log.info("re-sync of %s at sign-in: %s", clerk_id, change)
             metrics.record_sign_in_resync(change.value if change else "unknown_to_clerk")
 

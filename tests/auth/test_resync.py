@@ -12,6 +12,7 @@ from shop import mirror
 from shop.auth.resync import resyncer
 from shop.clerk.users import parse_user
 from shop.extensions import db
+from shop.metrics import SIGN_IN_RESYNCS
 from shop.models import User
 from tests.support import clerk_user
 from tests.sync.standin import SECRET_KEY, StandInClerk, serve
@@ -44,6 +45,12 @@ def stored(app, clerk_id: str) -> User:
         return user
 
 
+def repairs_counted(outcome: str) -> float:
+    """This process's count of sign-in repairs with `outcome` (the counter's own samples)."""
+    samples = [sample for family in SIGN_IN_RESYNCS.collect() for sample in family.samples]
+    return next((s.value for s in samples if s.name.endswith("_total") and s.labels == {"outcome": outcome}), 0.0)
+
+
 def wait_until(condition, seconds: float = 15.0):
     deadline = time.monotonic() + seconds
     while not (found := condition()):
@@ -69,6 +76,7 @@ def test_a_stale_user_is_repaired_after_her_next_signed_in_request(resync_app, c
     stale_user(resync_app, clerk)
     before = stored(resync_app, "user_ada")
     assert before.needs_resync and before.email is None
+    repairs_before = repairs_counted("updated")
 
     client = resync_app.test_client()
     client.set_cookie("__session", tokens.mint("user_ada"))
@@ -80,6 +88,7 @@ def test_a_stale_user_is_repaired_after_her_next_signed_in_request(resync_app, c
     assert client.get("/api/me").json["email"] == "ada-new@example.com"
     assert stored(resync_app, "user_bob").email == "shared@example.com"  # the other user keeps the address
     assert clerk.user_requests() == ["user_ada"]
+    wait_until(lambda: repairs_counted("updated") == repairs_before + 1)  # the repair ran to its end
 
 
 def test_a_stale_user_clerk_no_longer_has_is_tombstoned(resync_app, clerk, tokens):
