@@ -39,7 +39,7 @@ def stop(data_dir: Path) -> bool:
         return False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from pgserver._commands import pg_ctl
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # made at import, unseen by mypy
 
     # As root, pgserver runs PostgreSQL as its own `pgserver` user; pg_ctl must run as that user too.
     user = "pgserver" if os.geteuid() == 0 else None

@@ -118,4 +118,5 @@ class ProxyFixFromTrustedPeers:
 
 
 def trust_forwarded_headers_from_the_proxy(app: Flask) -> None:
-    app.wsgi_app = ProxyFixFromTrustedPeers(app.wsgi_app, app.config["FORWARDED_ALLOW_IPS"])
+    wrapped = ProxyFixFromTrustedPeers(app.wsgi_app, app.config["FORWARDED_ALLOW_IPS"])
+    app.wsgi_app = wrapped  # type: ignore[method-assign]  # Flask's documented way to add WSGI middleware

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, literal_column
+from sqlalchemy import Boolean, func, literal_column
 from sqlalchemy.dialects.postgresql import insert
 
 from shop.extensions import db
@@ -72,7 +72,7 @@ def seed(*, reset: bool = False) -> tuple[int, int]:
     else:
         statement = statement.on_conflict_do_nothing(index_elements=[Product.slug])
     # xmax is 0 on a freshly inserted row version
-    written = db.session.execute(statement.returning(literal_column("xmax = 0"))).all()
+    fresh_rows = list(db.session.scalars(statement.returning(literal_column("xmax = 0", Boolean))))
     db.session.commit()
-    added = sum(1 for (fresh,) in written if fresh)
-    return added, len(written) - added
+    added = sum(fresh_rows)
+    return added, len(fresh_rows) - added

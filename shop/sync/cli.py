@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 from flask.cli import AppGroup
@@ -44,7 +44,7 @@ class _Bar:
     """click's progress bar, on a terminal."""
 
     def __init__(self) -> None:
-        self.bar = None
+        self.bar: Any = None  # click's ProgressBar, entered by hand: it lives across several calls
 
     def start(self, total: int) -> None:
         self.bar = click.progressbar(length=max(total, 1), label="Listing Clerk users", show_pos=True)
