@@ -38,7 +38,9 @@ def test_suffixed_cookie_is_read(client, make_user, tokens):
     from tests.support import TEST_PUBLISHABLE_KEY
 
     make_user("user_suffixed")
-    client.set_cookie(f"__session_{cookie_suffix(TEST_PUBLISHABLE_KEY)}", tokens.mint("user_suffixed"))
+    suffix = cookie_suffix(TEST_PUBLISHABLE_KEY)
+    client.set_cookie(f"__session_{suffix}", tokens.mint("user_suffixed"))
+    client.set_cookie(f"__client_uat_{suffix}", str(int(time.time()) - 60))  # clerk-js writes both
     assert client.get("/api/me").json["clerk_id"] == "user_suffixed"
 
 
@@ -206,3 +208,49 @@ def test_user_row_is_untouched_by_reading(app, client, sign_in):
     client.get("/api/me")
     with app.app_context():
         assert db.session.scalar(select(User.needs_resync).where(User.clerk_id == "user_a")) is False
+
+
+# --- only a Bearer token switches off the cookie rules (issue 10, item 2) -------------------------------
+
+
+@pytest.mark.parametrize("authorization", ["Basic dXNlcjpwYXNzd29yZA==", "Digest username=x", "bearer lowercase"])
+def test_other_authorization_schemes_keep_the_cookie_rules(client, make_user, tokens, authorization):
+    """Basic auth in front of a staging site must not let a signed-out or stale cookie sign in."""
+    make_user("user_a")
+    client.set_cookie("__session", tokens.mint("user_a"))
+    client.set_cookie("__client_uat", "0")  # signed out in another tab
+    assert client.get("/api/me", headers={"Authorization": authorization}).status_code == 401
+    client.set_cookie("__session", tokens.mint("user_a", iat=int(time.time()) - 30))
+    client.set_cookie("__client_uat", str(int(time.time())))  # the client changed after this token
+    assert client.get("/api/me", headers={"Authorization": authorization}).status_code == 401
+    client.set_cookie("__client_uat", str(int(time.time()) - 60))
+    assert client.get("/api/me", headers={"Authorization": authorization}).status_code == 200
+
+
+def test_a_bearer_token_is_judged_alone(client, make_user, tokens):
+    make_user("user_a")
+    client.set_cookie("__client_uat", "0")
+    assert client.get("/api/me", headers={"Authorization": f"Bearer {tokens.mint('user_a')}"}).status_code == 200
+
+
+# --- links back to this page never leave the site (issue 10, item 9) -------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/%5Cevil.example/", "/%5C%5Cevil.example/", "/%5C/evil.example/"])
+def test_the_refresh_pages_reload_link_stays_on_the_site(client, path):
+    client.set_cookie("__client_uat", str(int(time.time())))
+    response = client.get(path, headers=PAGE)
+    assert response.status_code == 401 and b'data-clerk="refresh"' in response.data
+    assert b'href="/\\' not in response.data and b'href="//' not in response.data
+    assert b'<a href="/">Reload</a>' in response.data
+
+
+def test_the_account_pending_try_again_link_stays_on_the_site(make_app, tokens):
+    app = make_app(CLERK_SECRET_KEY="sk_test_x", CLERK_API_URL="http://127.0.0.1:9/v1")  # Clerk unreachable
+    client = app.test_client()
+    client.set_cookie("__session", tokens.mint("user_waiting"))
+    client.set_cookie("__clerk_db_jwt", "dvb_test")
+    response = client.get("/%5Cevil.example/", headers=PAGE)
+    assert response.status_code == 503 and b"being set up" in response.data
+    assert b'href="/\\' not in response.data
+    assert b'href="/">Try again</a>' in response.data
