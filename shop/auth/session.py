@@ -60,7 +60,7 @@ def handshake_route() -> handshake.Handshake | None:
     """Where this app's handshakes go; None when none can be resolved (no secret key, or no Frontend API)."""
     config = current_app.config
     if config["SHOP_DEV_AUTH"]:
-        frontend_api = f"{request.host_url}dev-clerk"
+        frontend_api = f"{request.host_url}dev-clerk/fapi"  # shop.clerk.standin.handshake
     elif config.get("CLERK_SECRET_KEY") and config.get("CLERK_FRONTEND_API"):
         frontend_api = f"https://{config['CLERK_FRONTEND_API']}"
     else:
