@@ -1,5 +1,6 @@
 """Every request knows who is signed in, from the session token; any bad token means signed out."""
 
+import json
 import time
 
 import pytest
@@ -254,3 +255,68 @@ def test_the_account_pending_try_again_link_stays_on_the_site(make_app, tokens):
     assert response.status_code == 503 and b"being set up" in response.data
     assert b'href="/\\' not in response.data
     assert b'href="/">Try again</a>' in response.data
+
+
+# --- Clerk's handshake, through the app (a secret key is configured) --------------------------------------
+
+LIVE_KEY = "pk_live_Y2xlcmsuc2hvcC50ZXN0JA"  # the same Frontend API host, a production instance
+
+
+@pytest.fixture
+def handshake_app(make_app, httpserver):
+    """Production-type Clerk instance whose Backend API (handshake payloads) is a real local server."""
+    payloads: dict[str, list[str]] = {}
+
+    def payload(request):
+        from werkzeug import Response
+
+        if request.args.get("nonce") not in payloads:
+            return Response('{"errors": [{"code": "resource_not_found", "message": "nope"}]}', 404)
+        return Response(json.dumps({"directives": payloads[request.args["nonce"]]}), content_type="application/json")
+
+    httpserver.expect_request("/v1/clients/handshake_payload").respond_with_handler(payload)
+    app = make_app(
+        CLERK_PUBLISHABLE_KEY=LIVE_KEY, CLERK_SECRET_KEY="sk_live_handshake", CLERK_API_URL=httpserver.url_for("/v1")
+    )
+    app.config["TEST_PAYLOADS"] = payloads
+    return app
+
+
+def test_a_lapsed_page_navigation_is_sent_through_the_handshake(handshake_app, make_user, tokens):
+    make_user("user_a")
+    client = handshake_app.test_client()
+    client.set_cookie("__session", expired(tokens))
+    client.set_cookie("__client_uat", str(int(time.time()) - 300))
+    response = client.get("/account?tab=1", headers=PAGE)
+    assert response.status_code == 307 and response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Location"].startswith("https://clerk.shop.test/v1/client/handshake?redirect_url=")
+    assert "__clerk_redirect_count=1" in response.headers["Set-Cookie"]
+    assert b'data-clerk="refresh"' not in response.data  # no interstitial where a secret key is set
+
+
+def test_api_calls_and_posts_are_never_redirected(handshake_app, make_user, tokens):
+    make_user("user_a")
+    client = handshake_app.test_client()
+    client.set_cookie("__session", expired(tokens))
+    client.set_cookie("__client_uat", str(int(time.time()) - 300))
+    api = client.get("/api/me", headers={"Accept": "application/json"})
+    assert (api.status_code, api.json) == (401, {"error": "Not signed in"})
+    assert client.post("/account", headers=PAGE).status_code != 307
+
+
+def test_the_handshakes_cookies_reach_the_browser_with_the_page(handshake_app, make_user, tokens):
+    make_user("user_a", first_name="Ada", last_name="Back")
+    fresh = tokens.mint("user_a")
+    handshake_app.config["TEST_PAYLOADS"]["n1"] = [f"__session={fresh}; Path=/; SameSite=Lax", "__client_uat=5; Path=/"]
+    client = handshake_app.test_client()
+    client.set_cookie("__clerk_handshake_nonce", "n1")
+    response = client.get("/account", headers=PAGE)
+    assert response.status_code == 200 and b"Ada Back" in response.data
+    assert f"__session={fresh}; Path=/; SameSite=Lax" in response.headers.getlist("Set-Cookie")
+
+
+def test_an_unknown_nonce_serves_the_page_signed_out(handshake_app):
+    client = handshake_app.test_client()
+    client.set_cookie("__clerk_handshake_nonce", "unknown")
+    response = client.get("/account", headers=PAGE)
+    assert response.status_code == 302 and "/sign-in" in response.headers["Location"]  # signed out: no loop
