@@ -130,9 +130,13 @@ def load_signed_in_user():
 
 @bp.after_app_request
 def pass_on_clerk_cookies(response: Response) -> Response:
-    """The cookies a handshake brought back reach the browser with whatever the page answered."""
-    for directive in g.get("clerk_set_cookies", ()):
+    """The cookies a handshake brought back reach the browser with whatever the page answered;
+    no cache may keep an answer that carries someone's session."""
+    directives = g.get("clerk_set_cookies", ())
+    for directive in directives:
         response.headers.add("Set-Cookie", directive)
+    if directives:
+        response.headers["Cache-Control"] = "no-store"
     return response
 
 

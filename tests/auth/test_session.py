@@ -313,6 +313,7 @@ def test_the_handshakes_cookies_reach_the_browser_with_the_page(handshake_app, m
     response = client.get("/account", headers=PAGE)
     assert response.status_code == 200 and b"Ada Back" in response.data
     assert f"__session={fresh}; Path=/; SameSite=Lax" in response.headers.getlist("Set-Cookie")
+    assert response.headers["Cache-Control"] == "no-store"
 
 
 def test_an_unknown_nonce_serves_the_page_signed_out(handshake_app):
