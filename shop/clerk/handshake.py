@@ -169,8 +169,7 @@ def authenticate(
 
 def _dev_browser(incoming: Incoming, instance: tokens.Instance) -> str | None:
     """The development instance's browser token (clerk-js keeps it in `__clerk_db_jwt`)."""
-    suffixed = tokens.uses_suffixed_cookies(incoming.cookies, instance)
-    name = f"{DEV_BROWSER}_{instance.cookie_suffix}" if suffixed else DEV_BROWSER
+    name = tokens.instance_cookie_name(DEV_BROWSER, incoming.cookies, instance)
     return incoming.param(DEV_BROWSER) or incoming.cookies.get(name) or None
 
 

@@ -352,15 +352,18 @@ def uses_suffixed_cookies(cookies: Mapping[str, str], instance: Instance) -> boo
     return not (not suffixed_uat and suffixed_session)
 
 
+def instance_cookie_name(name: str, cookies: Mapping[str, str], instance: Instance) -> str:
+    """`name`, or `name_<suffix>` when the suffixed cookies speak for this instance."""
+    return f"{name}_{instance.cookie_suffix}" if uses_suffixed_cookies(cookies, instance) else name
+
+
 def session_cookie(cookies: Mapping[str, str], instance: Instance) -> str | None:
-    suffix = f"_{instance.cookie_suffix}" if uses_suffixed_cookies(cookies, instance) else ""
-    return _cookie(cookies, SESSION_COOKIE + suffix)
+    return _cookie(cookies, instance_cookie_name(SESSION_COOKIE, cookies, instance))
 
 
 def client_uat(cookies: Mapping[str, str], instance: Instance) -> int:
     """When the signed-in client last changed (Unix seconds); 0 when signed out or unreadable."""
-    suffix = f"_{instance.cookie_suffix}" if uses_suffixed_cookies(cookies, instance) else ""
-    return _js_int(_cookie(cookies, CLIENT_UAT_COOKIE + suffix))
+    return _js_int(_cookie(cookies, instance_cookie_name(CLIENT_UAT_COOKIE, cookies, instance)))
 
 
 # Clerk's AuthErrorReason values for the hand-off cases.
@@ -418,13 +421,14 @@ def authenticate_request(
             return RequestAuth(None, OTHER_CLASS, token=header_token)
         return _verified(verifier, header_token, method, 0)
 
-    token = session_cookie(cookies, instance)
-    uat = client_uat(cookies, instance)
+    suffix = f"_{instance.cookie_suffix}" if uses_suffixed_cookies(cookies, instance) else ""  # once: it decodes
+    uat_name = CLIENT_UAT_COOKIE + suffix
+    token = _cookie(cookies, SESSION_COOKIE + suffix)
+    uat = _js_int(_cookie(cookies, uat_name))
     if not uat and not token:
         return RequestAuth(None, SIGNED_OUT)
     if not uat:
-        suffix = f"_{instance.cookie_suffix}" if uses_suffixed_cookies(cookies, instance) else ""
-        if CLIENT_UAT_COOKIE + suffix not in cookies:
+        if uat_name not in cookies:
             # Deliberately not Clerk's rule (docs/sessions.md): with no `__client_uat` at all (a script,
             # an integration that copies only `__session`), a valid token signs in on its own.
             judged = _verified(verifier, token, method, 0)
