@@ -36,6 +36,17 @@ def _nonce_path(nonce: str) -> Path:
     return folder / f"{hashlib.sha256(nonce.encode()).hexdigest()}.json"
 
 
+def _forget_stale_nonces() -> None:
+    """Nonces whose browser never came back."""
+    folder = Path(current_app.config["SHOP_DEV_CLERK_DIR"]) / "handshakes"
+    for path in folder.glob("*.json"):
+        try:
+            if time.time() - path.stat().st_mtime > NONCE_LIFETIME:
+                path.unlink()
+        except FileNotFoundError:
+            pass
+
+
 def _take(nonce: str) -> list[str] | None:
     """The directives kept under `nonce`, once: a replayed or stale nonce is unknown."""
     if not NONCE_SHAPE.fullmatch(nonce):
@@ -83,6 +94,7 @@ def client_handshake():
         return routes._clerk_error(400, "unsupported_format", "The stand-in only answers format=nonce.")
     nonce = secrets.token_urlsafe(32)
     _nonce_path(nonce).write_text(json.dumps(_directives()))
+    _forget_stale_nonces()
     response = redirect(redirect_url, code=307)
     response.headers["Cache-Control"] = "no-store"
     response.set_cookie(NONCE, nonce, max_age=NONCE_LIFETIME, path="/", httponly=True, samesite="Lax")
