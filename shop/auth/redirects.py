@@ -19,11 +19,17 @@ def safe_next(target: str | None, default: str = "/") -> str:
     return target
 
 
+def current_page() -> str:
+    """This page's path and query for a link back to it ("Reload", "Try again"). The raw path could
+    be `/\\evil.example/` (from `/%5Cevil.example/`), which a browser opens as another site."""
+    return safe_next(request.full_path.rstrip("?"))
+
+
 def return_path() -> str:
     """The page to come back to after sign-in: this one for a GET; for a form post, the page the
     form was on (going back to a POST-only address would answer 405)."""
     if request.method == "GET":
-        return request.full_path.rstrip("?")
+        return current_page()
     referrer = urlsplit(request.referrer or "")
     same_site = referrer.netloc in ("", request.host)
     path = referrer.path + (f"?{referrer.query}" if referrer.query else "")

@@ -1,29 +1,33 @@
-"""The `before_request` hook: who is signed in, from the Clerk session token, without a network call.
+"""The `before_request` hook: who is signed in, from the Clerk session token, usually without a network call.
 
-Clerk's decision (shop.clerk.tokens.authenticate_request) follows Clerk's own server SDK; this hook
-adds what belongs to pages and to the mirror:
-- a valid token → signed in (the mirror row, provisioned from Clerk on the first visit; see
-  shop.auth.signed_in for the snapshot kept in `g.user`);
-- `__client_uat > 0` with an expired or missing token (or a token older than `__client_uat`) on a
-  GET page navigation → the refresh page, whose clerk-js fetches a fresh token and reloads once;
-- anything else (forged, malformed, API or non-GET requests) → signed out. Never a 500.
+Clerk's decision (shop.clerk.handshake.authenticate, which follows `@clerk/backend`) is one of:
+- signed in → the mirror row, provisioned from Clerk on the first visit (see shop.auth.signed_in
+  for the snapshot kept in `g.user`);
+- a handshake → a 307 to Clerk's Frontend API, which sends the browser back with fresh cookies
+  (only for page navigations; docs/sessions.md draws the sequence);
+- signed out → anything else (forged, malformed, API or non-GET requests). Never a 500.
+Cookies Clerk's handshake sends back are passed on to the browser with whatever the page answers.
+Without a secret key a handshake cannot be resolved, so the refresh page (an interstitial whose
+clerk-js refreshes the cookie and reloads once) stands in for it.
 """
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, current_app, g, jsonify, render_template, request
+from flask import Flask, Response, current_app, g, jsonify, redirect, render_template, request
 
 from shop.auth import bp, signed_in
 from shop.auth.provisioning import ProvisioningFailed, provision
-from shop.clerk import keys, tokens
+from shop.auth.redirects import current_page
+from shop.clerk import handshake, keys, tokens
 from shop.clerk.api import ClerkAPI, ClerkAPIError
 
 log = logging.getLogger(__name__)
 
 REFRESH_GUARD_COOKIE = "__shop_refresh"  # set by the refresh page before it reloads: never loop
 SKIPPED_ENDPOINTS = frozenset({"static", "webhooks.clerk_webhook", "api.health"})
+SKIPPED_BLUEPRINTS = frozenset({"standin"})  # the local stand-in plays Clerk's own hosts
 
 
 def session_verifier(app: Flask) -> tokens.SessionVerifier | None:
@@ -37,8 +41,35 @@ def cookie_suffix() -> str | None:
     return keys.cookie_suffix(publishable_key) if publishable_key else None
 
 
+def clerk_instance() -> tokens.Instance:
+    config = current_app.config
+    if config["SHOP_DEV_AUTH"]:
+        from shop.clerk.standin import ISSUER
+
+        # The stand-in behaves as a production instance: no dev-browser token, the nonce in a cookie.
+        return tokens.Instance(frontend_api_host=ISSUER.removeprefix("https://"), production=True)
+    publishable_key = config.get("CLERK_PUBLISHABLE_KEY")
+    return tokens.Instance(
+        frontend_api_host=config.get("CLERK_FRONTEND_API"),
+        cookie_suffix=cookie_suffix(),
+        production=bool(publishable_key) and keys.is_live(publishable_key),
+    )
+
+
+def handshake_route() -> handshake.Handshake | None:
+    """Where this app's handshakes go; None when none can be resolved (no secret key, or no Frontend API)."""
+    config = current_app.config
+    if config["SHOP_DEV_AUTH"]:
+        frontend_api = f"{request.host_url}dev-clerk/fapi"  # shop.clerk.standin.handshake
+    elif config.get("CLERK_SECRET_KEY") and config.get("CLERK_FRONTEND_API"):
+        frontend_api = f"https://{config['CLERK_FRONTEND_API']}"
+    else:
+        return None
+    return handshake.Handshake(frontend_api, lambda nonce: backend_api().handshake_payload(nonce))
+
+
 def backend_api() -> ClerkAPI:
-    """The Backend API for first sign-ins: a shopper is waiting, so one quick retry, not sync's patience."""
+    """The Backend API for first sign-ins and handshakes: a shopper is waiting, so one quick retry."""
     if current_app.config["SHOP_DEV_AUTH"]:
         from shop.clerk.standin import standin_api
 
@@ -53,28 +84,33 @@ def backend_api() -> ClerkAPI:
     return current_app.extensions["clerk_provisioning_api"]
 
 
-def is_page_navigation() -> bool:
-    if request.method != "GET" or request.path.startswith("/api/"):
-        return False
-    destination = request.headers.get("Sec-Fetch-Dest")
-    if destination is not None:
-        return destination == "document"
-    return "text/html" in request.headers.get("Accept", "")
+def incoming_request() -> handshake.Incoming:
+    return handshake.Incoming(
+        method=request.method,
+        base_url=request.base_url,
+        query=tuple(request.args.items(multi=True)),
+        headers=request.headers,
+        cookies=request.cookies,
+    )
 
 
 @bp.before_app_request
 def load_signed_in_user():
     g.user = None
     g.clerk_session = None
-    if request.endpoint in SKIPPED_ENDPOINTS:
+    g.clerk_set_cookies = ()
+    if request.endpoint in SKIPPED_ENDPOINTS or request.blueprint in SKIPPED_BLUEPRINTS:
         return None
     verifier = session_verifier(current_app)
     if verifier is None:
         return None
-    auth = tokens.authenticate_request(verifier, request.headers, request.cookies, cookie_suffix())
-    session = auth.session
+    decision = handshake.authenticate(incoming_request(), verifier, clerk_instance(), handshake_route())
+    g.clerk_set_cookies = decision.set_cookies
+    if decision.location is not None:
+        return clerk_redirect(decision)
+    session = decision.session
     if session is None:
-        if auth.may_refresh and is_page_navigation() and REFRESH_GUARD_COOKIE not in request.cookies:
+        if decision.needs_refresh and may_show_refresh_page():
             return refresh_page()
         return None
 
@@ -92,9 +128,36 @@ def load_signed_in_user():
     return None
 
 
+@bp.after_app_request
+def pass_on_clerk_cookies(response: Response) -> Response:
+    """The cookies a handshake brought back reach the browser with whatever the page answered;
+    no cache may keep an answer that carries someone's session."""
+    directives = g.get("clerk_set_cookies", ())
+    for directive in directives:
+        response.headers.add("Set-Cookie", directive)
+    if directives:
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def clerk_redirect(decision: handshake.Decision) -> Response:
+    """307 keeps the method (always GET here); no-store, or Chrome replays a cached redirect forever."""
+    response = redirect(decision.location, code=307)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def may_show_refresh_page() -> bool:
+    return (
+        handshake.is_document_request(request.method, request.headers)
+        and not request.path.startswith("/api/")
+        and REFRESH_GUARD_COOKIE not in request.cookies
+    )
+
+
 def refresh_page():
     """Clerk's interstitial: clerk-js refreshes `__session` and the page reloads once."""
-    response = current_app.make_response((render_template("auth/refresh.html"), 401))
+    response = current_app.make_response((render_template("auth/refresh.html", reload_url=current_page()), 401))
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -104,7 +167,7 @@ def account_pending():
     if request.path.startswith("/api/"):
         response = jsonify(error="Your account is being set up; retry in a few seconds.")
     else:
-        response = current_app.make_response(render_template("auth/account_pending.html"))
+        response = current_app.make_response(render_template("auth/account_pending.html", retry_url=current_page()))
     response.status_code = 503
     response.headers["Retry-After"] = "5"
     response.headers["Cache-Control"] = "no-store"

@@ -68,7 +68,7 @@ def _connection_reason(exc: BaseException) -> str:
 
 
 class ClerkAPI:
-    """A client for the calls the shop needs: get one user, list users, count them."""
+    """A client for the calls the shop needs: get one user, list users, count them, a handshake's cookies."""
 
     def __init__(
         self,
@@ -154,6 +154,27 @@ class ClerkAPI:
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise self._shape_error(path, body, '{"total_count": N}')
         return count
+
+    def handshake_payload(self, nonce: str) -> list[str]:
+        """GET /clients/handshake_payload → the Set-Cookie directives a handshake nonce stands for."""
+        if not isinstance(nonce, str) or not nonce or len(nonce) > 4096:
+            raise ClerkAPIError("A handshake nonce is needed.")
+        path = "/clients/handshake_payload"
+        try:
+            response = self._get(path, {"nonce": nonce})
+        except ClerkAPIError as exc:
+            if exc.code and exc.status in (400, 404, 422):
+                raise ClerkAPIError(
+                    f"Clerk refused the handshake nonce ({exc.code}): it expired or was already used.",
+                    status=exc.status,
+                    code=exc.code,
+                ) from None
+            raise
+        body = self._json(response, path)
+        directives = body.get("directives") if isinstance(body, dict) else None
+        if not isinstance(directives, list) or not all(isinstance(item, str) for item in directives):
+            raise self._shape_error(path, body, '{"directives": [Set-Cookie values]}')
+        return directives
 
     # -- plumbing --------------------------------------------------------------------------
 

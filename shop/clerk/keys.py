@@ -1,14 +1,21 @@
-"""Clerk's keys: publishable-key decoding, secret-key kinds, webhook secrets, the PEM JWT key."""
+"""Clerk's keys: publishable-key decoding, secret-key kinds, webhook secrets, the PEM JWT key, the JWKS."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import hashlib
+import logging
+import threading
+import time
+from typing import Any
 
+import jwt
+import requests
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 PUBLISHABLE_PREFIXES = ("pk_test_", "pk_live_")
+log = logging.getLogger(__name__)
 
 
 class InvalidKey(ValueError):
@@ -67,3 +74,72 @@ def normalize_pem(value: str) -> str:
     except ValueError as exc:
         raise InvalidKey("it is not a PEM public key (-----BEGIN PUBLIC KEY----- …)") from exc
     return pem
+
+
+class RemoteKeys:
+    """The instance's public keys from a JWKS URL, cached by `kid`.
+
+    An unknown `kid` (a key rotation, or a forgery) may trigger a fetch, but at most one per
+    `cooldown` seconds whatever its outcome: while Clerk is down, failures are not retried on
+    every request. The lock only guards the bookkeeping, never the network call, so a hanging
+    JWKS endpoint cannot delay requests whose key is already cached; those keep working through
+    an outage. A key set older than `lifespan` is refreshed in the background (a key Clerk
+    removed stops working then). Only the caller that starts a fetch waits for it (up to the
+    HTTP timeout); others with an unknown `kid` are refused at once rather than holding a worker.
+    """
+
+    def __init__(
+        self, url: str, headers: dict[str, str], *, cooldown: float = 30.0, timeout: float = 5.0, lifespan: float = 3600
+    ):
+        self.url = url
+        self.cooldown = cooldown
+        self.timeout = timeout
+        self.lifespan = lifespan
+        self._headers = headers
+        self._keys: dict[str, Any] = {}
+        self._fetched_at = -float("inf")
+        self._lock = threading.Lock()
+        self._next_fetch_at = 0.0  # time.monotonic() before which no fetch starts
+        self._in_flight = False
+
+    def get(self, kid: str) -> Any | None:
+        """The public key for `kid`, or None when neither the cache nor a permitted fetch has it."""
+        key = self._keys.get(kid)
+        stale = time.monotonic() > self._fetched_at + self.lifespan
+        if key is not None and not stale:
+            return key
+        if not self._claim_fetch():
+            return key
+        if key is not None:
+            threading.Thread(target=self._fetch, daemon=True).start()
+            return key
+        self._fetch()
+        return self._keys.get(kid)
+
+    def _claim_fetch(self) -> bool:
+        """Whether the caller may fetch now: none in flight, and the cooldown since the last one is over."""
+        with self._lock:
+            if self._in_flight or time.monotonic() < self._next_fetch_at:
+                return False
+            self._in_flight = True
+            self._next_fetch_at = time.monotonic() + self.cooldown
+            return True
+
+    def _fetch(self) -> None:
+        try:
+            response = requests.get(self.url, headers=self._headers, timeout=self.timeout)
+            response.raise_for_status()
+            found = {}
+            for jwk in response.json().get("keys", []):
+                if isinstance(jwk, dict) and isinstance(jwk.get("kid"), str) and jwk.get("kty") == "RSA":
+                    found[jwk["kid"]] = jwt.PyJWK(jwk, algorithm="RS256").key
+            if not found:
+                raise ValueError("no RSA keys")
+            self._keys, self._fetched_at = found, time.monotonic()
+        except (requests.RequestException, ValueError, AttributeError, jwt.PyJWTError) as exc:
+            # The secret key travels in a header, never in the URL or this line.
+            reason = type(exc).__name__
+            log.warning("Clerk JWKS fetch from %s failed (%s); next try in %ss", self.url, reason, self.cooldown)
+        finally:
+            with self._lock:
+                self._in_flight = False

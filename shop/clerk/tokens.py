@@ -1,16 +1,26 @@
-"""Clerk session tokens: where to find them in a request, and how to verify them strictly.
+"""Clerk session tokens: where to find them in a request, how to verify them, and what they decide.
 
-RS256 only; `exp`, `nbf`, `iat` with a small clock skew; `sub` and `sid` required; `iss` must
-be the Frontend API URL when it is known; `azp` must be an allowed origin when present (a
-missing `azp` is accepted: Clerk omits it on some navigations); `sts == "pending"` is signed
-out. A verified token is remembered until it expires, so a token seen again costs a dict
-lookup; keys come from CLERK_JWT_KEY (no network) or a JWKS that is cached and refetched at
-most once per cooldown on an unknown `kid`, so forged tokens cannot make us hammer Clerk.
+The checks are those of `@clerk/backend` (`verifyToken`, and `authenticateRequest` for which token
+a request carries), read from its source; docs/sessions.md lists every place we differ and why.
+In short: RS256 only; header `typ` must be `JWT` when present; tokens of another class signed by
+the same key (a non-session `cat` header, OAuth `at+jwt`, M2M `mch_` subjects) are refused;
+`exp`, `nbf`, `iat` must be numbers and are checked with a small clock skew; `sub` and `sid` are
+required; `iss` must be the Frontend API URL when it is known; `azp` must be an allowed origin when
+present (a missing `azp` is accepted: Clerk omits it on some navigations); `sts == "pending"` is
+signed out. Nothing here raises for a bad token: whatever bytes arrive, the answer is "signed out".
+
+A verified token is remembered until it expires, so a token seen again costs a dict lookup; keys
+come from CLERK_JWT_KEY (no network) or a JWKS (shop.clerk.keys.RemoteKeys).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
+import math
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -18,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
+from jwt.algorithms import RSAAlgorithm
 
 from shop.clerk import keys
 
@@ -28,79 +38,119 @@ ALGORITHM = "RS256"
 MAX_TOKEN_LENGTH = 8 * 1024
 SESSION_COOKIE = "__session"
 CLIENT_UAT_COOKIE = "__client_uat"
-REQUIRED_CLAIMS = ["exp", "iat", "sub", "sid"]
+# Header `cat` values (@clerk/backend tokens/jwtCategories.ts): a session token, or "no category
+# information" on instances that stamp every class alike. Anything else is another class of JWT.
+SESSION_CATEGORIES = ("cl_B7d4PD111AAA", "cl_I7d4PD111III")  # a tuple: `in` must not hash a JSON list
+MACHINE_SUBJECT_PREFIX = "mch_"  # M2M tokens; OAuth access tokens are told by `typ: at+jwt`
+MAX_ID_LENGTH = 64
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+_RS256 = RSAAlgorithm(RSAAlgorithm.SHA256)
+
+# Clerk's TokenVerificationErrorReason values, so logs and decisions read like Clerk's.
+EXPIRED = "token-expired"
+NOT_ACTIVE_YET = "token-not-active-yet"
+IAT_IN_THE_FUTURE = "token-iat-in-the-future"
+INVALID = "token-invalid"
 
 
 class InvalidToken(Exception):
-    """Not a usable session token. The message says why (for debug logs, never for users)."""
+    """Not a usable session token. `reason` is Clerk's; the message says why (debug logs only)."""
+
+    def __init__(self, message: str, reason: str = INVALID):
+        super().__init__(message)
+        self.reason = reason
 
 
 class ExpiredToken(InvalidToken):
-    """Well signed but expired: the browser may still be signed in and need a fresh token."""
+    """Well signed but outside its time window (expired, not yet valid, issued in the future):
+    the browser may still be signed in and a fresh token would do. Clerk hands these off."""
 
 
 @dataclass(frozen=True, slots=True)
 class Session:
     user_id: str
     session_id: str
-    expires_at: int
-    issued_at: int
+    expires_at: float
+    issued_at: float
     claims: Mapping[str, Any]
 
 
-def _cookie(cookies: Mapping[str, str], name: str, suffix: str | None) -> str | None:
-    """Newer clerk-js writes `<name>_<suffix>` beside `<name>`; the suffixed one is this instance's."""
-    if suffix and cookies.get(f"{name}_{suffix}"):
-        return cookies[f"{name}_{suffix}"]
-    return cookies.get(name) or None
-
-
-def token_from_request(headers: Mapping[str, str], cookies: Mapping[str, str], suffix: str | None) -> str | None:
-    """`Authorization: Bearer` first, else the session cookie."""
-    authorization = headers.get("Authorization", "")
-    scheme, _, credentials = authorization.partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
-    return _cookie(cookies, SESSION_COOKIE, suffix)
-
-
-def client_uat(cookies: Mapping[str, str], suffix: str | None) -> int:
-    """When the signed-in client last changed (Unix seconds); 0 when signed out or unreadable."""
-    value = _cookie(cookies, CLIENT_UAT_COOKIE, suffix) or "0"
-    return int(value) if value.isdigit() and len(value) < 12 else 0
-
-
 @dataclass(frozen=True, slots=True)
-class RequestAuth:
-    """Clerk's decision for one request: who is signed in, or whether clerk-js could refresh the token."""
+class DecodedToken:
+    """A JWT split and parsed, nothing verified yet."""
 
-    session: Session | None
-    # Signed out for now, but the browser is still signed in at Clerk (`__client_uat > 0`) and its token
-    # is expired, missing, or older than the client's last change: a fresh token would sign it in.
-    may_refresh: bool = False
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
 
 
-def authenticate_request(
-    verifier: SessionVerifier, headers: Mapping[str, str], cookies: Mapping[str, str], suffix: str | None
-) -> RequestAuth:
-    """Decide as Clerk's own server SDK does; never raises for a bad token."""
-    token = token_from_request(headers, cookies, suffix)
-    client_updated_at = client_uat(cookies, suffix)
-    stale = token is None
-    session = None
-    if token is not None:
-        try:
-            session = verifier.verify(token)
-        except ExpiredToken:
-            stale = True
-        except InvalidToken as exc:
-            log.debug("session token refused: %s", exc)
-    if session is not None and "Authorization" not in headers:
-        if CLIENT_UAT_COOKIE in cookies and client_updated_at == 0:
-            session = None  # signed out in another tab: the lingering cookie proves nothing
-        elif session.issued_at < client_updated_at:
-            session, stale = None, True  # the client changed since this token was minted
-    return RequestAuth(session, may_refresh=session is None and stale and client_updated_at > 0)
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Python's json accepts NaN/Infinity; JSON (and Clerk) do not
+
+
+def _b64url_json(part: str) -> Any:
+    if not _BASE64URL.fullmatch(part):
+        raise ValueError("not base64url")
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)), parse_constant=_reject_constant)
+
+
+def decode(token: str) -> DecodedToken | None:
+    """The token's header and claims (both JSON objects), or None when it is not a JWT at all."""
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        header, claims = _b64url_json(parts[0]), _b64url_json(parts[1])
+        if not _BASE64URL.fullmatch(parts[2]):
+            return None
+        signature = base64.urlsafe_b64decode(parts[2] + "=" * (-len(parts[2]) % 4))
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        return None
+    return DecodedToken(header, claims, f"{parts[0]}.{parts[1]}".encode(), signature)
+
+
+def _is_number(value: Any) -> bool:
+    """A JSON number (JavaScript's `typeof … === "number"`): not a bool, not a numeric string."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
+def is_other_token_class(decoded: DecodedToken) -> bool:
+    """A JWT the instance key signed that is not a session token: M2M, OAuth access token, JWT template."""
+    header, sub = decoded.header, decoded.claims.get("sub")
+    return (
+        ("cat" in header and header["cat"] not in SESSION_CATEGORIES)
+        or header.get("typ") in ("at+jwt", "application/at+jwt")
+        or (isinstance(sub, str) and sub.startswith(MACHINE_SUBJECT_PREFIX))
+    )
+
+
+def check_header(header: Mapping[str, Any]) -> None:
+    """`typ` JWT when present (OAuth access tokens say `at+jwt`), RS256, a session-token `cat`."""
+    if "typ" in header and header["typ"] != "JWT":
+        raise InvalidToken(f"typ {header['typ']!r} is not JWT")
+    if header.get("alg") != ALGORITHM:
+        raise InvalidToken(f"algorithm {header.get('alg')!r} is not {ALGORITHM}", "token-invalid-algorithm")
+    if "cat" in header and header["cat"] not in SESSION_CATEGORIES:
+        raise InvalidToken("not a session token (cat)")
+
+
+def verify_signature(decoded: DecodedToken, key: Any) -> None:
+    if not _RS256.verify(decoded.signing_input, key, decoded.signature):
+        raise InvalidToken("bad signature", "token-invalid-signature")
+
+
+def _string_id(claims: Mapping[str, Any], name: str) -> str:
+    value = claims.get(name)
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+        raise InvalidToken(f"bad {name}", "token-verification-failed")
+    return value
 
 
 class SessionVerifier:
@@ -119,14 +169,8 @@ class SessionVerifier:
         if not pem_key and not jwks_url:
             raise ValueError("a session verifier needs a PEM key or a JWKS URL")
         self._pem_key = _load_pem(pem_key) if pem_key else None
-        self._jwks = (
-            jwt.PyJWKClient(
-                jwks_url,
-                headers=dict(jwks_headers or {}),
-                lifespan=3600,
-                timeout=5,
-                cooldown_duration=jwks_cooldown,
-            )
+        self.remote_keys = (
+            keys.RemoteKeys(jwks_url, dict(jwks_headers or {}), cooldown=jwks_cooldown)
             if jwks_url and not pem_key
             else None
         )
@@ -137,72 +181,74 @@ class SessionVerifier:
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
-    def verify(self, token: str) -> Session:
-        """The session a token proves, or InvalidToken (ExpiredToken when only its time has passed)."""
+    def verify(self, token: str, *, clock_skew: float | None = None) -> Session:
+        """The session a token proves, or InvalidToken (ExpiredToken when only its time is wrong).
+        `clock_skew` widens the time checks for one call (Clerk does so for a handshake's token in
+        development, where laptop clocks drift); such a result is not cached."""
         now = time.time()
-        cached = self._cache.get(token)
+        cached = self._cache.get(token) if clock_skew is None else None
         if cached is not None:
-            if now <= cached.expires_at + self.clock_skew:
+            if cached.expires_at > now - self.clock_skew:
                 return cached
             with self._lock:
                 self._cache.pop(token, None)
-            raise ExpiredToken("expired")
-        session = self._verify_uncached(token)
-        with self._lock:
-            self._cache[token] = session
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            raise ExpiredToken("expired", EXPIRED)
+        session = self._verify_uncached(token, self.clock_skew if clock_skew is None else clock_skew)
+        if clock_skew is None:
+            with self._lock:
+                self._cache[token] = session
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
         return session
 
-    def _signing_key(self, token: str) -> Any:
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.DecodeError as exc:
-            raise InvalidToken(f"malformed: {exc}") from exc
-        if header.get("alg") != ALGORITHM:
-            raise InvalidToken(f"algorithm {header.get('alg')!r} is not {ALGORITHM}")
+    def signing_key(self, header: Mapping[str, Any]) -> Any:
         if self._pem_key is not None:
             return self._pem_key
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid or len(kid) > 200:
-            raise InvalidToken("no kid")
-        try:
-            return self._jwks.get_signing_key(kid).key
-        except jwt.PyJWKClientError as exc:
-            raise InvalidToken(f"no key for kid: {exc}") from exc
+            raise InvalidToken("no kid", "jwk-failed-to-resolve")
+        key = self.remote_keys.get(kid)
+        if key is None:
+            raise InvalidToken("no key for this kid", "jwk-remote-missing")
+        return key
 
-    def _verify_uncached(self, token: str) -> Session:
-        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+    def _verify_uncached(self, token: str, clock_skew: float) -> Session:
+        decoded = decode(token)
+        if decoded is None:
             raise InvalidToken("not a JWT")
-        key = self._signing_key(token)
-        try:
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=[ALGORITHM],
-                leeway=self.clock_skew,
-                issuer=self.issuer,
-                options={"require": REQUIRED_CLAIMS, "verify_aud": False},
-            )
-        except jwt.ExpiredSignatureError as exc:
-            raise ExpiredToken("expired") from exc
-        except jwt.PyJWTError as exc:
-            raise InvalidToken(str(exc)) from exc
-        for claim in ("sub", "sid"):
-            if not isinstance(claims.get(claim), str) or not claims[claim] or len(claims[claim]) > 64:
-                raise InvalidToken(f"bad {claim}")
+        check_header(decoded.header)
+        if is_other_token_class(decoded):
+            raise InvalidToken("not a session token")
+        verify_signature(decoded, self.signing_key(decoded.header))
+        return self._check_claims(decoded.claims, clock_skew)
+
+    def _check_claims(self, claims: dict[str, Any], clock_skew: float) -> Session:
+        """In @clerk/backend's order (sub, azp, iss, exp, nbf, iat), then what a session needs."""
+        user_id = _string_id(claims, "sub")
         azp = claims.get("azp")
-        if azp is not None and self.authorized_parties and azp.rstrip("/") not in self.authorized_parties:
-            raise InvalidToken(f"azp {azp!r} is not an authorized party")
+        allowed = not self.authorized_parties or (isinstance(azp, str) and azp in self.authorized_parties)
+        if azp is not None and not allowed:
+            raise InvalidToken(f"azp {azp!r} is not an authorized party", "token-invalid-authorized-parties")
+        if self.issuer and claims.get("iss") != self.issuer:
+            raise InvalidToken("wrong issuer", "token-invalid-issuer")
+        now = time.time()
+        if not _is_number(claims.get("exp")):
+            raise InvalidToken("exp is not a number", "token-verification-failed")
+        if claims["exp"] <= now - clock_skew:
+            raise ExpiredToken("expired", EXPIRED)
+        if "nbf" in claims:
+            if not _is_number(claims["nbf"]):
+                raise InvalidToken("nbf is not a number", "token-verification-failed")
+            if claims["nbf"] > now + clock_skew:
+                raise ExpiredToken("not valid yet", NOT_ACTIVE_YET)
+        if not _is_number(claims.get("iat")):  # Clerk lets a missing iat pass; `__client_uat` needs it
+            raise InvalidToken("iat is not a number", "token-verification-failed")
+        if claims["iat"] > now + clock_skew:
+            raise ExpiredToken("issued in the future", IAT_IN_THE_FUTURE)
+        session_id = _string_id(claims, "sid")
         if claims.get("sts") == "pending":
             raise InvalidToken("the session has pending tasks")
-        return Session(
-            user_id=claims["sub"],
-            session_id=claims["sid"],
-            expires_at=int(claims["exp"]),
-            issued_at=int(claims["iat"]),
-            claims=claims,
-        )
+        return Session(user_id, session_id, claims["exp"], claims["iat"], claims)
 
 
 def _load_pem(pem: str | None) -> Any:
@@ -232,3 +278,173 @@ def verifier_from_config(config: Mapping[str, Any]) -> SessionVerifier | None:
     if issuer:
         return SessionVerifier(jwks_url=f"{issuer}/.well-known/jwks.json", **common)
     return None
+
+
+# --- which token a request carries, and what Clerk decides from it ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """What the request rules need to know of the Clerk instance."""
+
+    frontend_api_host: str | None = None  # tokens whose `iss` names another instance are not ours
+    cookie_suffix: str | None = None  # clerk-js's `__session_<suffix>`; None without a publishable key
+    production: bool = False
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """@clerk/backend's reading of `Authorization`: `Bearer <token>`, or a bare value with no scheme.
+    Any other scheme (Basic on a password-protected staging site, …) carries no Clerk token."""
+    if not authorization:
+        return None
+    scheme, _, rest = authorization.partition(" ")
+    token = rest.split(" ", 1)[0]
+    if not token:
+        return scheme or None
+    return token if scheme == "Bearer" else None
+
+
+def _cookie(cookies: Mapping[str, str], name: str) -> str | None:
+    return cookies.get(name) or None
+
+
+def _js_int(value: str | None) -> int:
+    """`Number.parseInt(value) || 0`, as Clerk reads `__client_uat`."""
+    match = re.match(r"\s*([+-]?\d+)", value or "")
+    return int(match.group(1)) if match else 0
+
+
+def _number_or_zero(claims: Mapping[str, Any], name: str) -> float:
+    value = claims.get(name)
+    return value if _is_number(value) else 0
+
+
+def uses_suffixed_cookies(cookies: Mapping[str, str], instance: Instance) -> bool:
+    """Which of `__session`/`__session_<suffix>` (and `__client_uat`…) speak for this instance:
+    @clerk/backend's `usesSuffixedCookies`, rule for rule. Another instance on the same domain
+    (localhost, a shared parent domain) writes the unsuffixed ones too."""
+    if not instance.cookie_suffix:
+        return False
+    suffixed_uat = _cookie(cookies, f"{CLIENT_UAT_COOKIE}_{instance.cookie_suffix}")
+    uat = _cookie(cookies, CLIENT_UAT_COOKIE)
+    suffixed_session = _cookie(cookies, f"{SESSION_COOKIE}_{instance.cookie_suffix}")
+    session = _cookie(cookies, SESSION_COOKIE)
+    decoded = decode(session) if session else None
+    if session:
+        issuer = decoded.claims.get("iss") if decoded else None
+        if not issuer:
+            return False  # a malformed cookie: answer signed out from it rather than hand off
+        if not isinstance(issuer, str) or re.sub(r"https?://", "", issuer, flags=re.I) != instance.frontend_api_host:
+            return True  # the unsuffixed cookie belongs to another instance
+    if not suffixed_uat and not suffixed_session:
+        return False
+    decoded_suffixed = decode(suffixed_session) if suffixed_session else None
+    session_iat = _number_or_zero(decoded.claims, "iat") if decoded else 0
+    suffixed_iat = _number_or_zero(decoded_suffixed.claims, "iat") if decoded_suffixed else 0
+    if suffixed_uat != "0" and uat != "0" and session_iat > suffixed_iat:
+        return False  # both signed in, the unsuffixed token is newer
+    if suffixed_uat == "0" and uat != "0":
+        return False  # older clerk-js wrote only the unsuffixed ones
+    if not instance.production and decoded_suffixed is not None:
+        exp = decoded_suffixed.claims.get("exp")
+        if suffixed_uat != "0" and uat == "0" and _is_number(exp) and exp <= int(time.time()):
+            return False
+    return not (not suffixed_uat and suffixed_session)
+
+
+def instance_cookie_name(name: str, cookies: Mapping[str, str], instance: Instance) -> str:
+    """`name`, or `name_<suffix>` when the suffixed cookies speak for this instance."""
+    return f"{name}_{instance.cookie_suffix}" if uses_suffixed_cookies(cookies, instance) else name
+
+
+def session_cookie(cookies: Mapping[str, str], instance: Instance) -> str | None:
+    return _cookie(cookies, instance_cookie_name(SESSION_COOKIE, cookies, instance))
+
+
+def client_uat(cookies: Mapping[str, str], instance: Instance) -> int:
+    """When the signed-in client last changed (Unix seconds); 0 when signed out or unreadable."""
+    return _js_int(_cookie(cookies, instance_cookie_name(CLIENT_UAT_COOKIE, cookies, instance)))
+
+
+# Clerk's AuthErrorReason values for the hand-off cases.
+NO_CLIENT_UAT = "session-token-but-no-client-uat"
+NO_SESSION_COOKIE = "client-uat-but-no-session-token"
+ISSUED_BEFORE_CLIENT_UAT = "session-token-iat-before-client-uat"
+SIGNED_OUT = "session-token-and-uat-missing"
+OTHER_CLASS = "token-type-mismatch"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestAuth:
+    """Clerk's decision for one request, before any handshake: who is signed in; or, when not,
+    why (Clerk's reason) and whether a fresh token could sign the browser in (`needs_refresh`)."""
+
+    session: Session | None
+    reason: str | None = None
+    needs_refresh: bool = False
+    token: str | None = None  # the token the request carried (cookie or header)
+    client_uat: int = 0
+
+
+def _refresh_reason(error: ExpiredToken, method: str) -> str:
+    if error.reason == EXPIRED:
+        # Clerk's `__refresh` cookie refresh is not used (docs/sessions.md), so never "eligible".
+        why = "non-eligible-no-refresh-cookie" if method == "GET" else "non-eligible-non-get"
+        return f"session-token-expired-refresh-{why}"
+    return {NOT_ACTIVE_YET: "session-token-nbf", IAT_IN_THE_FUTURE: "session-token-iat-in-the-future"}[error.reason]
+
+
+def _verified(verifier: SessionVerifier, token: str, method: str, uat: int) -> RequestAuth:
+    try:
+        return RequestAuth(verifier.verify(token), token=token, client_uat=uat)
+    except ExpiredToken as exc:
+        return RequestAuth(None, _refresh_reason(exc, method), needs_refresh=True, token=token, client_uat=uat)
+    except InvalidToken as exc:
+        log.debug("session token refused: %s", exc)
+        return RequestAuth(None, exc.reason, token=token, client_uat=uat)
+
+
+def authenticate_request(
+    verifier: SessionVerifier,
+    method: str,
+    headers: Mapping[str, str],
+    cookies: Mapping[str, str],
+    instance: Instance,
+) -> RequestAuth:
+    """@clerk/backend's `authenticateRequest` for a session token, short of the handshake itself
+    (shop.clerk.handshake resolves and starts those). A token in `Authorization` is judged alone;
+    a cookie token is judged with `__client_uat`. Never raises, whatever the request carries."""
+    header_token = bearer_token(headers.get("Authorization"))
+    if header_token is not None:
+        decoded = decode(header_token)
+        if decoded is not None and is_other_token_class(decoded):
+            return RequestAuth(None, OTHER_CLASS, token=header_token)
+        return _verified(verifier, header_token, method, 0)
+
+    suffix = f"_{instance.cookie_suffix}" if uses_suffixed_cookies(cookies, instance) else ""  # once: it decodes
+    uat_name = CLIENT_UAT_COOKIE + suffix
+    token = _cookie(cookies, SESSION_COOKIE + suffix)
+    uat = _js_int(_cookie(cookies, uat_name))
+    if not uat and not token:
+        return RequestAuth(None, SIGNED_OUT)
+    if not uat:
+        if uat_name not in cookies:
+            # Deliberately not Clerk's rule (docs/sessions.md): with no `__client_uat` at all (a script,
+            # an integration that copies only `__session`), a valid token signs in on its own.
+            judged = _verified(verifier, token, method, 0)
+            if judged.session is not None:
+                return judged
+        # Signed out in another tab (`__client_uat=0`): the lingering token proves nothing.
+        return RequestAuth(None, NO_CLIENT_UAT, needs_refresh=True, token=token)
+    if not token:
+        return RequestAuth(None, NO_SESSION_COOKIE, needs_refresh=True, client_uat=uat)
+    decoded = decode(token)
+    if decoded is None:
+        return RequestAuth(None, INVALID, token=token, client_uat=uat)
+    if is_other_token_class(decoded):
+        return RequestAuth(None, OTHER_CLASS, token=token, client_uat=uat)
+    iat = decoded.claims.get("iat")
+    if _is_number(iat) and iat < uat:
+        # The client changed (signed in again, switched session) after this token was minted.
+        return RequestAuth(None, ISSUED_BEFORE_CLIENT_UAT, needs_refresh=True, token=token, client_uat=uat)
+    return _verified(verifier, token, method, uat)

@@ -90,6 +90,7 @@ def test_api_down_gives_the_account_being_set_up_page(make_app, tokens):
     app = make_app(CLERK_SECRET_KEY=SECRET, CLERK_API_URL="http://127.0.0.1:9/v1")  # nothing listens on port 9
     client = app.test_client()
     client.set_cookie("__session", tokens.mint("user_waiting"))
+    client.set_cookie("__clerk_db_jwt", "dvb_test")  # clerk-js keeps one on development instances
     page = client.get("/account", headers={"Accept": "text/html"})
     assert page.status_code == 503
     assert page.headers["Retry-After"] == "5"

@@ -1,5 +1,6 @@
 """Every request knows who is signed in, from the session token; any bad token means signed out."""
 
+import json
 import time
 
 import pytest
@@ -38,7 +39,9 @@ def test_suffixed_cookie_is_read(client, make_user, tokens):
     from tests.support import TEST_PUBLISHABLE_KEY
 
     make_user("user_suffixed")
-    client.set_cookie(f"__session_{cookie_suffix(TEST_PUBLISHABLE_KEY)}", tokens.mint("user_suffixed"))
+    suffix = cookie_suffix(TEST_PUBLISHABLE_KEY)
+    client.set_cookie(f"__session_{suffix}", tokens.mint("user_suffixed"))
+    client.set_cookie(f"__client_uat_{suffix}", str(int(time.time()) - 60))  # clerk-js writes both
     assert client.get("/api/me").json["clerk_id"] == "user_suffixed"
 
 
@@ -197,3 +200,115 @@ def test_user_row_is_untouched_by_reading(app, client, sign_in):
     client.get("/api/me")
     with app.app_context():
         assert db.session.scalar(select(User.needs_resync).where(User.clerk_id == "user_a")) is False
+
+
+# --- only a Bearer token switches off the cookie rules (issue 10, item 2) -------------------------------
+
+
+@pytest.mark.parametrize("authorization", ["Basic dXNlcjpwYXNzd29yZA==", "Digest username=x", "bearer lowercase"])
+def test_other_authorization_schemes_keep_the_cookie_rules(client, make_user, tokens, authorization):
+    """Basic auth in front of a staging site must not let a signed-out or stale cookie sign in."""
+    make_user("user_a")
+    client.set_cookie("__session", tokens.mint("user_a"))
+    client.set_cookie("__client_uat", "0")  # signed out in another tab
+    assert client.get("/api/me", headers={"Authorization": authorization}).status_code == 401
+    client.set_cookie("__session", tokens.mint("user_a", iat=int(time.time()) - 30))
+    client.set_cookie("__client_uat", str(int(time.time())))  # the client changed after this token
+    assert client.get("/api/me", headers={"Authorization": authorization}).status_code == 401
+    client.set_cookie("__client_uat", str(int(time.time()) - 60))
+    assert client.get("/api/me", headers={"Authorization": authorization}).status_code == 200
+
+
+def test_a_bearer_token_is_judged_alone(client, make_user, tokens):
+    make_user("user_a")
+    client.set_cookie("__client_uat", "0")
+    assert client.get("/api/me", headers={"Authorization": f"Bearer {tokens.mint('user_a')}"}).status_code == 200
+
+
+# --- links back to this page never leave the site (issue 10, item 9) -------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/%5Cevil.example/", "/%5C%5Cevil.example/", "/%5C/evil.example/"])
+def test_the_refresh_pages_reload_link_stays_on_the_site(client, path):
+    client.set_cookie("__client_uat", str(int(time.time())))
+    response = client.get(path, headers=PAGE)
+    assert response.status_code == 401 and b'data-clerk="refresh"' in response.data
+    assert b'href="/\\' not in response.data and b'href="//' not in response.data
+    assert b'<a href="/">Reload</a>' in response.data
+
+
+def test_the_account_pending_try_again_link_stays_on_the_site(make_app, tokens):
+    app = make_app(CLERK_SECRET_KEY="sk_test_x", CLERK_API_URL="http://127.0.0.1:9/v1")  # Clerk unreachable
+    client = app.test_client()
+    client.set_cookie("__session", tokens.mint("user_waiting"))
+    client.set_cookie("__clerk_db_jwt", "dvb_test")
+    response = client.get("/%5Cevil.example/", headers=PAGE)
+    assert response.status_code == 503 and b"being set up" in response.data
+    assert b'href="/\\' not in response.data
+    assert b'href="/">Try again</a>' in response.data
+
+
+# --- Clerk's handshake, through the app (a secret key is configured) --------------------------------------
+
+LIVE_KEY = "pk_live_Y2xlcmsuc2hvcC50ZXN0JA"  # the same Frontend API host, a production instance
+
+
+@pytest.fixture
+def handshake_app(make_app, httpserver):
+    """Production-type Clerk instance whose Backend API (handshake payloads) is a real local server."""
+    payloads: dict[str, list[str]] = {}
+
+    def payload(request):
+        from werkzeug import Response
+
+        if request.args.get("nonce") not in payloads:
+            return Response('{"errors": [{"code": "resource_not_found", "message": "nope"}]}', 404)
+        return Response(json.dumps({"directives": payloads[request.args["nonce"]]}), content_type="application/json")
+
+    httpserver.expect_request("/v1/clients/handshake_payload").respond_with_handler(payload)
+    app = make_app(
+        CLERK_PUBLISHABLE_KEY=LIVE_KEY, CLERK_SECRET_KEY="sk_live_handshake", CLERK_API_URL=httpserver.url_for("/v1")
+    )
+    app.config["TEST_PAYLOADS"] = payloads
+    return app
+
+
+def test_a_lapsed_page_navigation_is_sent_through_the_handshake(handshake_app, make_user, tokens):
+    make_user("user_a")
+    client = handshake_app.test_client()
+    client.set_cookie("__session", expired(tokens))
+    client.set_cookie("__client_uat", str(int(time.time()) - 300))
+    response = client.get("/account?tab=1", headers=PAGE)
+    assert response.status_code == 307 and response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Location"].startswith("https://clerk.shop.test/v1/client/handshake?redirect_url=")
+    assert "__clerk_redirect_count=1" in response.headers["Set-Cookie"]
+    assert b'data-clerk="refresh"' not in response.data  # no interstitial where a secret key is set
+
+
+def test_api_calls_and_posts_are_never_redirected(handshake_app, make_user, tokens):
+    make_user("user_a")
+    client = handshake_app.test_client()
+    client.set_cookie("__session", expired(tokens))
+    client.set_cookie("__client_uat", str(int(time.time()) - 300))
+    api = client.get("/api/me", headers={"Accept": "application/json"})
+    assert (api.status_code, api.json) == (401, {"error": "Not signed in"})
+    assert client.post("/account", headers=PAGE).status_code != 307
+
+
+def test_the_handshakes_cookies_reach_the_browser_with_the_page(handshake_app, make_user, tokens):
+    make_user("user_a", first_name="Ada", last_name="Back")
+    fresh = tokens.mint("user_a")
+    handshake_app.config["TEST_PAYLOADS"]["n1"] = [f"__session={fresh}; Path=/; SameSite=Lax", "__client_uat=5; Path=/"]
+    client = handshake_app.test_client()
+    client.set_cookie("__clerk_handshake_nonce", "n1")
+    response = client.get("/account", headers=PAGE)
+    assert response.status_code == 200 and b"Ada Back" in response.data
+    assert f"__session={fresh}; Path=/; SameSite=Lax" in response.headers.getlist("Set-Cookie")
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_an_unknown_nonce_serves_the_page_signed_out(handshake_app):
+    client = handshake_app.test_client()
+    client.set_cookie("__clerk_handshake_nonce", "unknown")
+    response = client.get("/account", headers=PAGE)
+    assert response.status_code == 302 and "/sign-in" in response.headers["Location"]  # signed out: no loop

@@ -101,7 +101,14 @@ def test_azp_absent_is_accepted(verifier, minter):
 
 
 def test_azp_allowed(verifier, minter):
-    assert verifier.verify(minter.mint(azp=ORIGIN + "/"))
+    assert verifier.verify(minter.mint(azp=ORIGIN))
+
+
+@pytest.mark.parametrize("azp", [ORIGIN + "/", "", 42, ["http://localhost"], {"o": 1}])
+def test_azp_must_be_exactly_an_allowed_origin(verifier, minter, azp):
+    """As @clerk/backend: an origin has no trailing slash; a non-string azp is refused, never a crash."""
+    with pytest.raises(tokens.InvalidToken):
+        verifier.verify(minter.mint(azp=azp))
 
 
 def test_azp_not_allowed(verifier, minter):
@@ -172,19 +179,118 @@ def test_a_verified_token_is_cached_until_it_expires(verifier, minter):
     assert verifier.verify(token) is first
 
 
-def test_token_from_request_prefers_bearer_then_suffixed_cookie():
-    suffix = keys.cookie_suffix("pk_test_x")
-    assert tokens.token_from_request({"Authorization": "Bearer abc"}, {"__session": "cookie"}, suffix) == "abc"
-    assert tokens.token_from_request({}, {"__session": "plain", f"__session_{suffix}": "mine"}, suffix) == "mine"
-    assert tokens.token_from_request({}, {"__session": "plain"}, suffix) == "plain"
-    assert tokens.token_from_request({"Authorization": "Basic abc"}, {}, suffix) is None
+@pytest.mark.parametrize(
+    ("authorization", "expected"),
+    [
+        ("Bearer abc", "abc"),
+        ("Bearer abc def", "abc"),
+        ("abc", "abc"),  # no scheme: Clerk takes the whole value as the token
+        ("Basic dXNlcjpwYXNz", None),
+        ("bearer abc", None),  # Clerk matches the scheme case-sensitively
+        ("Negotiate x", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_bearer_token_reads_authorization_as_clerk_does(authorization, expected):
+    assert tokens.bearer_token(authorization) == expected
+
+
+SUFFIX = keys.cookie_suffix("pk_test_Y2xlcmsuc2hvcC50ZXN0JA")
+INSTANCE = tokens.Instance(frontend_api_host="clerk.shop.test", cookie_suffix=SUFFIX)
+
+
+def test_suffixed_cookies_win_when_clerk_js_wrote_them(minter):
+    mine, other = minter.mint("user_mine"), minter.mint("user_other", iat=int(time.time()) - 100)
+    cookies = {"__session": other, f"__session_{SUFFIX}": mine, "__client_uat": "1", f"__client_uat_{SUFFIX}": "2"}
+    assert tokens.session_cookie(cookies, INSTANCE) == mine
+    assert tokens.client_uat(cookies, INSTANCE) == 2
+
+
+def test_unsuffixed_cookie_of_another_instance_is_ignored(minter):
+    foreign = minter.mint("user_foreign", iss="https://other.clerk.accounts.dev")
+    cookies = {"__session": foreign, f"__session_{SUFFIX}": "mine", f"__client_uat_{SUFFIX}": "5"}
+    assert tokens.session_cookie(cookies, INSTANCE) == "mine"
+
+
+def test_unsuffixed_cookies_when_no_suffixed_ones(minter):
+    token = minter.mint()
+    assert tokens.session_cookie({"__session": token}, INSTANCE) == token
 
 
 @pytest.mark.parametrize(
-    ("cookie", "expected"), [("1700000000", 1700000000), ("0", 0), ("x", 0), ("", 0), ("9" * 20, 0)]
+    ("cookie", "expected"),
+    [("1700000000", 1700000000), ("0", 0), ("x", 0), ("", 0), ("12abc", 12), (" 7", 7), ("-3", -3)],
 )
-def test_client_uat(cookie, expected):
-    assert tokens.client_uat({"__client_uat": cookie}, None) == expected
+def test_client_uat_is_read_as_clerk_reads_it(cookie, expected):
+    """`Number.parseInt(value) || 0`, so the same cookie means the same thing here and in Clerk's SDK."""
+    assert tokens.client_uat({"__client_uat": cookie}, tokens.Instance()) == expected
+
+
+# --- token classes and claim types Clerk's SDK refuses ------------------------------------------------
+
+
+@pytest.mark.parametrize("typ", ["at+jwt", "application/at+jwt", "JWS", "jwt", 1, ["JWT"]])
+def test_header_typ_must_be_jwt_when_present(verifier, minter, typ):
+    with pytest.raises(tokens.InvalidToken):
+        verifier.verify(minter.mint(headers={"typ": typ}))
+
+
+def test_header_typ_jwt_or_absent_is_fine(verifier, minter):
+    assert verifier.verify(minter.mint(headers={"typ": "JWT"}))
+    untyped = minter.mint("user_untyped", headers={"typ": None})  # PyJWT leaves `typ` out
+    assert "typ" not in jwt.get_unverified_header(untyped)
+    assert verifier.verify(untyped).user_id == "user_untyped"
+
+
+@pytest.mark.parametrize("cat", ["cl_B7d4PD222AAA", "cl_B7d4PD333AAA", "other", 1, None])
+def test_non_session_categories_are_refused(verifier, minter, cat):
+    """A JWT template or M2M token signed by the same instance key is not a session."""
+    with pytest.raises(tokens.InvalidToken):
+        verifier.verify(minter.mint(headers={"cat": cat}))
+
+
+@pytest.mark.parametrize("cat", ["cl_B7d4PD111AAA", "cl_I7d4PD111III"])
+def test_session_categories_are_accepted(verifier, minter, cat):
+    assert verifier.verify(minter.mint(headers={"cat": cat}))
+
+
+def test_machine_subject_is_refused(verifier, minter):
+    with pytest.raises(tokens.InvalidToken):
+        verifier.verify(minter.mint("mch_machine"))
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+@pytest.mark.parametrize("kind", ["string", "bool", "null", "list"])
+def test_time_claims_must_be_numbers(verifier, minter, claim, kind):
+    value = minter.claims()[claim]
+    bad = {"string": str(value), "bool": True, "null": None, "list": [value]}[kind]
+    claims = {**minter.claims(), claim: bad}
+    token = jwt.encode(claims, minter.private_key, algorithm="RS256", headers={"kid": minter.kid})
+    with pytest.raises(tokens.InvalidToken) as refused:
+        verifier.verify(token)
+    assert not isinstance(refused.value, tokens.ExpiredToken)
+
+
+def test_float_times_are_numbers(verifier, minter):
+    now = time.time()
+    assert verifier.verify(minter.mint(exp=now + 60.5, iat=now - 0.5, nbf=now - 10.25))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"exp": -60}, tokens.EXPIRED),
+        ({"nbf": 60}, tokens.NOT_ACTIVE_YET),
+        ({"iat": 60, "nbf": None}, tokens.IAT_IN_THE_FUTURE),
+    ],
+)
+def test_time_window_errors_are_the_refreshable_kind(verifier, minter, overrides, reason):
+    """Clerk hands all three off to a handshake (a fresh token fixes them)."""
+    now = int(time.time())
+    with pytest.raises(tokens.ExpiredToken) as refused:
+        verifier.verify(minter.mint(**{k: (now + v if v is not None else None) for k, v in overrides.items()}))
+    assert refused.value.reason == reason
 
 
 def test_jwt_and_svix_are_only_imported_in_the_clerk_package():

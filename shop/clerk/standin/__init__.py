@@ -65,4 +65,4 @@ def standin_api() -> ClerkAPI:
     return clients[base_url]
 
 
-from shop.clerk.standin import routes  # noqa: E402,F401
+from shop.clerk.standin import handshake, routes  # noqa: E402,F401
