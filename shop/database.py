@@ -1,4 +1,5 @@
-"""The database connections that need a whole PostgreSQL session.
+"""What the whole app shares about the database: one transaction helper, one way to describe a
+database error, and the connections that need a whole PostgreSQL session.
 
 Behind a transaction-mode pooler (PgBouncer, Neon's `-pooler` host) each transaction may run on
 another server connection: what lasts beyond a transaction (a session-level advisory lock, a
@@ -10,10 +11,42 @@ DATABASE_URL_DIRECT.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from flask import current_app
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import scoped_session
 
 from shop.extensions import db
+
+MAX_ERROR_LENGTH = 2000  # what an error stored for operators (webhook_events.error, sync_runs) may hold
+
+
+@contextmanager
+def transaction() -> Iterator[scoped_session]:
+    """The ORM session as one unit of work: committed when the block ends, rolled back (and the
+    error re-raised) when anything escapes it, a KeyboardInterrupt included."""
+    try:
+        yield db.session
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+
+
+def describe_error(exc: BaseException) -> str:
+    """An error as shown to operators: the driver's message, not SQLAlchemy's SQL dump."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        # Only PostgreSQL's primary message: its DETAIL can quote the row, e-mail included.
+        diag = getattr(exc.orig, "diag", None)
+        message = getattr(diag, "message_primary", None) or (str(exc.orig).splitlines() or [""])[0]
+        text = f"{type(exc.orig).__name__}: {message}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return text.strip()[:MAX_ERROR_LENGTH]
+
 
 DIRECT_BIND = "direct"  # the Flask-SQLAlchemy bind of DATABASE_URL_DIRECT, when DATABASE_URL is pooled
 

@@ -25,9 +25,14 @@ MESSAGES = {
 NO_SCHEMA = "The database has no tables yet: the operator needs to run `flask db upgrade`."
 
 
+def wants_json() -> bool:
+    """Whether this request is answered in JSON (errors, "sign in needed"): the API, or a client that asks for it."""
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
+
 def _render(status: int, message: str | None = None):
     title, default = MESSAGES.get(status, (f"Error {status}", ""))
-    if request.path.startswith("/api/"):
+    if wants_json():
         return jsonify(error=message or default), status
     return render_template("errors/error.html", status=status, title=title, message=message or default), status
 

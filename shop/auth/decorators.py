@@ -6,13 +6,10 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import abort, g, jsonify, redirect, request, url_for
+from flask import abort, g, jsonify, redirect, url_for
 
 from shop.auth.redirects import return_path
-
-
-def wants_json() -> bool:
-    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+from shop.errors import wants_json
 
 
 def login_required(view: Callable[..., Any]) -> Callable[..., Any]:

@@ -9,7 +9,7 @@ from sqlalchemy import func, update
 from shop import metrics, mirror
 from shop.clerk.api import ClerkAPI, ClerkAPIError
 from shop.clerk.users import NotAClerkUser, parse_user
-from shop.extensions import db
+from shop.database import transaction
 from shop.models import User
 
 log = logging.getLogger(__name__)
@@ -35,19 +35,15 @@ def provision(api: ClerkAPI, clerk_id: str) -> None:
         raise ProvisioningFailed(f"Clerk returned an unusable user: {exc}") from exc
 
     def write() -> mirror.Change:
-        try:
+        with transaction() as session:
             if snapshot is None:
                 # a valid token for a user Clerk no longer has
-                change = mirror.apply_deletion(db.session.connection(), clerk_id)
+                change = mirror.apply_deletion(session.connection(), clerk_id)
             else:
-                change = mirror.apply_snapshot(db.session.connection(), snapshot)
+                change = mirror.apply_snapshot(session.connection(), snapshot)
             if change == mirror.Change.CREATED:  # this sign-in, not the webhook, brought the user in
-                db.session.execute(update(User).where(User.clerk_id == clerk_id).values(provisioned_at=func.now()))
-            db.session.commit()
-            return change
-        except BaseException:
-            db.session.rollback()
-            raise
+                session.execute(update(User).where(User.clerk_id == clerk_id).values(provisioned_at=func.now()))
+        return change
 
     if mirror.retry_email_conflicts(write) == mirror.Change.CREATED:
         metrics.record_provisioning()

@@ -22,6 +22,7 @@ from shop.auth.provisioning import ProvisioningFailed, provision
 from shop.auth.redirects import current_page
 from shop.clerk import handshake, keys, tokens
 from shop.clerk.api import ClerkAPI, ClerkAPIError
+from shop.errors import wants_json
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,6 @@ def incoming_request() -> handshake.Incoming:
 @bp.before_app_request
 def load_signed_in_user():
     g.user = None
-    g.clerk_session = None
     g.clerk_set_cookies = ()
     if request.endpoint in SKIPPED_ENDPOINTS or request.blueprint in SKIPPED_BLUEPRINTS:
         return None
@@ -124,7 +124,6 @@ def load_signed_in_user():
     if user is None or user.is_deleted:
         return None  # a tombstone with a still-valid token is signed out
     g.user = user
-    g.clerk_session = session
     return None
 
 
@@ -150,7 +149,7 @@ def clerk_redirect(decision: handshake.Decision) -> Response:
 def may_show_refresh_page() -> bool:
     return (
         handshake.is_document_request(request.method, request.headers)
-        and not request.path.startswith("/api/")
+        and not wants_json()
         and REFRESH_GUARD_COOKIE not in request.cookies
     )
 
@@ -164,7 +163,7 @@ def refresh_page():
 
 def account_pending():
     """Signed in at Clerk, but Clerk could not tell us who yet: retry shortly, not an error."""
-    if request.path.startswith("/api/"):
+    if wants_json():
         response = jsonify(error="Your account is being set up; retry in a few seconds.")
     else:
         response = current_app.make_response(render_template("auth/account_pending.html", retry_url=current_page()))

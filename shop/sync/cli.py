@@ -15,10 +15,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shop.clerk.api import ClerkAPI, ClerkAPIError, clerk_api
 from shop.clerk.users import NotAClerkUser
-from shop.database import DirectURLMissing
+from shop.database import DirectURLMissing, describe_error
 from shop.mirror import Change
 from shop.sync import service
-from shop.webhooks.service import describe_error
 
 EXIT_FAILED = 1
 EXIT_DRIFT = 1  # status: Clerk and the mirror differ

@@ -31,10 +31,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from shop import mirror
 from shop.clerk.api import ClerkAPI, ClerkAPIError
 from shop.clerk.users import NotAClerkUser, UserSnapshot, clerk_user_id, parse_user
-from shop.database import session_engine
+from shop.database import MAX_ERROR_LENGTH, describe_error, session_engine
 from shop.extensions import db
 from shop.models import SyncRun, User
-from shop.webhooks.service import MAX_ERROR_LENGTH, describe_error
 
 log = logging.getLogger(__name__)
 
