@@ -16,7 +16,8 @@ from flask import Response, abort, current_app, jsonify, request
 from itsdangerous import BadSignature, URLSafeSerializer
 from svix.webhooks import Webhook
 
-from shop.clerk.standin import ISSUER, KEY_ID, bp
+from shop.clerk.keys import cookie_suffix
+from shop.clerk.standin import ISSUER, KEY_ID, PUBLISHABLE_KEY, bp
 from shop.clerk.standin.keys import jwks, mint
 from shop.clerk.standin.store import UserStore
 from shop.clerk.tokens import CLIENT_UAT_COOKIE, SESSION_COOKIE
@@ -25,7 +26,7 @@ from shop.extensions import csrf
 log = logging.getLogger(__name__)
 
 CLIENT_COOKIE = "__standin_client"  # Clerk keeps this on its own domain; ours is HttpOnly
-TOKEN_LIFETIME = 60
+YEAR = 365 * 86400
 MAX_NAME = 100
 csrf.exempt(bp)  # browser calls must be JSON (a cross-site form cannot send that without CORS)
 
@@ -137,15 +138,21 @@ def _session_token(user: dict[str, Any], session_id: str) -> str:
         "azp": request.host_url.rstrip("/"),
         "iat": now,
         "nbf": now - 5,
-        "exp": now + TOKEN_LIFETIME,
+        "exp": now + current_app.config["STANDIN_TOKEN_SECONDS"],
         "v": 2,
     }
     return mint(current_app.config["STANDIN_PRIVATE_KEY"], KEY_ID, claims)
 
 
+def _set_clerk_cookie(response: Response, name: str, value: str, max_age: int | None = None) -> None:
+    """As clerk-js writes it: readable by scripts, SameSite=Lax, and a copy suffixed for this instance."""
+    for cookie in (name, f"{name}_{cookie_suffix(PUBLISHABLE_KEY)}"):
+        response.set_cookie(cookie, value, samesite="Lax", path="/", max_age=max_age, secure=request.is_secure)
+
+
 def _start_client(response: Response, user: dict[str, Any], session_id: str) -> None:
-    """What a sign-in sets: the client cookie (ours is HttpOnly) and `__client_uat`."""
-    response.set_cookie(CLIENT_UAT_COOKIE, str(int(time.time())), samesite="Lax", path="/", max_age=365 * 86400)
+    """What a sign-in sets: the client cookie (Clerk's lives on its own domain; ours is HttpOnly) and `__client_uat`."""
+    _set_clerk_cookie(response, CLIENT_UAT_COOKIE, str(int(time.time())), max_age=YEAR)
     response.set_cookie(
         CLIENT_COOKIE,
         _serializer().dumps({"uid": user["id"], "sid": session_id}),
@@ -156,7 +163,14 @@ def _start_client(response: Response, user: dict[str, Any], session_id: str) -> 
 
 
 def _set_session_cookie(response: Response, token: str) -> None:
-    response.set_cookie(SESSION_COOKIE, token, samesite="Lax", path="/")  # readable by JS, as Clerk's
+    _set_clerk_cookie(response, SESSION_COOKIE, token)
+
+
+def _end_client(response: Response) -> None:
+    """What a sign-out leaves: no session token, `__client_uat=0`."""
+    for name in (SESSION_COOKIE, f"{SESSION_COOKIE}_{cookie_suffix(PUBLISHABLE_KEY)}"):
+        response.delete_cookie(name, path="/", samesite="Lax")
+    _set_clerk_cookie(response, CLIENT_UAT_COOKIE, "0", max_age=YEAR)
 
 
 def _public(user: dict[str, Any]) -> dict[str, Any]:
@@ -192,10 +206,11 @@ def sign_in():
 @bp.get("/me")
 def me():
     signed_in = _signed_in_user()
+    seconds = current_app.config["STANDIN_TOKEN_SECONDS"]
     if signed_in is None:
-        return jsonify(user=None, session_id=None)
+        return jsonify(user=None, session_id=None, token_seconds=seconds)
     user, session_id = signed_in
-    return jsonify(user=_public(user), session_id=session_id)
+    return jsonify(user=_public(user), session_id=session_id, token_seconds=seconds)
 
 
 @bp.post("/tokens")
@@ -204,8 +219,7 @@ def refresh_token():
     if signed_in is None:
         response = jsonify(error="Signed out")
         response.status_code = 401
-        response.set_cookie(CLIENT_UAT_COOKIE, "0", samesite="Lax", path="/")
-        response.delete_cookie(SESSION_COOKIE, path="/")
+        _end_client(response)
         return response
     token = _session_token(*signed_in)
     response = jsonify(jwt=token)
@@ -216,8 +230,7 @@ def refresh_token():
 @bp.post("/sign-out")
 def sign_out():
     response = jsonify(ok=True)
-    response.delete_cookie(SESSION_COOKIE, path="/")
-    response.set_cookie(CLIENT_UAT_COOKIE, "0", samesite="Lax", path="/")
+    _end_client(response)
     response.delete_cookie(CLIENT_COOKIE, path="/dev-clerk")
     return response
 
