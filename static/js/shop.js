@@ -119,18 +119,24 @@
   // A POST from a signed-in page waits for a fresh token (clerk-js answers from its cache when the
   // token is still good, else asks the Frontend API and rewrites the cookie), so "Add to cart" after
   // a long pause is not mistaken for a signed-out request. One submission per form, whatever the clicks.
+  // It is sent with form.submit(): requestSubmit() is ignored while the first submit event is still
+  // being dispatched, which is when a token already in clerk-js's cache arrives.
   document.addEventListener("submit", function (event) {
     var form = event.target;
     if (!enabled || !signedIn || (form.getAttribute("method") || "get").toLowerCase() !== "post") return;
-    if (form.dataset.clerkFresh) { delete form.dataset.clerkFresh; return; }
     event.preventDefault();
     if (form.dataset.clerkSubmitting) return;
     form.dataset.clerkSubmitting = "true";
     var submitter = event.submitter;
     freshToken().then(function () {
-      form.dataset.clerkFresh = "true";
-      if (form.requestSubmit) form.requestSubmit(submitter && submitter.form === form ? submitter : undefined);
-      else form.submit();
+      if (submitter && submitter.name) {  // what the clicked button would have added to the form
+        var field = document.createElement("input");
+        field.type = "hidden";
+        field.name = submitter.name;
+        field.value = submitter.value;
+        form.appendChild(field);
+      }
+      form.submit();
     });
   });
 
