@@ -192,6 +192,7 @@ class FrontendAPI:
         self.telemetry = 0
         self.tokens_minted = 0
         self.unknown: list[str] = []
+        self.reachable = True  # False: /v1 calls fail as on a network that is down
         self._lock = threading.Lock()
 
     # --- Playwright --------------------------------------------------------------------------------------
@@ -230,6 +231,8 @@ class FrontendAPI:
             return self._serve_bundle(route, url.path)
         if request.method == "OPTIONS":
             return route.fulfill(status=204, headers=self._cors(request))
+        if not self.reachable:
+            return route.abort("internetdisconnected")
         query = parse_qs(url.query)
         method = query.get("_method", [request.method])[0].upper()
         body = {k: v[-1] for k, v in parse_qs(request.post_data or "").items()}

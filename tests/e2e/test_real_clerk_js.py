@@ -68,6 +68,7 @@ def shop(make_app, database_url, tokens, tmp_path) -> Iterator[str]:
         CLERK_SECRET_KEY="",  # empty, not missing: wsgi.py's load_dotenv() must not fill them from a .env
         SHOP_DEV_AUTH="",
         SIGNED_IN_USER_CACHE_SECONDS="0",
+        CLERK_CLOCK_SKEW_SECONDS="0",  # a token is refused the second it expires (the tests shorten lifetimes)
     )
     log = tmp_path / "gunicorn.log"
     command = [str(PROJECT_ROOT / ".venv" / "bin" / "gunicorn"), "-c", "gunicorn.conf.py"]
@@ -188,6 +189,41 @@ def test_clerk_runs_on_a_plain_page_and_renews_the_token(watched, fapi, shop):
     expect(page.get_by_text("Added 1 × Ceramic mug to your cart.")).to_be_visible()
     assert page.url == f"{shop}/products/ceramic-mug"
     assert page.problems == []
+
+
+def test_add_to_cart_after_the_token_lapsed_unrenewed(watched, fapi, shop):
+    """clerk-js renews the token from a worker's timers, which Playwright's clock cannot pause; so the
+    sleeping laptop is played by a Frontend API that cannot be reached while the token lapses. When it is
+    back, "Add to cart" waits for clerk-js's fresh token: the item is added once, with no sign-in detour."""
+    page = watched
+    fapi.token_seconds = 4
+    sign_in_with_email_code(page, shop, "/products/ceramic-mug")
+    page.wait_for_function("window.Clerk && window.Clerk.loaded")
+
+    fapi.reachable = False
+    lapsed = cookies(page)["__session"]
+    deadline = time.monotonic() + 20
+    while requests.get(f"{shop}/api/me", cookies={"__session": lapsed}, timeout=5).status_code != 401:
+        assert time.monotonic() < deadline  # the server's real clock passes the token's expiry
+        time.sleep(0.1)
+    assert cookies(page)["__session"] == lapsed  # nothing renewed it: a plain POST would be signed out
+    fapi.reachable = True
+    minted = fapi.tokens_minted
+
+    detours: list[str] = []
+    page.on(
+        "response",
+        lambda r: (
+            detours.append(r.url)
+            if r.request.is_navigation_request() and (r.status == 401 or "/sign-in" in r.url)
+            else None
+        ),
+    )
+    page.get_by_role("button", name="Add Ceramic mug to cart").dblclick()
+    expect(page.get_by_text("Added 1 × Ceramic mug to your cart.")).to_be_visible()
+    assert page.url == f"{shop}/products/ceramic-mug"
+    assert detours == []
+    assert fapi.tokens_minted > minted and cookies(page)["__session"] != lapsed
 
 
 def test_a_missing_ui_bundle_is_named_on_the_sign_in_page(watched, shop):
