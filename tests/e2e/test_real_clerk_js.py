@@ -226,6 +226,18 @@ def test_add_to_cart_after_the_token_lapsed_unrenewed(watched, fapi, shop):
     assert fapi.tokens_minted > minted and cookies(page)["__session"] != lapsed
 
 
+def test_a_sign_out_in_another_tab_signs_this_tab_out(watched, fapi, shop):
+    page = watched
+    sign_in_with_email_code(page, shop, "/cart")
+    page.wait_for_function("window.Clerk && window.Clerk.loaded")
+    other = page.context.new_page()
+    other.goto(f"{shop}/sign-out")
+    other.wait_for_url(f"{shop}/")
+    page.wait_for_url(f"{shop}/sign-in?next=/cart")  # clerk-js told this tab; shop.js showed it signed out
+    expect(page.get_by_role("button", name="Continue with Google")).to_be_visible()
+    assert page.problems == []
+
+
 def test_a_missing_ui_bundle_is_named_on_the_sign_in_page(watched, shop):
     page = watched
     page.context.route(f"https://{TEST_FRONTEND_API}/npm/@clerk/ui@1/**", lambda route: route.fulfill(status=404))
