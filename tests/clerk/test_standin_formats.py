@@ -12,6 +12,8 @@ import json
 import pytest
 import requests
 from clerk_backend_api import Clerk, models
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.support import live_server, vector
 
@@ -105,10 +107,11 @@ def test_bad_parameters_are_clerks_422(standin, params, code, param):
     assert caught.value.raw_response.json()["clerk_trace_id"]  # the SDK's model has no field for it
 
 
-def test_a_limit_that_is_not_a_number_is_refused_as_clerk_does(standin):
+@pytest.mark.parametrize("limit", ["ten", "5_0", " 5", "1e3", "9" * 5000, "٣"])
+def test_a_limit_that_is_not_a_number_is_refused_as_clerk_does(standin, limit):
     url, secret, _ = standin
     answer = requests.get(
-        f"{url}/dev-clerk/v1/users?limit=ten", headers={"Authorization": f"Bearer {secret}"}, timeout=5
+        f"{url}/dev-clerk/v1/users", params={"limit": limit}, headers={"Authorization": f"Bearer {secret}"}, timeout=5
     )
     assert answer.status_code == 422
     assert answer.json()["errors"][0]["code"] == "form_param_format_invalid"
@@ -166,3 +169,31 @@ def test_the_avatar_url_is_an_image(standin):
     assert b"<script" not in image.content
     forged = requests.get(f"{url}/dev-clerk/img/PHNjcmlwdD4", timeout=5)  # base64("<script>") is not JSON
     assert forged.status_code == 200 and b"<script" not in forged.content
+
+
+@pytest.fixture
+def standin_app(make_app, tmp_path):
+    return make_app(SHOP_DEV_AUTH="1", SHOP_DEV_CLERK_DIR=str(tmp_path))
+
+
+# One app for every example (the function-scoped fixture is made once per test, which is what is wanted).
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    params=st.dictionaries(
+        st.sampled_from(["limit", "offset", "order_by", "email_address", "user_id", "query"]),
+        st.text(max_size=30),
+        max_size=4,
+    )
+)
+def test_any_query_is_answered_in_clerks_format_never_500(standin_app, params):
+    """Whatever the parameters: a JSON array of at most `limit` users, or Clerk's JSON error. Never a 500."""
+    secret = standin_app.config["STANDIN_SECRET_KEY"]
+    answer = standin_app.test_client().get(
+        "/dev-clerk/v1/users", query_string=params, headers={"Authorization": f"Bearer {secret}"}
+    )
+    assert answer.status_code in (200, 422), (params, answer.status_code)
+    body = answer.get_json()
+    if answer.status_code == 200:
+        assert isinstance(body, list) and len(body) <= int(params.get("limit", 10))
+    else:
+        assert body["errors"][0]["code"].startswith("form_param_") and body["clerk_trace_id"]

@@ -122,12 +122,12 @@ def _int_param(name: str, default: int, low: int, high: int | None) -> int | tup
     raw = request.args.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
+    digits = raw.removeprefix("-")
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 9:  # not "5_0", " 5", "+5" or 10**5000
         return _clerk_error(
             422, "form_param_format_invalid", "is invalid", f"{name} must be an integer.", param_name=name
         )
+    value = int(raw)
     if value < low or (high is not None and value > high):
         bounds = f"between {low} and {high}" if high is not None else f"greater than or equal to {low}"
         return _invalid_param(name, f"{name} must be {bounds}.")
