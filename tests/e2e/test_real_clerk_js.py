@@ -166,6 +166,11 @@ def test_sign_in_profile_and_sign_out_with_the_real_clerk_js(watched, fapi, shop
         requests.get(f"{shop}/api/me", cookies={"__session": jar["__session"]}, timeout=5).json()["clerk_id"] == USER_ID
     )
 
+    for path in ("/", "/?q=mug", "/products/ceramic-mug", "/cart", "/checkout", "/orders"):  # Clerk on every page
+        assert page.goto(f"{shop}{path}").status < 400, path
+        wait_for_clerk(page)
+        assert page.evaluate("Boolean(window.Clerk.session)"), path
+
     page.get_by_role("link", name="Sign out").click()
     page.wait_for_url(f"{shop}/")
     expect(page.get_by_role("link", name="Sign in")).to_be_visible()
