@@ -172,13 +172,8 @@ def register_error_handlers(app: Flask) -> None:
 
 
 def register_template_context(app: Flask) -> None:
-    from shop.clerk.frontend import clerk_js_url
+    from shop.clerk import frontend
 
     @app.context_processor
     def clerk_frontend() -> dict[str, Any]:
-        host = app.config.get("CLERK_FRONTEND_API")
-        return {
-            "dev_auth": app.config["SHOP_DEV_AUTH"],
-            "clerk_publishable_key": app.config.get("CLERK_PUBLISHABLE_KEY"),
-            "clerk_js_url": clerk_js_url(host) if host else None,
-        }
+        return frontend.template_context(app.config)

@@ -21,13 +21,35 @@ def test_headers_on_every_response(client, path):
     assert "Strict-Transport-Security" not in response.headers  # not in development or tests
 
 
-def test_csp_allows_exactly_the_frontend_api_and_clerks_hosts(client):
+def test_csp_allows_exactly_what_clerks_guide_lists(client):
+    """A development instance (pk_test_): Clerk's hosts, Turnstile, Clerk's protection, and telemetry."""
     policy = directives(client.get("/sign-in"))
-    assert policy["script-src"] == ["'self'", "https://clerk.shop.test", "https://challenges.cloudflare.com"]
-    assert policy["connect-src"] == ["'self'", "https://clerk.shop.test"]
+    assert policy["script-src"] == [
+        "'self'",
+        "https://clerk.shop.test",
+        "https://challenges.cloudflare.com",
+        "https://*.protect.clerk.com",
+    ]
+    assert policy["connect-src"] == [
+        "'self'",
+        "https://clerk.shop.test",
+        "https://*.protect.clerk.com:*",
+        "https://clerk-telemetry.com",
+    ]
+    assert policy["frame-src"] == ["https://challenges.cloudflare.com", "https://*.protect.clerk.com"]
     assert policy["img-src"] == ["'self'", "data:", "https://img.clerk.com"]
+    assert policy["worker-src"] == ["'self'", "blob:"]
+    assert policy["style-src"] == ["'self'", "'unsafe-inline'"]
     assert policy["default-src"] == ["'self'"]
-    assert "'unsafe-eval'" not in str(policy) and "*" not in str(policy)
+    assert "'unsafe-eval'" not in str(policy) and "'unsafe-inline'" not in policy["script-src"]
+
+
+def test_csp_of_a_production_instance_sends_no_telemetry(make_app):
+    live_key = "pk_live_Y2xlcmsuc2hvcC5leGFtcGxlLmNvbSQ"  # base64("clerk.shop.example.com$")
+    app = make_app(CLERK_PUBLISHABLE_KEY=live_key)
+    policy = directives(app.test_client().get("/sign-in"))
+    assert policy["connect-src"] == ["'self'", "https://clerk.shop.example.com", "https://*.protect.clerk.com:*"]
+    assert "https://clerk.shop.example.com" in policy["script-src"]
 
 
 def test_csp_with_the_standin_allows_no_third_party(make_app, tmp_path):

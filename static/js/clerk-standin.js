@@ -1,6 +1,7 @@
 // The local Clerk stand-in's browser side (SHOP_DEV_AUTH=1): the small part of clerk-js our
-// templates use (load, user, session.getToken, mountSignIn, mountUserProfile, signOut), talking
-// to /dev-clerk/… on this server instead of Clerk's Frontend API.
+// templates and shop.js use (load, addListener, user, session.getToken, mountSignIn,
+// mountUserProfile, signOut), talking to /dev-clerk/… on this server instead of Clerk's Frontend
+// API. The cookies it leaves are the ones clerk-js sets (the server side sets them here).
 (function () {
   "use strict";
   var base = "/dev-clerk";
@@ -57,27 +58,63 @@
     el.appendChild(node);
   }
 
+  function expiresAt(jwt) {
+    try { return JSON.parse(atob(jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).exp * 1000; } catch (e) { return 0; }
+  }
+
+  // Another tab signed out: clerk-js hears it on a BroadcastChannel too.
+  var channel = window.BroadcastChannel ? new BroadcastChannel("clerk-standin") : null;
+
   var Clerk = {
     loaded: false,
     user: null,
     session: null,
+    _listeners: [],
+    _emit: function () {
+      var self = this;
+      this._listeners.forEach(function (listener) { listener({ user: self.user, session: self.session }); });
+    },
+    addListener: function (listener) {
+      this._listeners.push(listener);
+      if (this.loaded) listener({ user: this.user, session: this.session });
+      var listeners = this._listeners;
+      return function () { listeners.splice(listeners.indexOf(listener), 1); };
+    },
     load: function () {
       var self = this;
       return fetch(base + "/me", { credentials: "same-origin" })
         .then(function (r) { return r.json(); })
         .then(function (data) {
           self.user = data.user;
-          self.session = data.user ? {
-            id: data.session_id,
-            getToken: function () { return post("/tokens").then(function (d) { return d.jwt; }); }
-          } : null;
+          self.session = data.user ? self._session(data.session_id) : null;
           if (self.session && !self._refresher) {
-            // Like clerk-js: keep the 60-second __session fresh while the tab is open.
+            // Like clerk-js: keep __session fresh while the tab is open, well before it expires.
             var session = self.session;
-            self._refresher = setInterval(function () { session.getToken().catch(function () {}); }, 40000);
+            var every = Math.max(1000, data.token_seconds * 1000 / 2);
+            self._refresher = setInterval(function () { session.getToken({ skipCache: true }).catch(function () {}); }, every);
           }
+          if (channel) channel.onmessage = function (event) {
+            if (event.data !== "signed-out" || !self.session) return;
+            self.user = null;
+            self.session = null;
+            clearInterval(self._refresher);
+            self._emit();
+          };
           self.loaded = true;
         });
+    },
+    _session: function (id) {
+      var cached = null;
+      return {
+        id: id,
+        // Like clerk-js: the cached token while it has more than 10 s left (by this browser's clock).
+        getToken: function (options) {
+          if (cached && !(options && options.skipCache) && expiresAt(cached) - Date.now() > 10000) {
+            return Promise.resolve(cached);
+          }
+          return post("/tokens").then(function (d) { cached = d.jwt; return d.jwt; });
+        }
+      };
     },
     mountSignIn: function (el, options) {
       var target = (options && (options.forceRedirectUrl || options.fallbackRedirectUrl)) || "/";
@@ -104,6 +141,7 @@
     },
     signOut: function (options) {
       return post("/sign-out").then(function () {
+        if (channel) channel.postMessage("signed-out");
         window.location.assign((options && options.redirectUrl) || "/");
       });
     }

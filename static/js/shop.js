@@ -1,20 +1,69 @@
-// Mounts Clerk's components where a page asks for them with data-clerk="…".
-// The same code runs against real clerk-js and against the local stand-in (clerk-standin.js).
+// Starts Clerk on every page, so that clerk-js keeps the 60-second `__session` cookie fresh in the
+// background and notices a sign-out in another tab; mounts Clerk's components where a page asks for
+// them with data-clerk="…"; and holds a signed-in form's POST until the session token is fresh.
+// The same code runs against real clerk-js 6 + @clerk/ui 1 and against the local stand-in
+// (clerk-standin.js). Its settings come from its own <script> tag (templates/base.html).
 (function () {
   "use strict";
 
-  function clerkReady() {
+  var script = document.currentScript;
+  var clerkJsUrl = script.dataset.clerkJsUrl;
+  var clerkUiUrl = script.dataset.clerkUiUrl;
+  var enabled = Boolean(clerkJsUrl) || script.dataset.clerkStandin === "true";
+  var signedIn = script.dataset.signedIn === "true";
+  var loadOptions = JSON.parse(script.dataset.clerkLoadOptions || "{}");
+  var LOAD_TIMEOUT_MS = 15000;
+  var SUBMIT_WAIT_MS = 10000;
+
+  // The Clerk bundles come after this script in the page, so this hears when one fails to download
+  // (error events of <script> do not bubble, but they do pass the capture phase on window).
+  var failedScripts = {};
+  window.addEventListener("error", function (event) {
+    if (event.target && event.target.tagName === "SCRIPT") failedScripts[event.target.src] = true;
+  }, true);
+
+  function host(url) {
+    try { return new URL(url).host; } catch (e) { return url; }
+  }
+
+  function waitForGlobal(read, url, what) {
     return new Promise(function (resolve, reject) {
       var started = Date.now();
       (function poll() {
-        if (window.Clerk) return resolve(window.Clerk);
-        if (Date.now() - started > 15000) return reject(new Error("Clerk's script did not load."));
+        var value = read();
+        if (value) return resolve(value);
+        if (url && failedScripts[url]) {
+          return reject(new Error(what + " could not be downloaded from " + host(url) + "."));
+        }
+        if (Date.now() - started > LOAD_TIMEOUT_MS) {
+          return reject(new Error(what + " did not finish loading within " + LOAD_TIMEOUT_MS / 1000 + " seconds."));
+        }
         setTimeout(poll, 25);
       })();
-    }).then(function (clerk) {
-      return clerk.load().then(function () { return clerk; });
     });
   }
+
+  var started = null;
+  function startClerk() {
+    if (!started) {
+      started = Promise.all([
+        waitForGlobal(function () { return window.Clerk; }, clerkJsUrl, "Clerk's script (clerk-js)"),
+        clerkUiUrl
+          ? waitForGlobal(function () { return window.__internal_ClerkUICtor; }, clerkUiUrl, "Clerk's components (@clerk/ui)")
+          : null
+      ]).then(function (loaded) {
+        var clerk = loaded[0];
+        var options = Object.assign({}, loadOptions);
+        if (loaded[1]) options.ui = { ClerkUI: loaded[1] };
+        return clerk.load(options).then(function () { return clerk; }, function (error) {
+          throw new Error("Clerk could not start: " + ((error && error.message) || error));
+        });
+      });
+    }
+    return started;
+  }
+
+  // --- components --------------------------------------------------------------------------------
 
   var actions = {
     "sign-in": function (clerk, el) {
@@ -39,16 +88,76 @@
     }
   };
 
+  function showError(el, error) {
+    el.innerHTML = '<p class="notice notice-warning" role="alert"></p>';
+    el.firstChild.textContent = error.message + " Reload the page to try again.";
+  }
+
+  // --- a signed-in page follows the session ------------------------------------------------------
+
+  function followSignOut(clerk) {
+    // Signed out in another tab (or the session ended at Clerk): show this page signed out too.
+    if (typeof clerk.addListener !== "function") return;
+    clerk.addListener(function (resources) {
+      if (resources.session === null) window.location.replace(window.location.href);
+    });
+  }
+
+  function keepFreshWhenVisible(clerk) {
+    // Timers barely run in a hidden tab or a sleeping laptop: ask for the token when the shopper is back.
+    document.addEventListener("visibilitychange", function () {
+      if (document.visibilityState === "visible" && clerk.session) clerk.session.getToken().catch(function () {});
+    });
+  }
+
+  function freshToken() {
+    var token = startClerk().then(function (clerk) { return clerk.session ? clerk.session.getToken() : null; });
+    var giveUp = new Promise(function (resolve) { setTimeout(resolve, SUBMIT_WAIT_MS); });
+    return Promise.race([token, giveUp]).catch(function () { return null; });
+  }
+
+  // A POST from a signed-in page waits for a fresh token (clerk-js answers from its cache when the
+  // token is still good, else asks the Frontend API and rewrites the cookie), so "Add to cart" after
+  // a long pause is not mistaken for a signed-out request. One submission per form, whatever the clicks.
+  // It is sent with form.submit(): requestSubmit() is ignored while the first submit event is still
+  // being dispatched, which is when a token already in clerk-js's cache arrives.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!enabled || !signedIn || (form.getAttribute("method") || "get").toLowerCase() !== "post") return;
+    event.preventDefault();
+    if (form.dataset.clerkSubmitting) return;
+    form.dataset.clerkSubmitting = "true";
+    var submitter = event.submitter;
+    freshToken().then(function () {
+      if (submitter && submitter.name) {  // what the clicked button would have added to the form
+        var field = document.createElement("input");
+        field.type = "hidden";
+        field.name = submitter.name;
+        field.value = submitter.value;
+        form.appendChild(field);
+      }
+      form.submit();
+    });
+  });
+
+  window.addEventListener("pageshow", function (event) {
+    if (!event.persisted) return;  // back from the history cache: the forms may be sent again
+    document.querySelectorAll("form[data-clerk-submitting]").forEach(function (form) {
+      delete form.dataset.clerkSubmitting;
+    });
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
+    if (!enabled) return;
     var targets = document.querySelectorAll("[data-clerk]");
-    if (!targets.length) return;
-    clerkReady().then(function (clerk) {
+    startClerk().then(function (clerk) {
       targets.forEach(function (el) { actions[el.dataset.clerk](clerk, el); });
+      var followsSession = !document.querySelector('[data-clerk="sign-out"], [data-clerk="refresh"]');
+      if (signedIn && followsSession) followSignOut(clerk);
+      keepFreshWhenVisible(clerk);
     }).catch(function (error) {
-      targets.forEach(function (el) {
-        el.innerHTML = '<p class="notice notice-warning"></p>';
-        el.firstChild.textContent = error.message + " Check your connection and reload the page.";
-      });
+      targets.forEach(function (el) { showError(el, error); });
+      if (window.console) console.error("shop: " + error.message);
     });
   });
 })();

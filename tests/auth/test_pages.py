@@ -2,13 +2,15 @@
 
 import pytest
 
-from shop.clerk.frontend import CLERK_JS_MAJOR
+from shop.clerk.frontend import CLERK_JS_MAJOR, CLERK_UI_MAJOR
 from tests.support import csrf_token
 
 
 def test_sign_in_page_loads_clerk_js_from_the_frontend_api(client):
     page = client.get("/sign-in?next=/account").get_data(as_text=True)
     assert f"https://clerk.shop.test/npm/@clerk/clerk-js@{CLERK_JS_MAJOR}/dist/clerk.browser.js" in page
+    assert f"https://clerk.shop.test/npm/@clerk/ui@{CLERK_UI_MAJOR}/dist/ui.browser.js" in page
+    assert (CLERK_JS_MAJOR, CLERK_UI_MAJOR) == (6, 1)
     assert 'data-clerk-publishable-key="pk_test_Y2xlcmsuc2hvcC50ZXN0JA"' in page
     assert 'data-clerk="sign-in" data-redirect="/account"' in page
 

@@ -98,7 +98,9 @@ def test_first_sign_in_is_provisioned_through_the_standins_backend_api(standin_a
     """If the page arrives before the webhook, the app asks the stand-in's Backend API over HTTP."""
     from shop.clerk.standin.store import UserStore
 
-    user, _ = UserStore(standin_app.config["SHOP_DEV_CLERK_DIR"]).sign_in("early@example.com", "Early", None)
+    user, _ = UserStore(standin_app.config["SHOP_DEV_CLERK_DIR"]).sign_in(
+        "early@example.com", "Early", None, "https://img.clerk.com/early"
+    )
     with live_server(standin_app) as url:
         browser = requests.Session()
         browser.post(f"{url}/dev-clerk/sign-in", json={"email": "early@example.com"})
@@ -114,3 +116,27 @@ def test_deleting_the_account_tombstones_it(standin_app):
         wait_for(lambda: mirrored(standin_app, clerk_id))
         browser.post(f"{url}/dev-clerk/delete-account", json={})
         wait_for(lambda: mirrored(standin_app, clerk_id).deleted_at is not None)
+
+
+def test_the_shim_sets_the_cookies_clerk_js_sets(standin_app):
+    """`__session` and `__client_uat`, each also suffixed for the instance, readable by scripts, SameSite=Lax."""
+    from shop.clerk.keys import cookie_suffix
+    from shop.clerk.standin import PUBLISHABLE_KEY
+
+    suffix = cookie_suffix(PUBLISHABLE_KEY)
+    with live_server(standin_app) as url:
+        browser = requests.Session()
+        answer = browser.post(f"{url}/dev-clerk/sign-in", json={"email": "cookies@example.com"})
+        set_cookies = answer.raw.headers.getlist("Set-Cookie")
+        for name in ("__session", f"__session_{suffix}", "__client_uat", f"__client_uat_{suffix}"):
+            header = next(h for h in set_cookies if h.startswith(f"{name}="))
+            assert "SameSite=Lax" in header and "Path=/" in header and "HttpOnly" not in header, header
+        assert browser.cookies["__session"] == browser.cookies[f"__session_{suffix}"]
+        assert browser.cookies["__client_uat"] == browser.cookies[f"__client_uat_{suffix}"] != "0"
+
+        browser.cookies.set("__session", "stale-unsuffixed-copy")  # the suffixed cookie is the one read
+        assert browser.get(f"{url}/api/me").status_code == 200
+
+        browser.post(f"{url}/dev-clerk/sign-out", json={})
+        assert browser.cookies.get("__client_uat") == browser.cookies.get(f"__client_uat_{suffix}") == "0"
+        assert f"__session_{suffix}" not in browser.cookies and browser.get(f"{url}/api/me").status_code == 401

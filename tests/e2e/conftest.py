@@ -60,6 +60,9 @@ def browser() -> Iterator:
                 "--disable-background-networking",
                 "--disable-component-update",
                 "--disable-sync",
+                # navigator.webdriver false, as in a shopper's browser: clerk-js then sends its telemetry
+                # (development instances), so the CSP tests see those requests too.
+                "--disable-blink-features=AutomationControlled",
             ],
         )
         yield browser

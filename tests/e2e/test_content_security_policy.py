@@ -1,6 +1,7 @@
 """Every page, in Chromium, under the shop's Content-Security-Policy: no violation in the console."""
 
 import pytest
+from playwright.sync_api import expect
 
 from shop.models import Role
 from tests.support import live_server
@@ -29,7 +30,7 @@ def test_no_csp_violation_on_any_page(make_app, tmp_path, page):
         page.wait_for_url(f"{url}/")
         page.goto(f"{url}/products/ceramic-mug")
         page.get_by_role("button", name="Add Ceramic mug to cart").click()
-        page.wait_for_load_state()
+        expect(page.get_by_text("Added 1 × Ceramic mug to your cart.")).to_be_visible()
         assert runner.invoke(args=["users", "set-role", "csp@example.com", Role.ADMIN.value]).exit_code == 0
 
         for path in SHOPPER_PAGES[:-1] + ADMIN_PAGES:

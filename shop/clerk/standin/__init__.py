@@ -9,6 +9,7 @@ and delivers Svix-signed webhooks to the app's own `/api/webhooks/clerk`. In the
 
 from __future__ import annotations
 
+import base64
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +19,12 @@ from flask import Blueprint, Flask, current_app, request
 from shop.clerk.api import ClerkAPI
 
 bp = Blueprint("standin", __name__, url_prefix="/dev-clerk")
-ISSUER = "https://clerk-standin.localhost"
+FRONTEND_API_HOST = "clerk-standin.localhost"
+ISSUER = f"https://{FRONTEND_API_HOST}"
+# A development key for that host, so cookies get clerk-js's suffix (`__session_<suffix>`) as with Clerk.
+PUBLISHABLE_KEY = "pk_test_" + base64.b64encode(f"{FRONTEND_API_HOST}$".encode()).decode().rstrip("=")
 KEY_ID = "ins_standin"
+TOKEN_SECONDS = 60  # Clerk's session-token lifetime; tests shorten it with app.config["STANDIN_TOKEN_SECONDS"]
 
 
 def _read_or_create(path: Path, make: Callable[[], str]) -> str:
@@ -45,9 +50,10 @@ def configure(app: Flask) -> None:
         app.config["CLERK_WEBHOOK_SECRETS"] = [
             _read_or_create(folder / "webhook-secret", lambda: "whsec_" + secrets.token_urlsafe(24).replace("-", "+"))
         ]
-    # The stand-in replaces Clerk entirely while it is on.
+    # The stand-in replaces Clerk entirely while it is on (no Frontend API host: no third party in pages).
+    app.config.setdefault("STANDIN_TOKEN_SECONDS", TOKEN_SECONDS)
     app.config.update(
-        CLERK_PUBLISHABLE_KEY=None,
+        CLERK_PUBLISHABLE_KEY=PUBLISHABLE_KEY,
         CLERK_FRONTEND_API=None,
         CLERK_JWT_KEY=public_key_pem(private_pem),
         CLERK_ISSUER=ISSUER,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import secrets
@@ -14,9 +15,11 @@ from typing import Any
 import requests
 from flask import Response, abort, current_app, jsonify, request
 from itsdangerous import BadSignature, URLSafeSerializer
+from markupsafe import escape
 from svix.webhooks import Webhook
 
-from shop.clerk.standin import ISSUER, KEY_ID, bp
+from shop.clerk.keys import cookie_suffix
+from shop.clerk.standin import ISSUER, KEY_ID, PUBLISHABLE_KEY, bp
 from shop.clerk.standin.keys import jwks, mint
 from shop.clerk.standin.store import UserStore
 from shop.clerk.tokens import CLIENT_UAT_COOKIE, SESSION_COOKIE
@@ -25,7 +28,7 @@ from shop.extensions import csrf
 log = logging.getLogger(__name__)
 
 CLIENT_COOKIE = "__standin_client"  # Clerk keeps this on its own domain; ours is HttpOnly
-TOKEN_LIFETIME = 60
+YEAR = 365 * 86400
 MAX_NAME = 100
 csrf.exempt(bp)  # browser calls must be JSON (a cross-site form cannot send that without CORS)
 
@@ -38,8 +41,16 @@ def _serializer() -> URLSafeSerializer:
     return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="clerk-standin-client")
 
 
-def _clerk_error(status: int, code: str, message: str):
-    return jsonify(errors=[{"message": message, "long_message": message, "code": code}]), status
+def _clerk_error(status: int, code: str, message: str, long_message: str, **meta: str) -> tuple[Response, int]:
+    """Clerk's error body (OpenAPI `ClerkErrors`), with a trace id as Clerk sends."""
+    error: dict[str, Any] = {"message": message, "long_message": long_message, "code": code}
+    if meta:
+        error["meta"] = meta
+    return jsonify(errors=[error], clerk_trace_id=uuid.uuid4().hex), status
+
+
+def _invalid_param(name: str, long_message: str) -> tuple[Response, int]:
+    return _clerk_error(422, "form_param_value_invalid", "is invalid", long_message, param_name=name)
 
 
 @bp.before_request
@@ -47,7 +58,8 @@ def check_request():
     if request.path.startswith("/dev-clerk/v1/"):
         expected = f"Bearer {current_app.config['STANDIN_SECRET_KEY']}"
         if not secrets.compare_digest(request.headers.get("Authorization", ""), expected):
-            return _clerk_error(401, "clerk_key_invalid", "The provided Clerk Secret Key is invalid.")
+            message = "The provided Clerk Secret Key is invalid. Make sure that your Clerk Secret Key is correct."
+            return _clerk_error(401, "clerk_key_invalid", message, message)
     elif request.method == "POST" and not request.is_json:
         return jsonify(error="JSON only"), 415
     return None
@@ -55,28 +67,112 @@ def check_request():
 
 # --- Backend API ------------------------------------------------------------------------------------------
 
+ORDER_FIELDS = {
+    "created_at": lambda u: u["created_at"],
+    "updated_at": lambda u: u["updated_at"],
+    "last_sign_in_at": lambda u: u["last_sign_in_at"] or 0,
+    "last_active_at": lambda u: u["last_active_at"] or 0,
+    "email_address": lambda u: _emails(u)[0] if _emails(u) else "",
+    "first_name": lambda u: (u["first_name"] or "").lower(),
+    "last_name": lambda u: (u["last_name"] or "").lower(),
+    "username": lambda u: u["username"] or "",
+    "phone_number": lambda u: "",
+    "web3wallet": lambda u: "",
+}
+MAX_FILTER_VALUES = 100
+
+
+def _emails(user: dict[str, Any]) -> list[str]:
+    return [address["email_address"].lower() for address in user["email_addresses"]]
+
+
+def _filtered_users() -> list[dict[str, Any]] | tuple[Response, int]:
+    """The users `GET /users` and `/users/count` select, oldest first; or Clerk's 422 for a bad filter."""
+    users = store().all()
+    emails = {e.lower() for e in request.args.getlist("email_address")}
+    user_ids = request.args.getlist("user_id")
+    for name, values in (("email_address", emails), ("user_id", user_ids)):
+        if len(values) > MAX_FILTER_VALUES:
+            return _invalid_param(name, f"{name} accepts up to {MAX_FILTER_VALUES} values.")
+    if emails:
+        users = [u for u in users if emails.intersection(_emails(u))]
+    included = {i.removeprefix("+") for i in user_ids if not i.startswith("-")}
+    excluded = {i[1:] for i in user_ids if i.startswith("-")}
+    if included:
+        users = [u for u in users if u["id"] in included]
+    users = [u for u in users if u["id"] not in excluded]
+    query = request.args.get("query", "").strip().lower()
+    if query:
+        users = [
+            u
+            for u in users
+            if any(
+                query in text
+                for text in [
+                    u["id"].lower(),
+                    *_emails(u),
+                    *((u[k] or "").lower() for k in ("first_name", "last_name", "username")),
+                ]
+            )
+        ]
+    return users
+
+
+def _int_param(name: str, default: int, low: int, high: int | None) -> int | tuple[Response, int]:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    digits = raw.removeprefix("-")
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 9:  # not "5_0", " 5", "+5" or 10**5000
+        return _clerk_error(
+            422, "form_param_format_invalid", "is invalid", f"{name} must be an integer.", param_name=name
+        )
+    value = int(raw)
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"greater than or equal to {low}"
+        return _invalid_param(name, f"{name} must be {bounds}.")
+    return value
+
 
 @bp.get("/v1/users/<user_id>")
 def api_get_user(user_id: str):
     user = store().get(user_id)
     if user is None:
-        return _clerk_error(404, "resource_not_found", "not found")
+        return _clerk_error(404, "resource_not_found", "not found", f"No user was found with id {user_id}")
     return jsonify(user)
 
 
 @bp.get("/v1/users")
 def api_list_users():
-    users = store().all()
-    if request.args.get("order_by", "-created_at").startswith("-"):
-        users.reverse()
-    limit = min(max(request.args.get("limit", 10, type=int), 1), 500)
-    offset = max(request.args.get("offset", 0, type=int), 0)
+    users = _filtered_users()
+    if isinstance(users, tuple):
+        return users
+    limit = _int_param("limit", 10, 1, 500)
+    offset = _int_param("offset", 0, 0, None)
+    for value in (limit, offset):
+        if isinstance(value, tuple):
+            return value
+    order_by = request.args.get("order_by", "-created_at")
+    field = order_by.lstrip("+-")
+    if field not in ORDER_FIELDS or order_by.count("-") + order_by.count("+") > 1:
+        return _invalid_param("order_by", f"{order_by} does not match one of the allowed values for parameter order_by")
+    users.sort(key=lambda u: (ORDER_FIELDS[field](u), u["created_at"], u["id"]), reverse=order_by.startswith("-"))
     return Response(json.dumps(users[offset : offset + limit]), mimetype="application/json")
 
 
 @bp.get("/v1/users/count")
 def api_count_users():
-    return jsonify(object="total_count", total_count=len(store().all()))
+    users = _filtered_users()
+    if isinstance(users, tuple):
+        return users
+    return jsonify(object="total_count", total_count=len(users))
+
+
+@bp.route("/v1/", defaults={"unknown": ""}, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+@bp.route("/v1/<path:unknown>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def api_unknown(unknown: str):
+    """What Clerk answers for a path it does not serve: JSON, never an HTML page."""
+    return _clerk_error(404, "resource_not_found", "not found", "Resource not found")
 
 
 @bp.get("/v1/jwks")
@@ -137,15 +233,21 @@ def _session_token(user: dict[str, Any], session_id: str) -> str:
         "azp": request.host_url.rstrip("/"),
         "iat": now,
         "nbf": now - 5,
-        "exp": now + TOKEN_LIFETIME,
+        "exp": now + current_app.config["STANDIN_TOKEN_SECONDS"],
         "v": 2,
     }
     return mint(current_app.config["STANDIN_PRIVATE_KEY"], KEY_ID, claims)
 
 
+def _set_clerk_cookie(response: Response, name: str, value: str, max_age: int | None = None) -> None:
+    """As clerk-js writes it: readable by scripts, SameSite=Lax, and a copy suffixed for this instance."""
+    for cookie in (name, f"{name}_{cookie_suffix(PUBLISHABLE_KEY)}"):
+        response.set_cookie(cookie, value, samesite="Lax", path="/", max_age=max_age, secure=request.is_secure)
+
+
 def _start_client(response: Response, user: dict[str, Any], session_id: str) -> None:
-    """What a sign-in sets: the client cookie (ours is HttpOnly) and `__client_uat`."""
-    response.set_cookie(CLIENT_UAT_COOKIE, str(int(time.time())), samesite="Lax", path="/", max_age=365 * 86400)
+    """What a sign-in sets: the client cookie (Clerk's lives on its own domain; ours is HttpOnly) and `__client_uat`."""
+    _set_clerk_cookie(response, CLIENT_UAT_COOKIE, str(int(time.time())), max_age=YEAR)
     response.set_cookie(
         CLIENT_COOKIE,
         _serializer().dumps({"uid": user["id"], "sid": session_id}),
@@ -156,7 +258,14 @@ def _start_client(response: Response, user: dict[str, Any], session_id: str) -> 
 
 
 def _set_session_cookie(response: Response, token: str) -> None:
-    response.set_cookie(SESSION_COOKIE, token, samesite="Lax", path="/")  # readable by JS, as Clerk's
+    _set_clerk_cookie(response, SESSION_COOKIE, token)
+
+
+def _end_client(response: Response) -> None:
+    """What a sign-out leaves: no session token, `__client_uat=0`."""
+    for name in (SESSION_COOKIE, f"{SESSION_COOKIE}_{cookie_suffix(PUBLISHABLE_KEY)}"):
+        response.delete_cookie(name, path="/", samesite="Lax")
+    _set_clerk_cookie(response, CLIENT_UAT_COOKIE, "0", max_age=YEAR)
 
 
 def _public(user: dict[str, Any]) -> dict[str, Any]:
@@ -174,13 +283,38 @@ def _name(value: Any) -> str | None:
     return value.strip()[:MAX_NAME] or None if isinstance(value, str) else None
 
 
+def _avatar_url(email: str, first_name: str | None, last_name: str | None) -> str:
+    """Like Clerk's default image (`https://img.clerk.com/<base64 JSON>`), served by the stand-in for offline use."""
+    initials = "".join(name[0] for name in (first_name, last_name) if name) or email[0]
+    descriptor = json.dumps({"type": "default", "iid": KEY_ID, "initials": initials.upper()}, separators=(",", ":"))
+    return f"{request.host_url}dev-clerk/img/{base64.urlsafe_b64encode(descriptor.encode()).decode().rstrip('=')}"
+
+
+@bp.get("/img/<descriptor>")
+def avatar(descriptor: str):
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(descriptor + "=" * (-len(descriptor) % 4)))
+        initials = "".join(c for c in str(decoded.get("initials", "")) if c.isalnum())[:2] or "?"
+    except (ValueError, AttributeError):
+        initials = "?"
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64" viewBox="0 0 64 64">'
+        '<rect width="64" height="64" fill="#6c47ff"/><text x="32" y="41" font-family="sans-serif" font-size="26" '
+        f'fill="#fff" text-anchor="middle">{escape(initials)}</text></svg>'
+    )
+    response = Response(svg, mimetype="image/svg+xml")
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
 @bp.post("/sign-in")
 def sign_in():
     form = request.get_json(silent=True) or {}
     email = form.get("email")
     if not isinstance(email, str) or "@" not in email or len(email) > 254 or email != email.strip():
         return jsonify(error="Enter an e-mail address."), 400
-    user, created = store().sign_in(email, _name(form.get("first_name")), _name(form.get("last_name")))
+    first_name, last_name = _name(form.get("first_name")), _name(form.get("last_name"))
+    user, created = store().sign_in(email, first_name, last_name, _avatar_url(email, first_name, last_name))
     deliver_webhook("user.created" if created else "user.updated", user)
     session_id = f"sess_{uuid.uuid4().hex[:24]}"
     response = jsonify(user=_public(user))
@@ -192,10 +326,11 @@ def sign_in():
 @bp.get("/me")
 def me():
     signed_in = _signed_in_user()
+    seconds = current_app.config["STANDIN_TOKEN_SECONDS"]
     if signed_in is None:
-        return jsonify(user=None, session_id=None)
+        return jsonify(user=None, session_id=None, token_seconds=seconds)
     user, session_id = signed_in
-    return jsonify(user=_public(user), session_id=session_id)
+    return jsonify(user=_public(user), session_id=session_id, token_seconds=seconds)
 
 
 @bp.post("/tokens")
@@ -204,8 +339,7 @@ def refresh_token():
     if signed_in is None:
         response = jsonify(error="Signed out")
         response.status_code = 401
-        response.set_cookie(CLIENT_UAT_COOKIE, "0", samesite="Lax", path="/")
-        response.delete_cookie(SESSION_COOKIE, path="/")
+        _end_client(response)
         return response
     token = _session_token(*signed_in)
     response = jsonify(jwt=token)
@@ -216,8 +350,7 @@ def refresh_token():
 @bp.post("/sign-out")
 def sign_out():
     response = jsonify(ok=True)
-    response.delete_cookie(SESSION_COOKIE, path="/")
-    response.set_cookie(CLIENT_UAT_COOKIE, "0", samesite="Lax", path="/")
+    _end_client(response)
     response.delete_cookie(CLIENT_COOKIE, path="/dev-clerk")
     return response
 

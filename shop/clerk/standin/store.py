@@ -1,4 +1,9 @@
-"""The stand-in's users, shaped like Clerk's, in a JSON file (development only; one writer at a time)."""
+"""The stand-in's users, shaped like Clerk's, in a JSON file (development only; one writer at a time).
+
+Every User carries each field Clerk's Backend API OpenAPI marks required, with the values Clerk's
+own examples show for a user who signed up with an e-mail code (see `new_user`), so Clerk's SDKs
+read them as they read Clerk's answers.
+"""
 
 from __future__ import annotations
 
@@ -32,13 +37,17 @@ class UserStore:
 
     def get(self, user_id: str) -> dict[str, Any] | None:
         with self._locked() as users:
-            return users.get(user_id)
+            user = users.get(user_id)
+            return complete(user) if user else None
 
     def all(self) -> list[dict[str, Any]]:
+        """Every user, oldest first (Clerk's `order_by=created_at`)."""
         with self._locked() as users:
-            return sorted(users.values(), key=lambda user: (user["created_at"], user["id"]))
+            return sorted((complete(u) for u in users.values()), key=lambda user: (user["created_at"], user["id"]))
 
-    def sign_in(self, email: str, first_name: str | None, last_name: str | None) -> tuple[dict[str, Any], bool]:
+    def sign_in(
+        self, email: str, first_name: str | None, last_name: str | None, image_url: str
+    ) -> tuple[dict[str, Any], bool]:
         """The user with this e-mail (created if new, names updated if given); and whether it is new."""
         now = int(time.time() * 1000)
         user_id = "user_standin" + hashlib.sha256(email.lower().encode()).hexdigest()[:18]
@@ -46,36 +55,12 @@ class UserStore:
             user = users.get(user_id)
             created = user is None
             if created:
-                email_id = "idn_" + user_id.removeprefix("user_")
-                user = {
-                    "object": "user",
-                    "id": user_id,
-                    "email_addresses": [
-                        {
-                            "object": "email_address",
-                            "id": email_id,
-                            "email_address": email,
-                            "verification": {"status": "verified", "strategy": "email_code"},
-                            "linked_to": [],
-                        }
-                    ],
-                    "primary_email_address_id": email_id,
-                    "first_name": first_name,
-                    "last_name": last_name,
-                    "image_url": None,
-                    "public_metadata": {},
-                    "private_metadata": {},
-                    "unsafe_metadata": {},
-                    "external_accounts": [],
-                    "created_at": now,
-                    "updated_at": now,
-                    "last_sign_in_at": now,
-                }
+                user = new_user(user_id, email, first_name, last_name, image_url, now)
             elif (first_name, last_name) != (user["first_name"], user["last_name"]) and (first_name or last_name):
                 user.update(first_name=first_name, last_name=last_name, updated_at=max(now, user["updated_at"] + 1))
-            user["last_sign_in_at"] = now
+            user.update(last_sign_in_at=now, last_active_at=now)
             users[user_id] = user
-            return user, created
+            return complete(user), created
 
     def update_names(self, user_id: str, first_name: str | None, last_name: str | None) -> dict[str, Any] | None:
         with self._locked() as users:
@@ -83,8 +68,98 @@ class UserStore:
             if user is not None:
                 now = int(time.time() * 1000)
                 user.update(first_name=first_name, last_name=last_name, updated_at=max(now, user["updated_at"] + 1))
-            return user
+            return complete(user) if user else None
 
     def delete(self, user_id: str) -> bool:
         with self._locked() as users:
             return users.pop(user_id, None) is not None
+
+
+def new_user(
+    user_id: str, email: str, first_name: str | None, last_name: str | None, image_url: str, now: int
+) -> dict[str, Any]:
+    """A User as Clerk's Backend API returns it (the OpenAPI spec's example, for an e-mail-code sign-up)."""
+    email_id = "idn_" + user_id.removeprefix("user_")
+    return {
+        **_DEFAULTS,
+        "id": user_id,
+        "email_addresses": [
+            {
+                "object": "email_address",
+                "id": email_id,
+                "email_address": email,
+                "reserved": False,
+                "verification": {
+                    "object": "verification_otp",
+                    "status": "verified",
+                    "strategy": "email_code",
+                    "attempts": 1,
+                    "expire_at": now + 600_000,
+                },
+                "linked_to": [],
+                "matches_sso_connection": False,
+                "created_at": now,
+                "updated_at": now,
+            }
+        ],
+        "primary_email_address_id": email_id,
+        "first_name": first_name,
+        "last_name": last_name,
+        "image_url": image_url,
+        "profile_image_url": image_url,
+        "created_at": now,
+        "updated_at": now,
+        "last_sign_in_at": now,
+        "last_active_at": now,
+        "legal_accepted_at": None,
+    }
+
+
+# What Clerk sends for a user with no phone, wallet, passkey, SSO or second factor, and no uploaded image.
+_DEFAULTS: dict[str, Any] = {
+    "object": "user",
+    "external_id": None,
+    "primary_phone_number_id": None,
+    "primary_web3_wallet_id": None,
+    "username": None,
+    "has_image": False,
+    "public_metadata": {},
+    "private_metadata": {},
+    "unsafe_metadata": {},
+    "phone_numbers": [],
+    "web3_wallets": [],
+    "passkeys": [],
+    "password_enabled": False,
+    "two_factor_enabled": False,
+    "totp_enabled": False,
+    "backup_code_enabled": False,
+    "mfa_enabled_at": None,
+    "mfa_disabled_at": None,
+    "external_accounts": [],
+    "saml_accounts": [],
+    "enterprise_accounts": [],
+    "banned": False,
+    "locked": False,
+    "lockout_expires_in_seconds": None,
+    "verification_attempts_remaining": 100,
+    "delete_self_enabled": True,
+    "create_organization_enabled": True,
+    "create_organizations_limit": None,
+    "last_active_at": None,
+    "legal_accepted_at": None,
+}
+
+
+def complete(user: dict[str, Any]) -> dict[str, Any]:
+    """A stored user with every field Clerk sends (users.json written by older versions lacks some)."""
+    user = {**_DEFAULTS, **user}
+    for address in user["email_addresses"]:
+        address.setdefault("reserved", False)
+        address.setdefault("created_at", user["created_at"])
+        address.setdefault("updated_at", user["created_at"])
+        verification = address.get("verification") or {}
+        verification.setdefault("object", "verification_otp")
+        verification.setdefault("attempts", 1)
+        verification.setdefault("expire_at", user["created_at"] + 600_000)
+        address["verification"] = verification
+    return user
