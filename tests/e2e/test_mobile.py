@@ -193,12 +193,13 @@ def post_webhooks(app) -> None:
 
 
 def html_pages(app) -> set[str]:
-    """The rules of every page a browser can open (not the JSON API, webhooks, static files or the stand-in)."""
+    """The rules of every page a browser can open (not the JSON API, webhooks, static files, the
+    stand-in, or Prometheus's /metrics)."""
     return {
         rule.rule
         for rule in app.url_map.iter_rules()
         if "GET" in rule.methods
-        and not rule.rule.startswith(("/api/", "/static/", "/dev-clerk/"))
+        and not rule.rule.startswith(("/api/", "/static/", "/dev-clerk/", "/metrics"))
         and rule.endpoint != "static"
     }
 
