@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import traceback
 
 from flask import Flask, g, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from psycopg.errors import UndefinedTable
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 log = logging.getLogger(__name__)
+MAX_ERROR_LENGTH = 2000
 
 MESSAGES = {
     400: ("Bad request", "The request could not be understood."),
@@ -23,6 +25,21 @@ MESSAGES = {
     503: ("Temporarily unavailable", "The shop cannot reach its database right now. Please retry in a moment."),
 }
 NO_SCHEMA = "The database has no tables yet: the operator needs to run `flask db upgrade`."
+
+
+def describe_error(exc: BaseException) -> str:
+    """An error as logged and stored for operators: the driver's message, not SQLAlchemy's SQL dump.
+
+    Only PostgreSQL's primary message: its DETAIL quotes the row (a unique violation names the
+    e-mail it refused), and the statement's parameters are hidden by the engine's hide_parameters.
+    """
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        diag = getattr(exc.orig, "diag", None)
+        message = getattr(diag, "message_primary", None) or (str(exc.orig).splitlines() or [""])[0]
+        text = f"{type(exc.orig).__name__}: {message}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return text.strip()[:MAX_ERROR_LENGTH]
 
 
 def _render(status: int, message: str | None = None):
@@ -66,10 +83,19 @@ def register(app: Flask) -> None:
     @app.errorhandler(ProgrammingError)
     def schema_missing(exc: ProgrammingError):
         if not isinstance(exc.orig, UndefinedTable):
-            raise exc
+            return database_error(exc)
         log.error("database schema missing: run `flask db upgrade`")
         _rollback()
         return _render(503, NO_SCHEMA)
+
+    @app.errorhandler(SQLAlchemyError)
+    def database_error(exc: SQLAlchemyError):
+        # Flask's own log line would print the exception's text, whose DETAIL can quote an e-mail:
+        # the stack is logged without it.
+        stack = "".join(traceback.format_tb(exc.__traceback__))
+        log.error("database error in %s %s: %s\n%s", request.method, request.url_rule, describe_error(exc), stack)
+        _rollback()
+        return _render(500)
 
     @app.errorhandler(InternalServerError)
     def internal_error(exc: InternalServerError):

@@ -9,6 +9,7 @@ from shop.admin import bp
 from shop.auth.decorators import admin_required
 from shop.auth.roles import change_role
 from shop.extensions import db
+from shop.mirror import email_key
 from shop.models import Role, User
 from shop.store.catalogue import escape_like
 
@@ -28,7 +29,8 @@ def users_list():
         pattern = f"%{escape_like(query)}%"
         statement = statement.where(
             or_(
-                User.email.ilike(pattern, escape="\\"),
+                # The address as uniqueness sees it, so a search finds what a look-up would.
+                User.email_key.like(f"%{escape_like(email_key(query))}%", escape="\\"),
                 User.clerk_id.ilike(pattern, escape="\\"),
                 func.concat_ws(" ", User.first_name, User.last_name).ilike(pattern, escape="\\"),
             )

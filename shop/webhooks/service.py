@@ -14,18 +14,18 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from shop import mirror
 from shop.auth import signed_in
 from shop.clerk.events import USER_DELETED, ClerkEvent, NotAClerkEvent, parse_event
+from shop.errors import MAX_ERROR_LENGTH, describe_error
 from shop.extensions import db
 from shop.models import WebhookEvent, WebhookStatus
 
 log = logging.getLogger(__name__)
 
 SOURCE = "clerk"
-MAX_ERROR_LENGTH = 2000
 
 
 class Outcome(enum.StrEnum):
@@ -120,18 +120,6 @@ def replay_event(svix_id: str, payload: Any) -> str:
         return process_or_record_failure(svix_id, event, payload).value
     except ProcessingFailed as exc:
         return f"failed again: {exc}"
-
-
-def describe_error(exc: BaseException) -> str:
-    """The error as stored for operators: the driver's message, not SQLAlchemy's SQL dump."""
-    if isinstance(exc, DBAPIError) and exc.orig is not None:
-        # Only PostgreSQL's primary message: its DETAIL can quote the row, e-mail included.
-        diag = getattr(exc.orig, "diag", None)
-        message = getattr(diag, "message_primary", None) or (str(exc.orig).splitlines() or [""])[0]
-        text = f"{type(exc.orig).__name__}: {message}"
-    else:
-        text = f"{type(exc).__name__}: {exc}"
-    return text.strip()[:MAX_ERROR_LENGTH]
 
 
 def record_failure(svix_id: str, event_type: str | None, user_id: str | None, payload: Any, error: str) -> bool:

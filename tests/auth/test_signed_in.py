@@ -43,7 +43,9 @@ def test_a_deletion_made_elsewhere_signs_out_once_the_snapshot_expires(make_app,
     client = app.test_client()
     sign_in("user_a", as_client=client)
     assert client.get("/api/me").status_code == 200
-    change_elsewhere(app, "UPDATE users SET deleted_at = now(), email = NULL WHERE clerk_id = 'user_a'")
+    change_elsewhere(
+        app, "UPDATE users SET deleted_at = now(), email = NULL, email_key = NULL WHERE clerk_id = 'user_a'"
+    )
     time.sleep(0.6)
     assert client.get("/api/me").status_code == 401
 
