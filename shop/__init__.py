@@ -96,7 +96,9 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from shop import admin, api, auth, store, webhooks
+    from shop import admin, api, auth, inputs, store, webhooks
+
+    inputs.register(app)  # first: the blueprints' routes name its URL converters
 
     app.register_blueprint(auth.bp)  # first: its before_request hook loads the signed-in user
     app.register_blueprint(api.bp)

@@ -192,7 +192,9 @@ def test_a_shopper_deleted_elsewhere_cannot_check_out_from_a_cached_snapshot(
     post_form("/cart/add", {"slug": "mug", "quantity": "1"})
     fields = checkout_fields(client)
     with app.app_context():
-        db.session.execute(text("UPDATE users SET deleted_at = now(), email = NULL WHERE clerk_id = 'user_a'"))
+        db.session.execute(
+            text("UPDATE users SET deleted_at = now(), email = NULL, email_key = NULL WHERE clerk_id = 'user_a'")
+        )
         db.session.commit()
     response = client.post("/checkout", data=fields, follow_redirects=True)
     assert "This account has been deleted" in response.get_data(as_text=True)
