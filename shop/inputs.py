@@ -57,7 +57,8 @@ def search_text(name: str, max_length: int) -> str:
 
 def _refuse_nul() -> None:
     """400 for a NUL in a query string or a form, on every route, before a view can pass it to SQL.
-    Forms are read only when the body is a form (CSRF protection has already parsed them then)."""
+    A body is read as a form only when it is one: CSRF protection parses those anyway, and the
+    webhooks, which read their raw JSON body themselves, are left alone."""
     sources = [request.args, request.form] if request.mimetype in FORM_TYPES else [request.args]
     for source in sources:
         for key, values in source.lists():
