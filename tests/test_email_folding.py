@@ -19,7 +19,9 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 
+from shop import mirror
 from shop.auth.roles import find_by_email_or_clerk_id
+from shop.clerk.users import parse_user
 from shop.errors import describe_error
 from shop.extensions import db
 from shop.mirror import email_key
@@ -212,12 +214,25 @@ def test_describe_error_drops_postgres_detail(database_url):
 
 def test_the_migration_keys_existing_rows_and_releases_what_the_key_joins(app, database_url):
     """0003 on data written under 0002's lower(email) index: rows that the key counts as one address
-    (a fullwidth copy) keep the newest claim; the older gives it up, as the mirror would."""
+    (a fullwidth copy) keep the newest claim; the older gives it up, as the mirror would. The
+    downgrade does the same for rows that lower() joins and the key told apart (Bİpek, bipek)."""
     engine = create_engine(database_url, poolclass=NullPool)
     with app.app_context():
+        # Two live addresses the key tells apart but lower() joins: the downgrade resolves them too.
+        for clerk_id, address, updated_at in (
+            ("user_dotted", "Bİpek@example.org", 5),
+            ("user_plain", "bipek@example.org", 6),
+        ):
+            mirror.apply_snapshot(
+                db.session.connection(), parse_user(clerk_user(clerk_id, email=address, updated_at=updated_at))
+            )
+        db.session.commit()
         db.engine.dispose()
         flask_migrate.downgrade(revision="0002_storefront")
         try:
+            with engine.connect() as conn:
+                downgraded = dict(conn.execute(text("SELECT clerk_id, email FROM users")).all())
+            assert downgraded == {"user_dotted": None, "user_plain": "bipek@example.org"}
             with engine.begin() as conn:
                 conn.execute(
                     text(
