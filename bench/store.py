@@ -373,8 +373,8 @@ def overhead_breakdown(app, minter: TokenMinter, clerk_id: str, repeat: int = 30
 LOAD_SQL = [
     # 100,000 live users (the bench's shoppers are there already).
     """
-    INSERT INTO users (clerk_id, email, first_name, last_name, clerk_updated_at)
-    SELECT 'user_bulk_' || g, 'bulk' || g || '@example.com', 'Bulk', 'User ' || g, 1
+    INSERT INTO users (clerk_id, email, email_key, first_name, last_name, clerk_updated_at)
+    SELECT 'user_bulk_' || g, 'bulk' || g || '@example.com', 'bulk' || g || '@example.com', 'Bulk', 'User ' || g, 1
     FROM generate_series(1, %(users)s) AS g
     """,
     # 1,000,000 orders, 10 per user on average, users interleaved (a user's orders are spread

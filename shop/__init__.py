@@ -125,7 +125,9 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from shop import admin, api, auth, metrics, store, webhooks
+    from shop import admin, api, auth, inputs, metrics, store, webhooks
+
+    inputs.register(app)  # first: the blueprints' routes name its URL converters
 
     app.register_blueprint(auth.bp)  # first: its before_request hook loads the signed-in user
     app.register_blueprint(api.bp)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import traceback
 
 from flask import Flask, g, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from psycopg.errors import UndefinedTable
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from shop.database import describe_error
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +74,19 @@ def register(app: Flask) -> None:
     @app.errorhandler(ProgrammingError)
     def schema_missing(exc: ProgrammingError):
         if not isinstance(exc.orig, UndefinedTable):
-            raise exc
+            return database_error(exc)
         log.error("database schema missing: run `flask db upgrade`")
         _rollback()
         return _render(503, NO_SCHEMA)
+
+    @app.errorhandler(SQLAlchemyError)
+    def database_error(exc: SQLAlchemyError):
+        # Flask's own log line would print the exception's text, whose DETAIL can quote an e-mail:
+        # the stack is logged without it.
+        stack = "".join(traceback.format_tb(exc.__traceback__))
+        log.error("database error in %s %s: %s\n%s", request.method, request.url_rule, describe_error(exc), stack)
+        _rollback()
+        return _render(500)
 
     @app.errorhandler(InternalServerError)
     def internal_error(exc: InternalServerError):

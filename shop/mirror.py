@@ -7,7 +7,8 @@ whichever path a change arrives by:
 - a deletion leaves a tombstone (personal data erased, cart emptied) that nothing brings back,
   even when it arrives before the creation;
 - e-mail is unique among live users: the newest claim wins, the other row gives it up and is
-  marked for re-sync; accounts are never merged;
+  marked for re-sync; accounts are never merged. "The same e-mail" means the same `email_key`
+  (below), computed here in Python and nowhere else: SQL only compares stored keys;
 - `role` is never written from Clerk data.
 
 Every rule is a condition inside one SQL statement, so concurrent writers cannot interleave
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -53,9 +55,30 @@ log = logging.getLogger(__name__)
 
 EMAIL_CONFLICT_RETRIES = 5
 EMAIL_LOCK_SPACE = 0x6D61696C  # first key of the two-key advisory lock: "mail"
-_CLERK_COLUMNS = ("email", "first_name", "last_name", "image_url")
+_CLERK_COLUMNS = ("email", "email_key", "first_name", "last_name", "image_url")
 _SNAPSHOT_COLUMNS = ("clerk_id", *_CLERK_COLUMNS, "clerk_updated_at")
 T = TypeVar("T")
+
+
+def email_key(address: str | None) -> str | None:
+    """The form of an e-mail address that uniqueness and every look-up compare.
+
+    Computed in Python only and stored in `users.email_key`, which the unique index covers: PostgreSQL's
+    lower() depends on the database's locale and disagreed with Python's (lower('İ') is 'i' under
+    glibc, 'i̇' in Python), which let a snapshot pass the mirror's check and then hit the index.
+    Addresses that read the same on screen share a key: compatibility forms (fullwidth letters),
+    composed or decomposed accents (NFKC), case (Unicode's full lower-case mapping) and invisible
+    format characters (zero-width spaces and joiners, bidi marks, soft hyphens). Lower-casing, not
+    case folding: `straße` and `strasse` stay two addresses, as IDNA2008 and PRECIS keep them, so two
+    real mailboxes never take the address from each other at every sync. NFKC runs again after
+    lower-casing, which makes the key idempotent (email_key(email_key(x)) == email_key(x)).
+
+    Changing this function changes stored keys: it needs a migration that recomputes them (0003's).
+    """
+    if address is None:
+        return None
+    visible = "".join(char for char in unicodedata.normalize("NFKC", address) if unicodedata.category(char) != "Cf")
+    return unicodedata.normalize("NFKC", visible.lower())
 
 
 class Change(enum.StrEnum):
@@ -77,20 +100,21 @@ def _snapshot_applies(snapshot: UserSnapshot):
 
 def _release_email(conn: Connection, snapshot: UserSnapshot) -> None:
     """Another live row holding this e-mail gives it up, if this snapshot is going to apply."""
-    if snapshot.email is None:
+    key = email_key(snapshot.email)
+    if key is None:
         return
     # Claims of one e-mail queue behind each other until commit. Without this, a claimer's
     # UPDATE cannot see a rival's uncommitted row and its INSERT would hit the unique index.
-    conn.execute(select(func.pg_advisory_xact_lock(EMAIL_LOCK_SPACE, func.hashtext(snapshot.email.lower()))))
+    conn.execute(select(func.pg_advisory_xact_lock(EMAIL_LOCK_SPACE, func.hashtext(key))))
     conn.execute(
         update(User)
         .where(
-            func.lower(User.email) == snapshot.email.lower(),
+            User.email_key == key,
             User.clerk_id != snapshot.clerk_id,
             User.deleted_at.is_(None),
             _snapshot_applies(snapshot),
         )
-        .values(email=None, needs_resync=True, updated_at=func.now())
+        .values(email=None, email_key=None, needs_resync=True, updated_at=func.now())
     )
 
 
@@ -159,7 +183,7 @@ def _upsert_statement(*, unless_email_held: bool) -> Executable:
     if unless_email_held:
         holder = User.__table__.alias("holder")
         held = exists().where(
-            func.lower(holder.c.email) == func.lower(bindparam("email")),
+            holder.c.email_key == bindparam("email_key"),
             holder.c.clerk_id != bindparam("clerk_id"),
             holder.c.deleted_at.is_(None),
         )
@@ -173,6 +197,7 @@ def _upsert(conn: Connection, snapshot: UserSnapshot, *, unless_email_held: bool
     values = {
         "clerk_id": snapshot.clerk_id,
         "email": snapshot.email,
+        "email_key": email_key(snapshot.email),
         "first_name": snapshot.first_name,
         "last_name": snapshot.last_name,
         "image_url": snapshot.image_url,
@@ -285,7 +310,7 @@ def _latest_per_user(snapshots: Iterable[UserSnapshot]) -> list[UserSnapshot]:
 
 
 def _batch_rows(snapshots: list[UserSnapshot]):
-    """The snapshots as a table: `unnest(ids, emails, …) AS rows(clerk_id, email, …)`, six parameters in all."""
+    """The snapshots as a table: `unnest(ids, emails, …) AS rows(clerk_id, email, …)`, seven parameters in all."""
 
     def array(values: list, item_type) -> Any:
         return bindparam(None, values, type_=ARRAY(item_type))  # psycopg renders it as %(…)s::TEXT[]
@@ -294,6 +319,7 @@ def _batch_rows(snapshots: list[UserSnapshot]):
         func.unnest(
             array([s.clerk_id for s in snapshots], Text),
             array([s.email for s in snapshots], Text),
+            array([email_key(s.email) for s in snapshots], Text),
             array([s.first_name for s in snapshots], Text),
             array([s.last_name for s in snapshots], Text),
             array([s.image_url for s in snapshots], Text),
@@ -310,7 +336,7 @@ def _batch_rows(snapshots: list[UserSnapshot]):
 
 def _lock_emails(conn: Connection, snapshots: list[UserSnapshot]) -> None:
     """The same per-e-mail advisory locks as `_release_email`, all at once and in one order (no deadlock)."""
-    keys = sorted({snapshot.email.lower() for snapshot in snapshots if snapshot.email})
+    keys = sorted({key for key in map(email_key, (snapshot.email for snapshot in snapshots)) if key})
     if keys:
         emails = func.unnest(bindparam("emails", keys, type_=ARRAY(Text))).table_valued("email").render_derived()
         ordered = select(func.hashtext(emails.c.email).label("key")).order_by("key").subquery()
@@ -325,9 +351,7 @@ def _apply_batch(conn: Connection, snapshots: list[UserSnapshot]) -> dict[str, C
     conn.execute(
         update(User)
         .where(
-            rows.c.email.is_not(None),
-            holder.email.is_not(None),
-            func.lower(holder.email) == func.lower(rows.c.email),
+            holder.email_key == rows.c.email_key,  # NULL keys equal nothing
             holder.clerk_id != rows.c.clerk_id,
             holder.deleted_at.is_(None),
             # the claim applies: the claimer has no tombstone and no newer row (as _snapshot_applies)
@@ -336,7 +360,7 @@ def _apply_batch(conn: Connection, snapshots: list[UserSnapshot]) -> dict[str, C
                 or_(own.c.deleted_at.is_not(None), own.c.clerk_updated_at > rows.c.clerk_updated_at),
             ),
         )
-        .values(email=None, needs_resync=True, updated_at=func.now())
+        .values(email=None, email_key=None, needs_resync=True, updated_at=func.now())
     )
     columns = ["clerk_id", *_CLERK_COLUMNS, "clerk_updated_at"]
     statement = insert(User).from_select(columns, select(*(rows.c[name] for name in columns)))
@@ -371,9 +395,12 @@ def apply_snapshots(conn: Connection, snapshots: Iterable[UserSnapshot]) -> dict
     latest = _latest_per_user(snapshots)
     if not latest:
         return {}
-    claims = Counter(s.email.lower() for s in latest if s.email)
-    uncontested = [s for s in latest if not s.email or claims[s.email.lower()] == 1]
-    contested = sorted((s for s in latest if s.email and claims[s.email.lower()] > 1), key=lambda s: s.updated_at)
+    keys = {s.clerk_id: email_key(s.email) for s in latest}
+    claims = Counter(key for key in keys.values() if key)
+    uncontested = [s for s in latest if not keys[s.clerk_id] or claims[keys[s.clerk_id]] == 1]
+    contested = sorted(
+        (s for s in latest if keys[s.clerk_id] and claims[keys[s.clerk_id]] > 1), key=lambda s: s.updated_at
+    )
     preview = preview_snapshots(conn, uncontested)
     changes = {s.clerk_id: Change.UNCHANGED for s in uncontested if preview[s.clerk_id] == Change.UNCHANGED}
     batch = [s for s in uncontested if s.clerk_id not in changes]

@@ -76,6 +76,8 @@ class User(UserFacts, db.Model):
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     clerk_id: Mapped[str] = mapped_column(String(64), unique=True)
     email: Mapped[str | None] = mapped_column(Text)
+    # What uniqueness and look-ups compare: shop.mirror.email_key(email), computed in Python only.
+    email_key: Mapped[str | None] = mapped_column(Text)
     first_name: Mapped[str | None] = mapped_column(Text)
     last_name: Mapped[str | None] = mapped_column(Text)
     image_url: Mapped[str | None] = mapped_column(Text)
@@ -93,14 +95,17 @@ class User(UserFacts, db.Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (
-        # E-mail is unique among live users, case-insensitively; tombstones hold none.
+        # E-mail is unique among live users, by its key (case, width, accents' form, invisible
+        # characters); tombstones hold none.
         Index(
             "uq_users_live_email",
-            func.lower(email),
+            email_key,
             unique=True,
-            postgresql_where=text("deleted_at IS NULL AND email IS NOT NULL"),
+            postgresql_where=text("deleted_at IS NULL AND email_key IS NOT NULL"),
         ),
         Index("ix_users_provisioned_at", provisioned_at, postgresql_where=text("provisioned_at IS NOT NULL")),
+        # A writer that forgets the key would store an address the index cannot see.
+        CheckConstraint("(email IS NULL) = (email_key IS NULL)", name="ck_users_email_key"),
     )
 
 

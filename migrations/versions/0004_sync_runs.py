@@ -5,7 +5,7 @@ so every worker and every restart sees the same figures. `users.provisioned_at` 
 that a first sign-in created because the user's webhook had not arrived yet.
 
 Revision ID: 0004_sync_runs
-Revises: 0002_storefront
+Revises: 0003_email_key
 Create Date: 2026-11-29 14:50:00.000000
 
 """
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0004_sync_runs'
-down_revision = '0002_storefront'
+down_revision = '0003_email_key'
 branch_labels = None
 depends_on = None
 

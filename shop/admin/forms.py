@@ -6,7 +6,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, IntegerField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp, ValidationError
 
-from shop.store.catalogue import SLUG_PATTERN
+from shop.store.catalogue import MAX_STOCK, SLUG_PATTERN
 from shop.store.money import parse_price
 
 
@@ -27,7 +27,7 @@ class ProductForm(FlaskForm):
         default="EUR",
         validators=[DataRequired(), Regexp(r"^[A-Z]{3}$", message="A three-letter code such as EUR.")],
     )
-    stock = IntegerField("Stock", default=0, validators=[NumberRange(min=0, max=1_000_000)])
+    stock = IntegerField("Stock", default=0, validators=[NumberRange(min=0, max=MAX_STOCK)])
     seen_stock = HiddenField()
     active = BooleanField("Active (shown in the catalogue)", default=True)
     image = StringField("Image (a file under static/, such as products/ceramic-mug.svg)")

@@ -7,6 +7,7 @@ from flask import abort, flash, g, redirect, render_template, request, url_for
 from shop.admin import bp
 from shop.auth.decorators import admin_required
 from shop.auth.redirects import safe_next
+from shop.inputs import page_number
 from shop.store import orders
 from shop.store.models import OrderStatus
 
@@ -17,7 +18,7 @@ def orders_list():
     status = request.args.get("status") or None
     if status is not None and status not in {s.value for s in OrderStatus}:
         status = None
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = page_number()
     found = orders.list_all(status=status, limit=orders.PER_PAGE + 1, offset=(page - 1) * orders.PER_PAGE)
     return render_template(
         "admin/orders.html",
@@ -31,7 +32,7 @@ def orders_list():
     )
 
 
-@bp.get("/orders/<int:order_id>")
+@bp.get("/orders/<id:order_id>")
 @admin_required
 def order_detail(order_id: int):
     order = orders.get(order_id)
@@ -40,7 +41,7 @@ def order_detail(order_id: int):
     return render_template("admin/order.html", order=order, next_statuses=orders.next_statuses(order.status))
 
 
-@bp.post("/orders/<int:order_id>/status")
+@bp.post("/orders/<id:order_id>/status")
 @admin_required
 def order_move(order_id: int):
     target = request.form.get("status", "")

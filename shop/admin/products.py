@@ -53,7 +53,7 @@ def product_new():
     return render_template("admin/product_form.html", form=form, product=None)
 
 
-@bp.route("/products/<int:product_id>", methods=["GET", "POST"])
+@bp.route("/products/<id:product_id>", methods=["GET", "POST"])
 @admin_required
 def product_edit(product_id: int):
     product = db.session.get(Product, product_id)
@@ -79,14 +79,14 @@ def product_edit(product_id: int):
     return render_template("admin/product_form.html", form=form, product=product)
 
 
-@bp.post("/products/<int:product_id>/stock")
+@bp.post("/products/<id:product_id>/stock")
 @admin_required
 def product_stock(product_id: int):
     stock = request.form.get("stock", type=int)
     seen = request.form.get("seen_stock", type=int)
     try:
         if stock is None or seen is None:
-            raise catalogue.ProductError("Stock: enter a whole number of 0 or more.")
+            raise catalogue.ProductError(catalogue.STOCK_RANGE)
         catalogue.set_stock(product_id, stock, seen_stock=seen, by=_by())
     except catalogue.ProductError as exc:
         flash(str(exc), "error")
@@ -95,7 +95,7 @@ def product_stock(product_id: int):
     return redirect(url_for("admin.products_list"))
 
 
-@bp.post("/products/<int:product_id>/active")
+@bp.post("/products/<id:product_id>/active")
 @admin_required
 def product_active(product_id: int):
     active = request.form.get("active") == "1"

@@ -31,7 +31,7 @@ def webhooks_list():
     )
 
 
-@bp.get("/webhooks/<int:event_id>")
+@bp.get("/webhooks/<id:event_id>")
 @admin_required
 def webhook_detail(event_id: int):
     event = db.session.get(WebhookEvent, event_id)
@@ -41,7 +41,7 @@ def webhook_detail(event_id: int):
     return render_template("admin/webhook.html", event=event, payload=payload)
 
 
-@bp.post("/webhooks/<int:event_id>/replay")
+@bp.post("/webhooks/<id:event_id>/replay")
 @admin_required
 def webhook_replay(event_id: int):
     event = db.session.get(WebhookEvent, event_id)

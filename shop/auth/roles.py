@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 
 from shop.extensions import db
+from shop.mirror import email_key
 from shop.models import Role, User
 
 log = logging.getLogger(__name__)
 
 
 def find_by_email_or_clerk_id(identifier: str) -> User | None:
-    """A live user by Clerk id or (case-insensitive) e-mail."""
+    """A live user by Clerk id or e-mail (compared by the mirror's key: case, width, invisible characters)."""
     return db.session.scalar(
         select(User).where(
             User.deleted_at.is_(None),
-            or_(User.clerk_id == identifier, func.lower(User.email) == identifier.lower()),
+            or_(User.clerk_id == identifier, User.email_key == email_key(identifier)),
         )
     )
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 MAX_ID_LENGTH = 64
 MAX_TIMESTAMP = 2**63 - 1  # PostgreSQL bigint
+# What PostgreSQL cannot store in text or JSONB: NUL, and lone surrogates (JSON's "\ud800" escape
+# decodes to one; it has no UTF-8 form).
+UNSTORABLE_TEXT = re.compile(r"[\x00\ud800-\udfff]")
 
 
 class NotAClerkUser(ValueError):
@@ -26,13 +30,17 @@ class UserSnapshot:
 
 
 def clerk_user_id(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID_LENGTH:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID_LENGTH or UNSTORABLE_TEXT.search(value):
         raise NotAClerkUser("the user has no valid id")
     return value
 
 
 def _text(value: Any) -> str | None:
-    return value.strip() or None if isinstance(value, str) else None
+    if not isinstance(value, str):
+        return None
+    if UNSTORABLE_TEXT.search(value):
+        raise NotAClerkUser("the user has text that cannot be stored (a NUL character or a lone surrogate)")
+    return value.strip() or None
 
 
 def primary_email(user: dict[str, Any]) -> str | None:

@@ -14,7 +14,7 @@ def api_orders():
     return jsonify(orders=[order.to_dict() for order in orders.history(g.user.id)])
 
 
-@bp.get("/api/orders/<int:order_id>")
+@bp.get("/api/orders/<id:order_id>")
 @login_required
 def api_order(order_id: int):
     order = orders.get_for_user(g.user.id, order_id)

@@ -9,15 +9,18 @@ from dataclasses import dataclass
 from sqlalchemy import Integer, bindparam, func, select, update
 
 from shop.extensions import db
+from shop.inputs import MAX_PAGE, MAX_SLUG_LENGTH, SLUG
 from shop.store.cart import count_statement
 from shop.store.models import Product
+from shop.store.money import MAX_PRICE_CENTS
 
 log = logging.getLogger(__name__)
 
 PER_PAGE = 12
+MAX_STOCK = 1_000_000  # products.stock is INTEGER; a larger number is a typo
+STOCK_RANGE = f"Stock: a whole number from 0 to {MAX_STOCK:,}."
 MAX_QUERY_LENGTH = 100
-MAX_PAGE = 1_000
-SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+SLUG_PATTERN = re.compile(rf"^{SLUG}$")
 IMAGE_PATH_PATTERN = re.compile(r"^[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*\.(?:svg|png|jpe?g|webp|gif)$")
 
 
@@ -125,16 +128,16 @@ def check_image(image: str | None) -> str | None:
 
 
 def check_fields(*, slug: str, name: str, currency: str, stock: int, price_cents: int) -> None:
-    if not SLUG_PATTERN.match(slug) or len(slug) > 80:
+    if not SLUG_PATTERN.match(slug) or len(slug) > MAX_SLUG_LENGTH:
         raise ProductError("Slug: lower-case letters, digits and single dashes, such as blue-mug.")
     if not name.strip() or len(name) > 120:
         raise ProductError("Name: between 1 and 120 characters.")
     if not re.fullmatch(r"[A-Z]{3}", currency):
         raise ProductError("Currency: a three-letter code such as EUR.")
-    if stock < 0:
-        raise ProductError("Stock cannot be negative.")
-    if price_cents < 0:
-        raise ProductError("Price cannot be negative.")
+    if not 0 <= stock <= MAX_STOCK:
+        raise ProductError(STOCK_RANGE)
+    if not 0 <= price_cents <= MAX_PRICE_CENTS:
+        raise ProductError("Price: from 0 to 1,000,000.00.")
 
 
 def slug_taken(slug: str, except_id: int | None = None) -> bool:
@@ -227,8 +230,8 @@ def update_product(
 
 
 def set_stock(product_id: int, stock: int, *, seen_stock: int, by: str) -> None:
-    if stock < 0:
-        raise ProductError("Stock cannot be negative.")
+    if not 0 <= stock <= MAX_STOCK:
+        raise ProductError(STOCK_RANGE)
     row = db.session.execute(
         update(Product)
         .where(Product.id == product_id, Product.stock == seen_stock)

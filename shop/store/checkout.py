@@ -28,10 +28,13 @@ from sqlalchemy.exc import IntegrityError
 from shop.extensions import db
 from shop.models import User
 from shop.store.models import Cart, CartItem, Order, OrderItem, OrderStatus, Product
+from shop.store.money import format_money
 
 log = logging.getLogger(__name__)
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+MAX_ORDER_TOTAL_CENTS = 2**31 - 1  # orders.total_cents is INTEGER
+TOTAL_TOO_LARGE = "One order can total at most {}; split your cart into smaller orders."
 
 
 class CheckoutError(Exception):
@@ -129,6 +132,8 @@ def place_order(user_id: int, idempotency_key: str, *, expected_total_cents: int
         if len(currencies) > 1:
             raise CheckoutError("Your cart mixes currencies; order the items of each currency separately.")
         total = sum(row.price_cents * quantity for _, quantity, row in taken)
+        if total > MAX_ORDER_TOTAL_CENTS:
+            raise CheckoutError(TOTAL_TOO_LARGE.format(format_money(MAX_ORDER_TOTAL_CENTS, next(iter(currencies)))))
         if expected_total_cents is not None and total != expected_total_cents:
             raise CartChanged("Your cart or its prices changed since you opened the checkout. Check the new total.")
         order = Order(

@@ -10,6 +10,7 @@ from flask import abort, flash, g, redirect, render_template, request, session, 
 
 from shop.auth.decorators import login_required
 from shop.auth.redirects import safe_next
+from shop.inputs import page_number, search_text
 from shop.store import bp, cart, catalogue, checkout, orders
 from shop.store.models import OrderStatus
 
@@ -49,8 +50,8 @@ def _who() -> str:
 @bp.get("/")
 def catalogue_page():
     page = catalogue.search(
-        request.args.get("q", ""),
-        request.args.get("page", 1, type=int),
+        search_text("q", catalogue.MAX_QUERY_LENGTH),
+        page_number(),
         cart_of=g.user.id if g.user is not None else None,
     )
     if page.cart_count is not None:
@@ -58,7 +59,7 @@ def catalogue_page():
     return render_template("store/catalogue.html", result=page, max_quantity=cart.MAX_QUANTITY)
 
 
-@bp.get("/products/<slug>")
+@bp.get("/products/<slug:slug>")
 def product_page(slug: str):
     product = catalogue.active_product(slug)
     if product is None:
@@ -119,7 +120,7 @@ def cart_page():
     return render_template("store/cart.html", lines=lines, totals=cart.totals(lines), max_quantity=cart.MAX_QUANTITY)
 
 
-@bp.post("/cart/items/<int:product_id>")
+@bp.post("/cart/items/<id:product_id>")
 @form_login_required(lambda **_: url_for("store.cart_page"))
 def cart_update(product_id: int):
     quantity = _quantity()
@@ -134,7 +135,7 @@ def cart_update(product_id: int):
     return redirect(url_for("store.cart_page"))
 
 
-@bp.post("/cart/items/<int:product_id>/remove")
+@bp.post("/cart/items/<id:product_id>/remove")
 @form_login_required(lambda **_: url_for("store.cart_page"))
 def cart_remove(product_id: int):
     if cart.remove(g.user.id, product_id):
@@ -194,14 +195,14 @@ def checkout_submit():
 @bp.get("/orders")
 @login_required
 def orders_page():
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = page_number()
     found = orders.history(g.user.id, limit=orders.PER_PAGE + 1, offset=(page - 1) * orders.PER_PAGE)
     return render_template(
         "store/orders.html", orders=found[: orders.PER_PAGE], page=page, has_next=len(found) > orders.PER_PAGE
     )
 
 
-@bp.get("/orders/<int:order_id>")
+@bp.get("/orders/<id:order_id>")
 @login_required
 def order_page(order_id: int):
     order = orders.get_for_user(g.user.id, order_id)
@@ -210,7 +211,7 @@ def order_page(order_id: int):
     return render_template("store/order.html", order=order, can_cancel=order.status == OrderStatus.PLACED)
 
 
-@bp.get("/orders/<int:order_id>/cancel")
+@bp.get("/orders/<id:order_id>/cancel")
 @login_required
 def order_cancel_confirm(order_id: int):
     """The confirmation step before cancelling: a page, so it works without JavaScript."""
@@ -223,7 +224,7 @@ def order_cancel_confirm(order_id: int):
     return render_template("store/cancel.html", order=order)
 
 
-@bp.post("/orders/<int:order_id>/cancel")
+@bp.post("/orders/<id:order_id>/cancel")
 @form_login_required(lambda order_id: url_for("store.order_page", order_id=order_id))
 def order_cancel(order_id: int):
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -10,7 +9,7 @@ from flask import current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from shop.clerk import signatures
-from shop.clerk.events import NotAClerkEvent, event_type, parse_event
+from shop.clerk.events import NotAClerkEvent, decode_body, event_type, parse_event
 from shop.extensions import csrf
 from shop.webhooks import bp
 from shop.webhooks.service import ProcessingFailed, process_or_record_failure, record_failure
@@ -63,10 +62,7 @@ def clerk_webhook():
         log.info("webhook svix_id=%s type=%s user=%s outcome=%s ms=%.1f", svix_id, kind, user_id, outcome, ms)
 
     try:
-        # PostgreSQL's JSONB cannot hold \u0000; such a body could never be stored.
-        if b"\\u0000" in raw:
-            raise ValueError("NUL character")
-        payload = json.loads(raw)
+        payload = decode_body(raw)
     except ValueError:
         record_failure(svix_id, None, None, None, "The body is not JSON.")
         done("rejected", None, None)

@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from shop import metrics, mirror
-from shop.clerk.events import USER_DELETED, ClerkEvent, NotAClerkEvent, parse_event
+from shop.clerk.events import USER_DELETED, ClerkEvent, NotAClerkEvent, parse_event, storable
 from shop.database import MAX_ERROR_LENGTH, describe_error
 from shop.extensions import db
 from shop.models import WebhookEvent, WebhookStatus
@@ -125,15 +125,19 @@ def replay_event(svix_id: str, payload: Any) -> str:
 
 
 def record_failure(svix_id: str, event_type: str | None, user_id: str | None, payload: Any, error: str) -> bool:
-    """Best effort, in its own transaction: mark the delivery failed unless it already succeeded."""
+    """Best effort, in its own transaction: mark the delivery failed unless it already succeeded.
+
+    What is recorded is what PostgreSQL can store (`storable`): a payload refused for a NUL or a lone
+    surrogate is kept with those characters replaced, so the failure itself can be recorded.
+    """
     statement = insert(WebhookEvent).values(
         source=SOURCE,
         svix_id=svix_id,
-        type=event_type,
-        clerk_user_id=user_id,
+        type=storable(event_type),
+        clerk_user_id=storable(user_id),
         status=WebhookStatus.FAILED,
-        payload=payload,
-        error=error[:MAX_ERROR_LENGTH],
+        payload=storable(payload),
+        error=storable(error[:MAX_ERROR_LENGTH]),
     )
     stored = WebhookEvent.__table__.c
     statement = statement.on_conflict_do_update(

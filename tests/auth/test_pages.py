@@ -23,7 +23,6 @@ def test_sign_in_page_loads_clerk_js_from_the_frontend_api(client):
         "/\\evil.example.com",
         "javascript:alert(1)",
         "account",
-        "/\x00x",
     ],
 )
 def test_next_only_leads_to_our_own_paths(client, target):

@@ -40,7 +40,9 @@ def test_a_promotion_and_a_demotion_made_elsewhere_count_with_the_next_request(a
 def test_a_deletion_made_elsewhere_signs_out_with_the_next_request(app, client, sign_in):
     sign_in("user_a")
     assert client.get("/api/me").status_code == 200
-    change_elsewhere(app, "UPDATE users SET deleted_at = now(), email = NULL WHERE clerk_id = 'user_a'")
+    change_elsewhere(
+        app, "UPDATE users SET deleted_at = now(), email = NULL, email_key = NULL WHERE clerk_id = 'user_a'"
+    )
     assert client.get("/api/me").status_code == 401
 
 

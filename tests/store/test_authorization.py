@@ -191,7 +191,9 @@ def test_a_shopper_deleted_elsewhere_is_signed_out_and_cannot_check_out(app, cli
     post_form("/cart/add", {"slug": "mug", "quantity": "1"})
     fields = checkout_fields(client)
     with app.app_context():
-        db.session.execute(text("UPDATE users SET deleted_at = now(), email = NULL WHERE clerk_id = 'user_a'"))
+        db.session.execute(
+            text("UPDATE users SET deleted_at = now(), email = NULL, email_key = NULL WHERE clerk_id = 'user_a'")
+        )
         db.session.commit()
     response = client.post("/checkout", data=fields)
     assert response.status_code == 302 and "/sign-in" in response.headers["Location"]

@@ -173,7 +173,9 @@ def test_a_concurrent_claim_outside_the_rules_falls_back_to_one_by_one(ctx, data
     unique index, returns to its savepoint, and applies its snapshots one at a time."""
     other = create_engine(database_url, poolclass=NullPool)
     with other.connect() as intruder:
-        intruder.execute(text("INSERT INTO users (clerk_id, email) VALUES ('user_intruder', 'race@x.com')"))
+        intruder.execute(
+            text("INSERT INTO users (clerk_id, email, email_key) VALUES ('user_intruder', 'race@x.com', 'race@x.com')")
+        )
         outcome = {}
 
         def run_batch():

@@ -161,7 +161,8 @@ def test_signed_but_not_json_is_recorded_as_failed(app, deliver):
 def test_signed_json_with_nul_character(app, deliver):
     body = json.dumps(clerk_user("user_a", first_name="nul\u0000byte"))
     response = deliver(json.dumps({"type": "user.created", "data": json.loads(body)}))
-    assert_refused(app, response, 400, "Body is not JSON")
+    error = "Not a Clerk event: the body has text that cannot be stored (a NUL character or a lone surrogate)"
+    assert_refused(app, response, 400, error)
 
 
 @pytest.mark.parametrize(
