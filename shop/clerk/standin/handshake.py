@@ -89,9 +89,11 @@ def client_handshake():
     target = urlsplit(redirect_url)
     if target.scheme not in ("http", "https") or target.netloc != request.host:
         # Clerk only returns to the instance's allowed origins; the stand-in's is the app itself.
-        return routes._clerk_error(400, "invalid_redirect_url", "redirect_url must be on this site.")
+        return routes._clerk_error(
+            400, "invalid_redirect_url", "is invalid", "redirect_url must be an address on this site."
+        )
     if request.args.get("format") != "nonce":
-        return routes._clerk_error(400, "unsupported_format", "The stand-in only answers format=nonce.")
+        return routes._clerk_error(400, "unsupported_format", "is invalid", "The stand-in only answers format=nonce.")
     nonce = secrets.token_urlsafe(32)
     _nonce_path(nonce).write_text(json.dumps(_directives()))
     _forget_stale_nonces()
@@ -105,5 +107,5 @@ def client_handshake():
 def api_handshake_payload():
     directives = _take(request.args.get("nonce", ""))
     if directives is None:
-        return routes._clerk_error(404, "resource_not_found", "No handshake payload for this nonce.")
+        return routes._clerk_error(404, "resource_not_found", "not found", "No handshake payload for this nonce.")
     return jsonify(directives=directives)
