@@ -47,9 +47,8 @@ def _rollback() -> None:
         db.session.rollback()
     except Exception:  # the connection may be gone already; the pool replaces it
         log.debug("rollback after a database error failed", exc_info=True)
-    # The rollback expired every row the request had loaded, the signed-in user's too: the page's
-    # header would load it again from the database that just failed, and the error page itself
-    # would fail. The error page is drawn signed out.
+    # The error page is drawn signed out: signed in, its header would ask the database that just
+    # failed for the cart count once more.
     g.user = None
 
 
