@@ -191,9 +191,12 @@ def test_any_query_is_answered_in_clerks_format_never_500(standin_app, params):
     answer = standin_app.test_client().get(
         "/dev-clerk/v1/users", query_string=params, headers={"Authorization": f"Bearer {secret}"}
     )
-    assert answer.status_code in (200, 422), (params, answer.status_code)
+    # A NUL anywhere in a query string is refused by the app's own input rule (shop.inputs) before
+    # the stand-in sees it: 400, as on every route.
+    expected = (400,) if any("\x00" in f"{key}{value}" for key, value in params.items()) else (200, 422)
+    assert answer.status_code in expected, (params, answer.status_code)
     body = answer.get_json()
     if answer.status_code == 200:
         assert isinstance(body, list) and len(body) <= int(params.get("limit", 10))
-    else:
+    elif answer.status_code == 422:
         assert body["errors"][0]["code"].startswith("form_param_") and body["clerk_trace_id"]

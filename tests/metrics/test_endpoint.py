@@ -163,7 +163,7 @@ def test_a_route_label_is_the_url_rule_never_the_raw_path(metrics_app):
     client.open("/api/health", method="BREW")
     found = scrape(client)
     routes = {dict(labels).get("route") for (name, labels) in found if name.startswith("shop_http_request")}
-    assert "/products/<slug>" in routes and "<unmatched>" in routes
+    assert "/products/<slug:slug>" in routes and "<unmatched>" in routes
     assert not any(route and "x" * 50 in route for route in routes)
     methods = {dict(labels).get("method") for (name, labels) in found if name.startswith("shop_http_request")}
     assert "BREW" not in methods and "OTHER" in methods
