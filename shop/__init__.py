@@ -87,6 +87,7 @@ def configure_database(app: Flask) -> None:
 def register_extensions(app: Flask) -> None:
     from shop import models, read_only_commit  # noqa: F401  (the tables must be known to db.metadata and Alembic)
     from shop.extensions import csrf, db, migrate
+    from shop.mail import models as mail_models  # noqa: F401  (the outbox)
     from shop.store import models as store_models  # noqa: F401  (products, carts, orders)
 
     db.init_app(app)
@@ -96,26 +97,34 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from shop import admin, api, auth, store, webhooks
+    from shop import admin, api, auth, payments, store, webhooks
 
     app.register_blueprint(auth.bp)  # first: its before_request hook loads the signed-in user
     app.register_blueprint(api.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(store.bp)  # the catalogue, cart, checkout, orders; `flask seed`
+    app.register_blueprint(payments.bp)  # Stripe: the webhook, the return page; `flask payments sweep`
     if app.config["SHOP_DEV_AUTH"]:
         from shop.clerk import standin
 
         standin.configure(app)
         log.warning("The local Clerk stand-in is ON (SHOP_DEV_AUTH): sign-in is simulated, for development only.")
+    if app.config["SHOP_DEV_STRIPE"]:
+        from shop.payments import standin as stripe_standin
+
+        stripe_standin.configure(app)
+        log.warning("The local Stripe stand-in is ON (SHOP_DEV_STRIPE): payments are simulated, for development only.")
 
 
 def register_commands(app: Flask) -> None:
     from shop import models
     from shop.extensions import db
+    from shop.mail.cli import mail_cli
     from shop.sync.cli import sync_cli
 
     app.cli.add_command(sync_cli)
+    app.cli.add_command(mail_cli)
 
     @app.shell_context_processor
     def shell_context() -> dict[str, Any]:
@@ -149,6 +158,7 @@ def register_template_context(app: Flask) -> None:
         host = app.config.get("CLERK_FRONTEND_API")
         return {
             "dev_auth": app.config["SHOP_DEV_AUTH"],
+            "dev_stripe": app.config["SHOP_DEV_STRIPE"],
             "clerk_publishable_key": app.config.get("CLERK_PUBLISHABLE_KEY"),
             "clerk_js_url": clerk_js_url(host) if host else None,
         }

@@ -57,11 +57,25 @@ _CLAIM = text(
 def _claim(conn: Connection, svix_id: str, event: ClerkEvent, payload: Any) -> int | None:
     """Insert the event with its final status, or take over a `failed` one; None if it is already done."""
     status = WebhookStatus.PROCESSED if event.is_handled else WebhookStatus.IGNORED
+    return claim(conn, SOURCE, svix_id, event.type, status, payload, clerk_user_id=event.user_id)
+
+
+def claim(
+    conn: Connection,
+    source: str,
+    event_id: str,
+    event_type: str | None,
+    status: WebhookStatus,
+    payload: Any,
+    *,
+    clerk_user_id: str | None = None,
+) -> int | None:
+    """The claim of any source's event (Clerk's svix-id, Stripe's evt_ id), in the caller's transaction."""
     parameters = {
-        "source": SOURCE,
-        "svix_id": svix_id,
-        "type": event.type,
-        "clerk_user_id": event.user_id,
+        "source": source,
+        "svix_id": event_id,
+        "type": event_type,
+        "clerk_user_id": clerk_user_id,
         "status": status.value,
         "payload": payload,
     }
@@ -134,10 +148,12 @@ def describe_error(exc: BaseException) -> str:
     return text.strip()[:MAX_ERROR_LENGTH]
 
 
-def record_failure(svix_id: str, event_type: str | None, user_id: str | None, payload: Any, error: str) -> bool:
+def record_failure(
+    svix_id: str, event_type: str | None, user_id: str | None, payload: Any, error: str, *, source: str = SOURCE
+) -> bool:
     """Best effort, in its own transaction: mark the delivery failed unless it already succeeded."""
     statement = insert(WebhookEvent).values(
-        source=SOURCE,
+        source=source,
         svix_id=svix_id,
         type=event_type,
         clerk_user_id=user_id,

@@ -1,0 +1,36 @@
+"""Staff: the e-mail outbox, and in development the messages written under instance/mail/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import abort, current_app, render_template
+from sqlalchemy import select
+
+from shop.admin import bp
+from shop.auth.decorators import admin_required
+from shop.extensions import db
+from shop.mail.models import OutboxMail
+
+LIMIT = 50
+
+
+@bp.get("/mail")
+@admin_required
+def mail_list():
+    mails = db.session.scalars(select(OutboxMail).order_by(OutboxMail.id.desc()).limit(LIMIT)).all()
+    return render_template("admin/mail.html", mails=mails, limit=LIMIT, smtp=current_app.config["MAIL_SMTP"])
+
+
+@bp.get("/mail/<int:mail_id>")
+@admin_required
+def mail_detail(mail_id: int):
+    mail = db.session.get(OutboxMail, mail_id)
+    if mail is None:
+        abort(404)
+    written = None
+    if mail.file_name:
+        # The stored name only (never a path from the request): the file this shop wrote for it.
+        path = Path(current_app.instance_path) / "mail" / Path(mail.file_name).name
+        written = path.read_text(errors="replace") if path.is_file() else None
+    return render_template("admin/mail_message.html", mail=mail, written=written)
