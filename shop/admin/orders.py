@@ -61,7 +61,8 @@ def order_move(order_id: int):
     except (orders.TransitionRefused, payments.PaymentsUnavailable) as exc:
         flash(str(exc), "error")
     else:
-        refund = " and its payment is being refunded" if order.payment_status == PaymentStatus.REFUND_PENDING else ""
+        refunding = order.payment_status in (PaymentStatus.REFUND_PENDING, PaymentStatus.REFUNDED)
+        refund = " and its payment is being refunded" if refunding else ""
         flash(f"Order #{order_id} is now {target}{refund}.", "success")
     return redirect(safe_next(request.form.get("next"), url_for("admin.order_detail", order_id=order_id)))
 

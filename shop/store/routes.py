@@ -267,7 +267,7 @@ def order_cancel(order_id: int):
     except (orders.TransitionRefused, payments.PaymentsUnavailable) as exc:
         flash(str(exc), "error")
     else:
-        if order.payment_status == PaymentStatus.REFUND_PENDING:
+        if order.payment_status in (PaymentStatus.REFUND_PENDING, PaymentStatus.REFUNDED):  # the webhook may be quick
             flash(f"Order #{order_id} is cancelled; your payment is being refunded.", "success")
         else:
             flash(f"Order #{order_id} is cancelled.", "success")
