@@ -268,5 +268,6 @@ def _load_mail(env: Mapping[str, str], production: bool, settings: dict[str, Any
         }
     settings["MAIL_SMTP"] = mail
     settings["MAIL_FROM"] = _first(env, "MAIL_FROM") or "Shop <shop@localhost>"
+    settings["MAIL_DIR"] = _first(env, "MAIL_DIR") or None  # the development mailbox; default instance/mail
     if mail is None and production:
         log.warning("No MAIL_URL or SMTP_HOST: order e-mails wait in the outbox until one is configured.")

@@ -54,6 +54,7 @@ def _fresh_database_url() -> tuple[str, Callable[[], None]]:
 
 TOKENS = TokenMinter()  # one RSA key for the run: session tokens are minted with it
 STRIPE_STANDIN_DIR = tempfile.mkdtemp(prefix="stripe-standin-")  # the stand-in's objects, never instance/
+MAIL_DIR = tempfile.mkdtemp(prefix="mailbox-")  # the development mailbox, never instance/mail
 STRIPE_WEBHOOK_SECRET = "whsec_test_c3RyaXBlIHRlc3Qgc2VjcmV0"  # the suite signs Stripe events with it
 
 
@@ -67,6 +68,7 @@ def settings(database_url: str, **overrides: Any) -> dict[str, Any]:
         "CLERK_PUBLISHABLE_KEY": TEST_PUBLISHABLE_KEY,
         "CLERK_JWT_KEY": TOKENS.public_pem,
         "SHOP_DEV_STRIPE_DIR": STRIPE_STANDIN_DIR,
+        "MAIL_DIR": MAIL_DIR,
         "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
         **overrides,
     }

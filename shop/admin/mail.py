@@ -11,6 +11,7 @@ from shop.admin import bp
 from shop.auth.decorators import admin_required
 from shop.extensions import db
 from shop.mail.models import OutboxMail
+from shop.mail.transport import mail_folder
 
 LIMIT = 50
 
@@ -31,6 +32,6 @@ def mail_detail(mail_id: int):
     written = None
     if mail.file_name:
         # The stored name only (never a path from the request): the file this shop wrote for it.
-        path = Path(current_app.instance_path) / "mail" / Path(mail.file_name).name
+        path = mail_folder(current_app.config, current_app.instance_path) / Path(mail.file_name).name
         written = path.read_text(errors="replace") if path.is_file() else None
     return render_template("admin/mail_message.html", mail=mail, written=written)

@@ -59,8 +59,9 @@ def enqueue(session: Session, order_id: int, kind: str) -> bool:
             body=body,
         )
         .on_conflict_do_nothing(constraint="uq_mail_outbox_order_kind")
+        .returning(OutboxMail.id)
     )
-    return session.execute(statement).rowcount == 1
+    return session.execute(statement).first() is not None
 
 
 @dataclass
@@ -73,7 +74,7 @@ class SendReport:
 _DUE = text(
     """
     SELECT id FROM mail_outbox
-    WHERE status = 'pending' AND (next_attempt_at <= now() OR :ignore_schedule)
+    WHERE status = 'pending' AND (next_attempt_at <= now() OR :ignore_schedule) AND id > :after
     ORDER BY id LIMIT 1
     FOR UPDATE SKIP LOCKED
     """
@@ -81,16 +82,18 @@ _DUE = text(
 
 
 def send_due(*, limit: int = 100, ignore_schedule: bool = False) -> SendReport:
-    """Send up to `limit` due e-mails, each in its own transaction. Needs an app context."""
+    """Send up to `limit` due e-mails, each in its own transaction and at most once per call (in id
+    order: a failing one is not retried until the next call). Needs an app context."""
     report = SendReport()
     config = current_app.config
     if config["MAIL_SMTP"] is None and config["SHOP_PRODUCTION"]:
         report.errors.append("No MAIL_URL or SMTP_HOST is set: e-mails stay in the outbox.")
         return report
     mailbox = transport.Mailbox.from_config(config, current_app.instance_path)
+    mail_id = 0
     with Session(db.engine) as session:
         for _ in range(limit):
-            mail_id = session.execute(_DUE, {"ignore_schedule": ignore_schedule}).scalar()
+            mail_id = session.execute(_DUE, {"ignore_schedule": ignore_schedule, "after": mail_id}).scalar()
             if mail_id is None:
                 session.rollback()
                 break

@@ -13,6 +13,11 @@ from typing import Any
 SMTP_TIMEOUT = 10
 
 
+def mail_folder(config: Any, instance_path: str) -> Path:
+    """The development mailbox: MAIL_DIR, or instance/mail/."""
+    return Path(config["MAIL_DIR"] or Path(instance_path) / "mail")
+
+
 class SendError(Exception):
     """The message was not accepted; the text is safe to store (no address, no password)."""
 
@@ -36,7 +41,7 @@ class Mailbox:
 
     @classmethod
     def from_config(cls, config: Any, instance_path: str) -> Mailbox:
-        return cls(config["MAIL_SMTP"], Path(instance_path) / "mail")
+        return cls(config["MAIL_SMTP"], mail_folder(config, instance_path))
 
     def send(self, mail: Any, *, sender: str) -> str | None:
         """Deliver one outbox row; the file name when written to the development folder."""

@@ -40,6 +40,12 @@ def stripe_key(order: Order, action: str) -> str:
     return f"order-{order.id}-{order.idempotency_key}-{action}"
 
 
+def order_metadata(order: Order) -> dict[str, str]:
+    """What Stripe's objects carry to name their order: its id, and its random checkout key, so that an
+    object from before a database reset (when ids start again) names no order."""
+    return {"order_id": str(order.id), "order_key": order.idempotency_key}
+
+
 def _unreachable(exc: stripe.StripeError) -> PaymentsUnavailable:
     log.error("stripe call failed: %s %s", type(exc).__name__, getattr(exc, "code", None))
     return PaymentsUnavailable("We could not reach the payment service. Please try again in a minute.")
@@ -65,9 +71,9 @@ def start(order: Order) -> str:
             for item in order.items
         ],
         "expires_at": int(expires_at.timestamp()),
-        "metadata": {"order_id": str(order.id)},
+        "metadata": order_metadata(order),
         # Copied onto the PaymentIntent and its charge: a refund event names its order even early.
-        "payment_intent_data": {"metadata": {"order_id": str(order.id)}},
+        "payment_intent_data": {"metadata": order_metadata(order)},
         "success_url": url_for("payments.checkout_return", order_id=order.id, _external=True)
         + "?session_id={CHECKOUT_SESSION_ID}",
         "cancel_url": url_for("store.order_page", order_id=order.id, _external=True),
@@ -216,7 +222,7 @@ def _refund(order: Order, *, by: str, user_id: int | None) -> Order:
         order.stripe_payment_intent_id = session.payment_intent
         db.session.commit()
     client().v1.refunds.create(
-        {"payment_intent": order.stripe_payment_intent_id, "metadata": {"order_id": str(order.id)}},
+        {"payment_intent": order.stripe_payment_intent_id, "metadata": order_metadata(order)},
         options={"idempotency_key": stripe_key(order, "refund")},
     )
     log.info("order %s: refund asked of Stripe by %s", order.id, by)

@@ -145,16 +145,28 @@ def mark_refunded(order_id: int) -> None:
         order.status = OrderStatus.CANCELLED
 
 
+def _named_order(metadata: Any, reference: Any = None) -> Order | None:
+    """The order an object's metadata (or client_reference_id) names, if its random key agrees."""
+    metadata = metadata if isinstance(metadata, dict) else {}
+    reference = reference if reference is not None else metadata.get("order_id")
+    if not (isinstance(reference, str) and reference.isdigit() and len(reference) < 19):
+        return None
+    order = db.session.get(Order, int(reference))
+    if order is None or metadata.get("order_key") != order.idempotency_key:
+        return None
+    return order
+
+
 def session_order_id(session: dict[str, Any]) -> int | None:
-    """Our order id from a Checkout Session we created (client_reference_id), or None for any other."""
-    reference = session.get("client_reference_id")
-    if isinstance(reference, str) and reference.isdigit() and len(reference) < 19:
-        order_id = int(reference)
-        stored = db.session.scalar(select(Order.stripe_checkout_session_id).where(Order.id == order_id))
-        # The order's own session only (a session id saved by us); not one from another integration.
-        if stored in (None, session.get("id")) and db.session.get(Order, order_id) is not None:
+    """Our order of a Checkout Session: the one that saved this session's id, or (if the saving did not
+    happen) the one its client_reference_id and metadata name. None for a session of anyone else."""
+    session_id = _text(session.get("id"))
+    if session_id:
+        order_id = db.session.scalar(select(Order.id).where(Order.stripe_checkout_session_id == session_id))
+        if order_id is not None:
             return order_id
-    return None
+    order = _named_order(session.get("metadata"), session.get("client_reference_id"))
+    return order.id if order is not None and order.stripe_checkout_session_id is None else None
 
 
 def apply_session(session: dict[str, Any], kind: str) -> bool:
@@ -178,15 +190,16 @@ def apply_session(session: dict[str, Any], kind: str) -> bool:
 
 
 def _refunded_order(charge: dict[str, Any]) -> int | None:
-    metadata = charge.get("metadata") if isinstance(charge.get("metadata"), dict) else {}
-    reference = metadata.get("order_id")
-    is_id = isinstance(reference, str) and reference.isdigit() and len(reference) < 19
-    if is_id and db.session.get(Order, int(reference)) is not None:
-        return int(reference)
+    """By payment intent once the order knows it; before its completion, by the charge's metadata."""
     payment_intent = _text(charge.get("payment_intent"))
     if payment_intent:
-        return db.session.scalar(select(Order.id).where(Order.stripe_payment_intent_id == payment_intent))
-    return None
+        order_id = db.session.scalar(select(Order.id).where(Order.stripe_payment_intent_id == payment_intent))
+        if order_id is not None:
+            return order_id
+    order = _named_order(charge.get("metadata"))
+    if order is None or order.stripe_payment_intent_id not in (None, payment_intent):
+        return None
+    return order.id
 
 
 def apply(event: StripeEvent) -> bool:

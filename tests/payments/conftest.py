@@ -13,6 +13,7 @@ from shop.store.addresses import ShippingAddress
 from shop.store.models import Order
 from tests.store.conftest import make_product, payment_status, post_form, stock_of, user_id  # noqa: F401  (fixtures)
 
+FIRST_KEY = "payment-key-000001"  # the checkout key of a test's first pending_order (Stripe metadata carries it)
 ADDRESS = ShippingAddress("Ada Lovelace", "12 Rue de la Paix", None, "75002", "Paris", "FR")
 
 

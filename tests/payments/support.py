@@ -12,7 +12,7 @@ import stripe
 from tests.conftest import STRIPE_WEBHOOK_SECRET
 
 
-def checkout_session(order_id: int, session_id: str, **fields: Any) -> dict[str, Any]:
+def checkout_session(order_id: int, session_id: str, *, order_key: str | None = None, **fields: Any) -> dict[str, Any]:
     """A Checkout Session as Stripe's OpenAPI fixture shapes it (the fields this shop reads, and a few more)."""
     return {
         "id": session_id,
@@ -22,7 +22,7 @@ def checkout_session(order_id: int, session_id: str, **fields: Any) -> dict[str,
         "currency": "eur",
         "expires_at": int(time.time()) + 1800,
         "livemode": False,
-        "metadata": {"order_id": str(order_id)},
+        "metadata": {"order_id": str(order_id), "order_key": order_key},
         "mode": "payment",
         "payment_intent": f"pi_test_{order_id}",
         "payment_status": "paid",
@@ -31,14 +31,14 @@ def checkout_session(order_id: int, session_id: str, **fields: Any) -> dict[str,
     }
 
 
-def charge(order_id: int, *, refunded: bool = True, metadata: bool = True, **fields: Any) -> dict[str, Any]:
+def charge(order_id: int, *, refunded: bool = True, order_key: str | None = None, **fields: Any) -> dict[str, Any]:
     return {
         "id": f"ch_test_{order_id}",
         "object": "charge",
         "amount": 1000,
         "amount_refunded": 1000 if refunded else 300,
         "currency": "eur",
-        "metadata": {"order_id": str(order_id)} if metadata else {},
+        "metadata": {"order_id": str(order_id), "order_key": order_key} if order_key else {},
         "paid": True,
         "payment_intent": f"pi_test_{order_id}",
         "refunded": refunded,

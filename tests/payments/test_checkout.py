@@ -245,7 +245,8 @@ def test_the_shopper_cancels_a_paid_order_and_is_refunded(
     order_path = f"/orders/{order_id}"
     token = csrf_token_from(client, order_path)
     client.post(f"{order_path}/cancel", data={"csrf_token": token})
-    assert "your payment is being refunded" in text(client.get(order_path))
+    page = text(client.get(order_path))
+    assert "your payment is being refunded" in page, re.findall(r"flash[^>]*>([^<]*)", page)
     assert stock_of(mug) == 3
     wait_for(lambda: payment_status(order_id) == ("cancelled", "refunded"), what="charge.refunded")
     assert stock_of(mug) == 3  # given back once, at the cancel
@@ -271,7 +272,8 @@ def test_staff_ship_only_paid_orders_and_refund_on_cancel(
     assert "cannot be shipped: its payment is pending" in text(staff.get(detail))
     client.get(on_standin_page(client, payment_url, "pay").headers["Location"])
     staff.post(f"{detail}/status", data={"csrf_token": token, "status": "cancelled"})
-    assert "is being refunded" in text(staff.get(detail))
+    page = text(staff.get(detail))
+    assert "is being refunded" in page, re.findall(r"flash[^>]*>([^<]*)", page)
     wait_for(lambda: payment_status(order_id) == ("cancelled", "refunded"), what="charge.refunded")
 
 

@@ -17,6 +17,7 @@ from shop.mail.models import OutboxMail
 from shop.models import WebhookEvent
 from shop.store.models import Order
 from tests.conftest import STRIPE_WEBHOOK_SECRET
+from tests.payments.conftest import FIRST_KEY
 from tests.payments.support import charge, checkout_session, post_event, stripe_event, stripe_headers
 from tests.support import live_server
 
@@ -163,7 +164,8 @@ def test_any_signed_json_is_answered_without_a_500(client, payload):
 )
 def test_handled_types_with_odd_objects_never_500(client, obj):
     for kind in ("checkout.session.completed", "checkout.session.expired", "checkout.session.async_payment_failed"):
-        assert post_event(client, stripe_event(kind, obj)).status_code == 200
+        expected = 400 if "\\u0000" in json.dumps(obj) else 200  # JSONB cannot store NUL: refused, not a 500
+        assert post_event(client, stripe_event(kind, obj)).status_code == expected
 
 
 # --- effects, duplicates and order of arrival ------------------------------------------------------------
@@ -231,7 +233,7 @@ def test_async_payment_succeeded_before_the_completion(client, app, pending_orde
 
 def test_refund_before_completion_ends_refunded(client, app, pending_order, stock_of):
     order_id, product = pending_order()
-    assert post_event(client, stripe_event("charge.refunded", charge(order_id))).status_code == 200
+    assert post_event(client, stripe_event("charge.refunded", charge(order_id, order_key=FIRST_KEY))).status_code == 200
     assert post_event(client, completed(order_id)).status_code == 200
     assert order_state(app, order_id) == ("cancelled", "refunded", False)
     assert stock_of(product) == 10
@@ -240,7 +242,7 @@ def test_refund_before_completion_ends_refunded(client, app, pending_order, stoc
 
 def test_a_refund_nobody_can_match_yet_is_500_then_replayed(client, app, runner, pending_order):
     order_id, _ = pending_order()
-    early = stripe_event("charge.refunded", charge(order_id, metadata=False))
+    early = stripe_event("charge.refunded", charge(order_id))  # no metadata: only the payment intent names it
     response = post_event(client, early)
     assert response.status_code == 500
     assert events(app)[-1][1:] == (early["id"], "charge.refunded", "failed")
