@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from email import message_from_bytes, policy
 from pathlib import Path
 
 from flask import abort, current_app, render_template
@@ -14,6 +15,7 @@ from shop.mail.models import OutboxMail
 from shop.mail.transport import mail_folder
 
 LIMIT = 50
+SHOWN_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
 
 
 @bp.get("/mail")
@@ -33,5 +35,8 @@ def mail_detail(mail_id: int):
     if mail.file_name:
         # The stored name only (never a path from the request): the file this shop wrote for it.
         path = mail_folder(current_app.config, current_app.instance_path) / Path(mail.file_name).name
-        written = path.read_text(errors="replace") if path.is_file() else None
+        if path.is_file():
+            message = message_from_bytes(path.read_bytes(), policy=policy.default)
+            headers = "".join(f"{name}: {value}\n" for name, value in message.items() if name in SHOWN_HEADERS)
+            written = f"{headers}\n{message.get_content()}"
     return render_template("admin/mail_message.html", mail=mail, written=written)
