@@ -222,9 +222,13 @@ def checkout_submit():
     try:
         payment_url = payments.checkout.start(order)
     except payments.PaymentsUnavailable as exc:
+        lines = [(item.product_id, item.quantity) for item in order.items if item.product_id is not None]
         payments.checkout.give_up(order.id)
-        flash(f"{exc} Order #{order.id} was cancelled and nothing was charged.", "error")
-        return redirect(url_for("store.order_page", order_id=order.id))
+        for product_id, quantity in lines:  # the stock went back: so do the items, to the cart
+            with contextlib.suppress(cart.CartError):
+                cart.add(g.user.id, product_id=product_id, quantity=quantity)
+        flash(f"{exc} Nothing was charged and your cart was kept.", "error")
+        return redirect(url_for("store.cart_page"))
     return redirect(payment_url, code=303)
 
 

@@ -289,3 +289,24 @@ def test_without_a_stripe_key_checkout_refuses_clearly(make_app, make_user, make
     response = client.post("/checkout", data=checkout_fields(client), follow_redirects=True)
     assert "Payments are not set up on this shop yet" in text(response)
     assert count(app, Order) == 0
+
+
+def test_an_unreachable_stripe_gives_the_stock_and_the_cart_back(
+    make_app, make_user, make_product, tokens, stock_of, payment_status
+):
+    app = make_app(STRIPE_API_BASE="http://127.0.0.1:1")  # nothing listens there
+    mug = make_product("mug", stock=3)
+    client = app.test_client()
+    make_user("user_offline")
+    client.set_cookie("__session", tokens.mint("user_offline"))
+    client.post("/cart/add", data={"csrf_token": csrf_token_from(client, "/"), "slug": "mug", "quantity": "2"})
+    response = client.post("/checkout", data=checkout_fields(client), follow_redirects=True)
+    assert "could not reach the payment service" in text(response) and "your cart was kept" in text(response)
+    assert payment_status(latest_order_id(app, "user_offline")) == ("cancelled", "failed")
+    assert stock_of(mug) == 3
+    with app.app_context():
+        from shop.models import User
+        from shop.store import cart
+
+        shopper = db.session.scalar(select(User.id).where(User.clerk_id == "user_offline"))
+        assert [(line.product.id, line.quantity) for line in cart.lines(shopper)] == [(mug, 2)]
