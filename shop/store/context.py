@@ -58,4 +58,6 @@ def add_shell_context(state) -> None:
             "Order": models.Order,
             "OrderItem": models.OrderItem,
             "OrderStatus": models.OrderStatus,
+            "PaymentStatus": models.PaymentStatus,
+            "Address": models.Address,
         }

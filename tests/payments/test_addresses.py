@@ -1,6 +1,8 @@
 """The address book at /account/addresses: add, edit, delete, choose the default; nobody reaches
 another's; bad input is a 400 with the field named; a tombstone erases the book."""
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from shop.extensions import db
@@ -88,3 +90,10 @@ def test_a_deleted_user_loses_the_address_book(app, client, sign_in, deliver):
     add(client, HOME)
     assert deliver(deleted_event("user_gone")).json == {"status": "processed"}
     assert book(app, "user_gone") == []
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fields=st.fixed_dictionaries({key: st.text(max_size=250) for key in HOME}))
+def test_any_typed_address_is_saved_or_refused_never_a_500(client, sign_in, fields):
+    sign_in("user_fuzz")
+    assert add(client, fields).status_code in (302, 400)

@@ -356,3 +356,23 @@ def test_list_and_replay_show_both_sources(client, app, runner, deliver, pending
     assert paid["id"] in only_stripe and "msg_listed" not in only_stripe
     again = runner.invoke(args=["webhooks", "replay", paid["id"]])
     assert again.exit_code == 0 and "duplicate" in again.output
+
+
+def test_the_admin_webhook_page_shows_both_sources(app, client, sign_in, deliver, pending_order):
+    from shop.models import Role
+    from tests.support import clerk_user, event
+
+    deliver(event("user.created", clerk_user("user_seen", email="seen@example.com")), svix_id="msg_seen")
+    order_id, _ = pending_order()
+    paid = completed(order_id)
+    post_event(client, paid)
+    staff = app.test_client()
+    sign_in("user_staff", as_client=staff, role=Role.ADMIN)
+    both = staff.get("/admin/webhooks").get_data(as_text=True)
+    assert both.count('data-testid="webhook-source"') == 2 and "checkout.session.completed" in both
+    stripe_only = staff.get("/admin/webhooks?source=stripe").get_data(as_text=True)
+    assert "checkout.session.completed" in stripe_only and "user.created" not in stripe_only
+    with app.app_context():
+        event_id = db.session.scalar(select(WebhookEvent.id).where(WebhookEvent.source == "stripe"))
+    detail = staff.get(f"/admin/webhooks/{event_id}").get_data(as_text=True)
+    assert paid["id"] in detail and "Event id" in detail
