@@ -11,8 +11,9 @@ The order already holds its stock (shop.store.checkout). Here:
 - `cancel`: a pending order's session is expired first (nobody can pay it afterwards); a paid
   one is refunded (idempotently too), then cancelled; `charge.refunded` confirms it.
 
-Every Stripe call runs outside the database transaction that changes the order, except the
-cancel's, which holds only that order's row (the stand-in and Stripe send events afterwards).
+Every Stripe call runs outside any transaction that changes an order; the change that follows takes
+the order's row lock and re-checks its payment status (orders.move's `payment_was`), so an event
+that arrived meanwhile is never overwritten.
 """
 
 from __future__ import annotations
@@ -229,14 +230,22 @@ def _refund(order: Order, *, by: str, user_id: int | None) -> Order:
     db.session.rollback()
     if order.status == OrderStatus.CANCELLED:  # a paid order that was already cancelled (payment after failure)
         return _set_refund_pending(order.id)
-    return orders.move(
-        order.id,
-        OrderStatus.CANCELLED,
-        by=by,
-        user_id=user_id,
-        payment_was=PaymentStatus.PAID,
-        payment_becomes=PaymentStatus.REFUND_PENDING,
-    )
+    try:
+        return orders.move(
+            order.id,
+            OrderStatus.CANCELLED,
+            by=by,
+            user_id=user_id,
+            payment_was=PaymentStatus.PAID,
+            payment_becomes=PaymentStatus.REFUND_PENDING,
+        )
+    except orders.TransitionRefused:
+        # Stripe's charge.refunded can beat us here: it cancels and gives the stock back itself.
+        order = db.session.get(Order, order.id, populate_existing=True)
+        db.session.rollback()
+        if order.payment_status == PaymentStatus.REFUNDED:
+            return order
+        raise
 
 
 def _set_refund_pending(order_id: int) -> Order:
