@@ -116,6 +116,7 @@ def configure_database(app: Flask) -> None:
 def register_extensions(app: Flask) -> None:
     from shop import models, read_only_commit  # noqa: F401  (the tables must be known to db.metadata and Alembic)
     from shop.extensions import csrf, db, migrate
+    from shop.mail import models as mail_models  # noqa: F401  (the outbox)
     from shop.store import models as store_models  # noqa: F401  (products, carts, orders)
 
     db.init_app(app)
@@ -125,7 +126,7 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from shop import admin, api, auth, inputs, metrics, store, webhooks
+    from shop import admin, api, auth, inputs, metrics, payments, store, webhooks
 
     inputs.register(app)  # first: the blueprints' routes name its URL converters
 
@@ -134,20 +135,30 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(store.bp)  # the catalogue, cart, checkout, orders; `flask seed`
+    app.register_blueprint(payments.bp)  # Stripe: the webhook, the return page; `flask payments sweep`
     metrics.register(app)  # GET /metrics, and the request counters it shows
     if app.config["SHOP_DEV_AUTH"]:
         from shop.clerk import standin
 
         standin.configure(app)
         boot_log.warning("The local Clerk stand-in is ON (SHOP_DEV_AUTH): sign-in is simulated, for development only.")
+    if app.config["SHOP_DEV_STRIPE"]:
+        from shop.payments import standin as stripe_standin
+
+        stripe_standin.configure(app)
+        boot_log.warning(
+            "The local Stripe stand-in is ON (SHOP_DEV_STRIPE): payments are simulated, for development only."
+        )
 
 
 def register_commands(app: Flask) -> None:
     from shop import models
     from shop.extensions import db
+    from shop.mail.cli import mail_cli
     from shop.sync.cli import sync_cli
 
     app.cli.add_command(sync_cli)
+    app.cli.add_command(mail_cli)
 
     @app.shell_context_processor
     def shell_context() -> dict[str, Any]:
@@ -164,6 +175,8 @@ def register_commands(app: Flask) -> None:
             "Order": store.Order,
             "OrderItem": store.OrderItem,
             "OrderStatus": store.OrderStatus,
+            "PaymentStatus": store.PaymentStatus,
+            "Address": store.Address,
         }
 
 
@@ -177,5 +190,5 @@ def register_template_context(app: Flask) -> None:
     from shop.clerk import frontend
 
     @app.context_processor
-    def clerk_frontend() -> dict[str, Any]:
-        return frontend.template_context(app.config)
+    def frontend_context() -> dict[str, Any]:
+        return {**frontend.template_context(app.config), "dev_stripe": app.config["SHOP_DEV_STRIPE"]}

@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from sqlalchemy.engine import make_url
 
@@ -233,6 +233,90 @@ def load(env: Mapping[str, str], *, production: bool, instance_path: Path) -> di
     settings["SHOP_DEV_AUTH"] = dev_auth
     settings["SHOP_DEV_CLERK_DIR"] = _first(env, "SHOP_DEV_CLERK_DIR") or None
 
+    _load_payments(env, production, settings, problems)
+    _load_mail(env, production, settings, problems)
+
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+def _load_payments(env: Mapping[str, str], production: bool, settings: dict[str, Any], problems: list[str]) -> None:
+    """Stripe: the API key, the webhook signing secret(s), and the local stand-in (development only)."""
+    key = _first(env, "STRIPE_SECRET_KEY")
+    if key and not key.startswith(("sk_test_", "sk_live_", "rk_test_", "rk_live_")):
+        problems.append(
+            "STRIPE_SECRET_KEY must start with sk_test_, sk_live_ (or rk_… for a restricted key); "
+            "copy it from Stripe's dashboard, Developers → API keys."
+        )
+    settings["STRIPE_SECRET_KEY"] = key or None
+    webhook_secrets = _first(env, "STRIPE_WEBHOOK_SECRET").split()
+    for position, secret in enumerate(webhook_secrets, start=1):
+        if not secret.startswith("whsec_"):
+            problems.append(
+                f"STRIPE_WEBHOOK_SECRET (secret {position}) must start with whsec_; copy the signing secret "
+                "from Stripe's dashboard, Developers → Webhooks → your endpoint."
+            )
+    settings["STRIPE_WEBHOOK_SECRETS"] = webhook_secrets
+    api_base = _first(env, "STRIPE_API_BASE")
+    if api_base and urlsplit(api_base).scheme not in ("http", "https"):
+        problems.append("STRIPE_API_BASE must be an http(s) URL such as https://api.stripe.com.")
+    settings["STRIPE_API_BASE"] = api_base.rstrip("/") or None
+    # Unset or "auto": the stand-in when no Stripe key is configured, in development and tests.
+    setting = _first(env, "SHOP_DEV_STRIPE").lower() or "auto"
+    standin = (not production and not key) if setting == "auto" else setting in TRUE_WORDS
+    if standin and production:
+        problems.append(
+            "SHOP_DEV_STRIPE=1 turns on the local Stripe stand-in, which is for development only: unset it."
+        )
+    if standin and key.startswith(("sk_live_", "rk_live_")):
+        problems.append("The local Stripe stand-in (SHOP_DEV_STRIPE) cannot be used with a live Stripe key.")
+    settings["SHOP_DEV_STRIPE"] = standin
+    settings["SHOP_DEV_STRIPE_DIR"] = _first(env, "SHOP_DEV_STRIPE_DIR") or None
+
+
+def _load_mail(env: Mapping[str, str], production: bool, settings: dict[str, Any], problems: list[str]) -> None:
+    """Where order e-mails go: MAIL_URL (smtp:// or smtps://), or SMTP_HOST and friends; unset in
+    development, files under instance/mail/."""
+    url = _first(env, "MAIL_URL")
+    mail: dict[str, Any] | None = None
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            problems.append("MAIL_URL must look like smtp://user:password@host:587 or smtps://host:465.")
+        else:
+            try:
+                port = parts.port
+            except ValueError:
+                port = None
+                problems.append("MAIL_URL has a port that is not a number.")
+            mail = {
+                "host": parts.hostname,
+                "port": port or (465 if parts.scheme == "smtps" else 587),
+                "ssl": parts.scheme == "smtps",
+                "starttls": parts.scheme == "smtp" and "starttls=0" not in parts.query,
+                "username": unquote(parts.username or "") or None,
+                "password": unquote(parts.password or "") or None,
+            }
+    elif _first(env, "SMTP_HOST"):
+        try:
+            port = int(_first(env, "SMTP_PORT") or "587")
+        except ValueError:
+            port = 587
+            problems.append("SMTP_PORT must be a port number such as 587.")
+        security = (_first(env, "SMTP_SECURITY") or "starttls").lower()
+        if security not in ("starttls", "ssl", "none"):
+            problems.append("SMTP_SECURITY must be starttls, ssl or none.")
+        mail = {
+            "host": _first(env, "SMTP_HOST"),
+            "port": port,
+            "ssl": security == "ssl",
+            "starttls": security == "starttls",
+            "username": _first(env, "SMTP_USERNAME") or None,
+            "password": _first(env, "SMTP_PASSWORD") or None,
+        }
+    settings["MAIL_SMTP"] = mail
+    settings["MAIL_FROM"] = _first(env, "MAIL_FROM") or "Shop <shop@localhost>"
+    settings["MAIL_DIR"] = _first(env, "MAIL_DIR") or None  # the development mailbox; default instance/mail
+    if mail is None and production:
+        log.warning("No MAIL_URL or SMTP_HOST: order e-mails wait in the outbox until one is configured.")

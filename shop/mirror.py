@@ -296,7 +296,16 @@ def apply_deletion(conn: Connection, clerk_id: str) -> Change:
     from shop.store.models import Cart
 
     conn.execute(delete(Cart).where(Cart.user_id == row.id))
+    _erase_address_book(conn, row.id)
     return Change.TOMBSTONED
+
+
+def _erase_address_book(conn: Connection, user_id: int) -> None:
+    """The address book is personal data and goes with the tombstone. Orders keep their own copy
+    of the shipping address (accounting needs it); see docs/payments.md."""
+    from shop.store.models import Address
+
+    conn.execute(delete(Address).where(Address.user_id == user_id))
 
 
 def _latest_per_user(snapshots: Iterable[UserSnapshot]) -> list[UserSnapshot]:

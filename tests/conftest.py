@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,7 +21,7 @@ from shop.clerk.users import UserSnapshot
 from shop.config import normalize_database_url
 from shop.extensions import db
 from shop.models import Role, User
-from tests.support import TEST_PUBLISHABLE_KEY, WEBHOOK_SECRET, TokenMinter, signed_headers
+from tests.support import TEST_PUBLISHABLE_KEY, WEBHOOK_SECRET, TokenMinter, live_server, signed_headers
 
 # One database per run, so that several runs (two terminals, helpers) never disturb each other.
 TEST_DATABASE = f"shop_test_{os.getpid()}"
@@ -61,6 +62,9 @@ def _fresh_database_url() -> tuple[str, Callable[[], None]]:
 
 
 TOKENS = TokenMinter()  # one RSA key for the run: session tokens are minted with it
+STRIPE_STANDIN_DIR = tempfile.mkdtemp(prefix="stripe-standin-")  # the stand-in's objects, never instance/
+MAIL_DIR = tempfile.mkdtemp(prefix="mailbox-")  # the development mailbox, never instance/mail
+STRIPE_WEBHOOK_SECRET = "whsec_test_c3RyaXBlIHRlc3Qgc2VjcmV0"  # the suite signs Stripe events with it
 
 
 def database_settings(database_url: str) -> dict[str, str]:
@@ -80,6 +84,9 @@ def settings(database_url: str, **overrides: Any) -> dict[str, Any]:
         "CLERK_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "CLERK_PUBLISHABLE_KEY": TEST_PUBLISHABLE_KEY,
         "CLERK_JWT_KEY": TOKENS.public_pem,
+        "SHOP_DEV_STRIPE_DIR": STRIPE_STANDIN_DIR,
+        "MAIL_DIR": MAIL_DIR,
+        "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
         **overrides,
     }
 
@@ -134,6 +141,15 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def runner(app: Flask) -> FlaskCliRunner:
     return app.test_cli_runner()
+
+
+@pytest.fixture
+def stripe_standin(app: Flask) -> Iterator[str]:
+    """The app on a real HTTP server, its local Stripe stand-in the API the `stripe` library calls
+    (and the sender of signed events to that server's /api/webhooks/stripe); yields the base URL."""
+    with live_server(app) as url:
+        app.config["STRIPE_API_BASE"] = f"{url}/dev-stripe"
+        yield url
 
 
 @pytest.fixture

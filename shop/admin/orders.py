@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from flask import abort, flash, g, redirect, render_template, request, url_for
 
+from shop import payments
 from shop.admin import bp
 from shop.auth.decorators import admin_required
 from shop.auth.redirects import safe_next
 from shop.inputs import page_number
 from shop.store import orders
-from shop.store.models import OrderStatus
+from shop.store.models import OrderStatus, PaymentStatus
 
 
 @bp.get("/orders")
@@ -38,19 +39,45 @@ def order_detail(order_id: int):
     order = orders.get(order_id)
     if order is None:
         abort(404)
-    return render_template("admin/order.html", order=order, next_statuses=orders.next_statuses(order.status))
+    return render_template(
+        "admin/order.html",
+        order=order,
+        next_statuses=orders.next_statuses(order.status),
+        can_refund=order.status == OrderStatus.CANCELLED and order.payment_status == PaymentStatus.PAID,
+    )
 
 
 @bp.post("/orders/<id:order_id>/status")
 @admin_required
 def order_move(order_id: int):
     target = request.form.get("status", "")
+    by = f"admin {g.user.clerk_id}"
     try:
-        orders.move(order_id, target, by=f"admin {g.user.clerk_id}")
+        if target == OrderStatus.CANCELLED:  # settles the money at Stripe first: expire, or refund
+            order = payments.checkout.cancel(order_id, by=by)
+        else:
+            order = orders.move(order_id, target, by=by)
     except orders.OrderNotFound:
         abort(404)
-    except orders.TransitionRefused as exc:
+    except (orders.TransitionRefused, payments.PaymentsUnavailable) as exc:
         flash(str(exc), "error")
     else:
-        flash(f"Order #{order_id} is now {target}.", "success")
+        refunding = order.payment_status in (PaymentStatus.REFUND_PENDING, PaymentStatus.REFUNDED)
+        refund = " and its payment is being refunded" if refunding else ""
+        flash(f"Order #{order_id} is now {target}{refund}.", "success")
     return redirect(safe_next(request.form.get("next"), url_for("admin.order_detail", order_id=order_id)))
+
+
+@bp.post("/orders/<id:order_id>/refund")
+@admin_required
+def order_refund(order_id: int):
+    """A cancelled order whose payment arrived anyway: give the money back."""
+    try:
+        payments.checkout.cancel(order_id, by=f"admin {g.user.clerk_id}")
+    except orders.OrderNotFound:
+        abort(404)
+    except (orders.TransitionRefused, payments.PaymentsUnavailable) as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"The payment of order #{order_id} is being refunded.", "success")
+    return redirect(url_for("admin.order_detail", order_id=order_id))

@@ -11,7 +11,7 @@ from shop.admin import bp
 from shop.auth.decorators import admin_required
 from shop.extensions import db
 from shop.models import WebhookEvent, WebhookStatus
-from shop.webhooks.service import Outcome, replay_event
+from shop.webhooks.sources import OUTCOMES, SOURCES, replay
 
 LIMIT = 50
 
@@ -22,12 +22,23 @@ def webhooks_list():
     status = request.args.get("status") or None
     if status is not None and status not in {s.value for s in WebhookStatus}:
         status = None
-    statement = select(WebhookEvent).where(WebhookEvent.source == "clerk")
+    source = request.args.get("source") or None
+    if source not in SOURCES:
+        source = None
+    statement = select(WebhookEvent)
+    if source:
+        statement = statement.where(WebhookEvent.source == source)
     if status:
         statement = statement.where(WebhookEvent.status == status)
     events = db.session.scalars(statement.order_by(WebhookEvent.created_at.desc()).limit(LIMIT)).all()
     return render_template(
-        "admin/webhooks.html", events=events, status=status, statuses=list(WebhookStatus), limit=LIMIT
+        "admin/webhooks.html",
+        events=events,
+        status=status,
+        statuses=list(WebhookStatus),
+        source=source,
+        sources=SOURCES,
+        limit=LIMIT,
     )
 
 
@@ -50,10 +61,10 @@ def webhook_replay(event_id: int):
     if event.status != WebhookStatus.FAILED:
         flash(f"Only failed events are replayed here; this one is {event.status}.", "error")
         return redirect(url_for("admin.webhook_detail", event_id=event_id))
-    svix_id, payload = event.svix_id, event.payload
-    db.session.rollback()  # replay_event owns its transactions, as in `flask webhooks replay`
-    result = replay_event(svix_id, payload)
-    if result in {outcome.value for outcome in Outcome}:
+    source, svix_id, payload = event.source, event.svix_id, event.payload
+    db.session.rollback()  # replay owns its transactions, as in `flask webhooks replay`
+    result = replay(source, svix_id, payload)
+    if result in OUTCOMES:
         flash(f"Replayed {svix_id}: {result}.", "success")
     else:
         flash(f"Replay of {svix_id} {result}", "error")

@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from shop.extensions import db
 from shop.models import User
+from shop.store.addresses import ShippingAddress
 from shop.store.models import Cart, CartItem, Order, OrderItem, OrderStatus, Product
 from shop.store.money import format_money
 
@@ -86,8 +87,28 @@ def _shortages(cart_id: int) -> list[str]:
     return shortages or ["an item that sold out while you were checking out"]
 
 
-def place_order(user_id: int, idempotency_key: str, *, expected_total_cents: int | None = None) -> Placed:
-    """Turn the user's cart into an order; commits. Raises CheckoutError (nothing written)."""
+def _shipping_columns(address: ShippingAddress | None) -> dict[str, str | None]:
+    if address is None:
+        return {}
+    return {
+        "ship_name": address.name,
+        "ship_line1": address.line1,
+        "ship_line2": address.line2,
+        "ship_postal_code": address.postal_code,
+        "ship_city": address.city,
+        "ship_country": address.country,
+    }
+
+
+def place_order(
+    user_id: int,
+    idempotency_key: str,
+    *,
+    expected_total_cents: int | None = None,
+    address: ShippingAddress | None = None,
+) -> Placed:
+    """Turn the user's cart into an order that holds its stock, with a copy of `address`; commits.
+    Raises CheckoutError (nothing written). Payment starts afterwards (shop.payments.checkout)."""
     if not KEY_PATTERN.match(idempotency_key or ""):
         raise CheckoutError("The checkout form is out of date. Reload the page and place the order again.")
     try:
@@ -143,6 +164,7 @@ def place_order(user_id: int, idempotency_key: str, *, expected_total_cents: int
             total_cents=total,
             currency=currencies.pop(),
             idempotency_key=idempotency_key,
+            **_shipping_columns(address),
             items=[
                 OrderItem(product_id=product_id, product_name=row.name, unit_price_cents=row.price_cents, quantity=q)
                 for product_id, q, row in taken

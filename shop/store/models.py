@@ -43,6 +43,20 @@ class OrderStatus(enum.StrEnum):
         return self.value.capitalize()
 
 
+class PaymentStatus(enum.StrEnum):
+    """Money, apart from fulfilment: an order is shipped only once it is `paid`."""
+
+    PENDING = "pending"  # a Checkout Session is open (or being created); the order holds its stock
+    PAID = "paid"
+    FAILED = "failed"  # the session expired or the payment failed; the stock went back
+    REFUND_PENDING = "refund_pending"  # a refund was asked of Stripe; its webhook confirms it
+    REFUNDED = "refunded"
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", " ").capitalize()
+
+
 class Product(db.Model):
     __tablename__ = "products"
 
@@ -117,6 +131,23 @@ class Order(db.Model):
     currency: Mapped[str] = mapped_column(CHAR(3))
     # From the checkout form: a double submit finds the first order instead of placing a second.
     idempotency_key: Mapped[str] = mapped_column(String(64))
+    payment_status: Mapped[str] = mapped_column(
+        String(16), default=PaymentStatus.PENDING, server_default=PaymentStatus.PENDING
+    )
+    # True while the order's quantities are taken from stock; the one flag that makes "give the
+    # stock back" happen once, whichever of expiry, failure, cancel or the sweep comes first.
+    holds_stock: Mapped[bool] = mapped_column(default=True, server_default=text("true"))
+    stripe_checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_checkout_url: Mapped[str | None] = mapped_column(Text)
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    payment_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The shipping address as it was at checkout: later edits of the address book change no order.
+    ship_name: Mapped[str | None] = mapped_column(Text)
+    ship_line1: Mapped[str | None] = mapped_column(Text)
+    ship_line2: Mapped[str | None] = mapped_column(Text)
+    ship_postal_code: Mapped[str | None] = mapped_column(Text)
+    ship_city: Mapped[str | None] = mapped_column(Text)
+    ship_country: Mapped[str | None] = mapped_column(CHAR(2))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
@@ -131,6 +162,10 @@ class Order(db.Model):
         UniqueConstraint("user_id", "idempotency_key", name="uq_orders_user_idempotency_key"),
         CheckConstraint("status IN ('placed', 'shipped', 'delivered', 'cancelled')", name="ck_orders_status"),
         CheckConstraint("total_cents >= 0", name="ck_orders_total_not_negative"),
+        CheckConstraint(
+            "payment_status IN ('pending', 'paid', 'failed', 'refund_pending', 'refunded')",
+            name="ck_orders_payment_status",
+        ),
         # "All orders of user X", newest first: an index range scan, read backwards.
         Index("ix_orders_user_id_created_at", "user_id", "created_at"),
         # The staff's list, filtered by status, newest first.
@@ -144,6 +179,17 @@ class Order(db.Model):
     @property
     def item_count(self) -> int:
         return sum(item.quantity for item in self.items)
+
+    @property
+    def payment_status_enum(self) -> PaymentStatus:
+        return PaymentStatus(self.payment_status)
+
+    @property
+    def shipping_lines(self) -> list[str]:
+        """The copied address, line by line, for pages and e-mails (empty for orders from before addresses)."""
+        city = " ".join(part for part in (self.ship_postal_code, self.ship_city) if part)
+        parts = (self.ship_name, self.ship_line1, self.ship_line2, city, self.ship_country)
+        return [part for part in parts if part]
 
 
 class OrderItem(db.Model):
@@ -167,3 +213,36 @@ class OrderItem(db.Model):
     @property
     def line_total_cents(self) -> int:
         return self.unit_price_cents * self.quantity
+
+
+class Address(db.Model):
+    """One entry of a shopper's address book. Erased with the rest of a tombstoned user's personal
+    data (shop.mirror); orders keep their own copy."""
+
+    __tablename__ = "addresses"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(Text)
+    line1: Mapped[str] = mapped_column(Text)
+    line2: Mapped[str | None] = mapped_column(Text)
+    postal_code: Mapped[str] = mapped_column(Text)
+    city: Mapped[str] = mapped_column(Text)
+    country: Mapped[str] = mapped_column(CHAR(2))  # ISO 3166-1 alpha-2, as Stripe writes it
+    is_default: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+    __table_args__ = (
+        Index("ix_addresses_user_id", "user_id"),
+        # At most one default per user.
+        Index("uq_addresses_user_default", "user_id", unique=True, postgresql_where=text("is_default")),
+        CheckConstraint("country ~ '^[A-Z]{2}$'", name="ck_addresses_country_code"),
+    )
+
+    @property
+    def lines(self) -> list[str]:
+        city = f"{self.postal_code} {self.city}"
+        return [part for part in (self.name, self.line1, self.line2, city, self.country) if part]

@@ -1,10 +1,11 @@
 """Orders: the shopper's history, and the status moves the staff (or the shopper, to cancel) make.
 
-    placed → shipped → delivered
-    placed → cancelled   (the stock comes back)
+    placed → shipped → delivered   (shipped only once the payment status is `paid`)
+    placed → cancelled             (the stock comes back, once)
 
 Any other move is refused with a message. A move locks the order's row first, so two staff
-members (or a shopper cancelling while staff ship) cannot both move it from `placed`.
+members (or a shopper cancelling while staff ship) cannot both move it from `placed`. Cancelling
+an order that is paid or being paid goes through shop.payments (expire the session, or refund).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import joinedload, selectinload
 
 from shop.extensions import db
-from shop.store.models import Order, OrderItem, OrderStatus, Product
+from shop.mail import outbox
+from shop.store.models import Order, OrderItem, OrderStatus, PaymentStatus, Product
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ class OrderSummary:
 
     id: int
     status: str
+    payment_status: str
     email: str | None
     total_cents: int
     currency: str
@@ -77,6 +80,7 @@ class OrderSummary:
         return cls(
             id=order.id,
             status=order.status,
+            payment_status=order.payment_status,
             email=order.email,
             total_cents=order.total_cents,
             currency=order.currency,
@@ -96,6 +100,7 @@ class OrderSummary:
         return {
             "id": self.id,
             "status": self.status,
+            "payment_status": self.payment_status,
             "email": self.email,
             "total_cents": self.total_cents,
             "currency": self.currency,
@@ -143,6 +148,7 @@ def _history_statement(*, paged: bool):
         select(
             order.id,
             order.status,
+            order.payment_status,
             order.email,
             order.total_cents,
             order.currency,
@@ -173,7 +179,7 @@ def history(user_id: int, *, limit: int | None = None, offset: int = 0) -> list[
         rows = db.session.execute(HISTORY, {"user_id": user_id})
     else:
         rows = db.session.execute(HISTORY_PAGE, {"user_id": user_id, "limit": limit, "offset": offset})
-    return [OrderSummary(*row[:7], items=tuple(OrderLine(*item) for item in row.lines)) for row in rows]
+    return [OrderSummary(*row[:8], items=tuple(OrderLine(*item) for item in row.lines)) for row in rows]
 
 
 def get_for_user(user_id: int, order_id: int) -> Order | None:
@@ -202,9 +208,19 @@ def count_by_status() -> dict[str, int]:
     return {status.value: 0 for status in OrderStatus} | dict(rows)
 
 
-def move(order_id: int, to: str | OrderStatus, *, by: str, user_id: int | None = None) -> Order:
+def move(
+    order_id: int,
+    to: str | OrderStatus,
+    *,
+    by: str,
+    user_id: int | None = None,
+    payment_was: PaymentStatus | None = None,
+    payment_becomes: PaymentStatus | None = None,
+) -> Order:
     """Move an order to status `to` if the map allows it; commits. With `user_id`, only that
-    user's order (the shopper's own cancel): another user's raises OrderNotFound."""
+    user's order (the shopper's own cancel): another user's raises OrderNotFound. `payment_was`:
+    refuse if the payment status is no longer what the caller saw (shop.payments checked Stripe
+    on that basis); `payment_becomes`: the payment status written with the move."""
     try:
         try:
             target = OrderStatus(to)
@@ -222,15 +238,43 @@ def move(order_id: int, to: str | OrderStatus, *, by: str, user_id: int | None =
             raise TransitionRefused(
                 f"Order #{order.id} is {current.value} and cannot be {target.value}; allowed from here: {allowed}."
             )
+        if payment_was is not None and order.payment_status != payment_was:
+            raise TransitionRefused(f"The payment of order #{order.id} just changed; look at it again and retry.")
+        if target == OrderStatus.SHIPPED and order.payment_status != PaymentStatus.PAID:
+            raise TransitionRefused(
+                f"Order #{order.id} cannot be shipped: its payment is {order.payment_status_enum.label.lower()}."
+            )
         if target == OrderStatus.CANCELLED:
-            _return_stock(order.id)
+            release_stock(order.id)
+        if payment_becomes is not None:
+            order.payment_status = payment_becomes.value
         order.status = target.value
+        mailed = target == OrderStatus.SHIPPED and outbox.enqueue(db.session, order.id, outbox.ORDER_SHIPPED)
         db.session.commit()
     except BaseException:
         db.session.rollback()
         raise
     log.info("order %s moved from %s to %s by %s", order_id, current.value, target.value, by)
+    if mailed:
+        outbox.kick()
     return order
+
+
+def release_stock(order_id: int) -> bool:
+    """Give the order's quantities back to stock if it still holds them, in the caller's
+    transaction; False if they were already given back. The flag flips in the same statement
+    that checks it, so expiry, failure, cancel and the sweep together release once."""
+    released = db.session.execute(
+        update(Order)
+        .where(Order.id == order_id, Order.holds_stock.is_(True))
+        .values(holds_stock=False)
+        .returning(Order.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if released is None:
+        return False
+    _return_stock(order_id)
+    return True
 
 
 def _return_stock(order_id: int) -> None:

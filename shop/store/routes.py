@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
 from flask import abort, flash, g, redirect, render_template, request, session, url_for
 
+from shop import payments
 from shop.auth.decorators import login_required
 from shop.auth.redirects import safe_next
 from shop.inputs import page_number, search_text
-from shop.store import bp, cart, catalogue, checkout, orders
-from shop.store.models import OrderStatus
+from shop.store import addresses, bp, cart, catalogue, checkout, orders
+from shop.store.forms import AddressForm
+from shop.store.models import OrderStatus, PaymentStatus
 
 PENDING_KEY = "pending_cart"  # what a signed-out shopper asked to add, kept until they sign in
 MAX_PENDING = 20
@@ -148,30 +151,60 @@ def cart_remove(product_id: int):
 # --- checkout -------------------------------------------------------------------------------------------
 
 
+def _address_form() -> AddressForm:
+    """The checkout's "new address" fields: part of the checkout form, whose CSRF token covers them."""
+    return AddressForm(prefix="new", meta={"csrf": False})
+
+
 @bp.get("/checkout")
 @login_required
-def checkout_page():
+def checkout_page(new_address: AddressForm | None = None, status: int = 200):
     lines = cart.lines(g.user.id)
     if not lines:
         return redirect(url_for("store.cart_page"))  # which says it is empty: no flash to say it twice
     totals = cart.totals(lines)
+    book = addresses.list_for_user(g.user.id)
+    chosen = request.form.get("address_id") or (str(book[0].id) if book else "new")
     return render_template(
         "store/checkout.html",
         lines=lines,
         totals=totals,
         expected_total=next(iter(totals.values())) if len(totals) == 1 else None,
-        idempotency_key=checkout.new_idempotency_key(),
-    )
+        idempotency_key=request.form.get("idempotency_key") or checkout.new_idempotency_key(),
+        addresses=book,
+        chosen=chosen,
+        new_address=new_address or _address_form(),
+    ), status
+
+
+def _shipping_address() -> tuple[addresses.ShippingAddress | None, AddressForm]:
+    """The address the checkout form chose (None: see the form's errors), and the new-address form."""
+    form = _address_form()
+    choice = request.form.get("address_id", "new")
+    if choice != "new":
+        address = addresses.get_for_user(g.user.id, int(choice)) if choice.isdigit() else None
+        return (addresses.ShippingAddress.of(address) if address else None), form
+    return (form.address() if form.validate() else None), form
 
 
 @bp.post("/checkout")
 @form_login_required(lambda **_: url_for("store.checkout_page"))
 def checkout_submit():
     try:
+        payments.client()  # no payment service configured: say so before anything is placed
+    except payments.PaymentsUnavailable as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("store.checkout_page"))
+    address, new_address = _shipping_address()
+    if address is None:
+        flash("Choose a shipping address, or complete the new one.", "error")
+        return checkout_page(new_address=new_address, status=400)
+    try:
         placed = checkout.place_order(
             g.user.id,
             request.form.get("idempotency_key", ""),
             expected_total_cents=request.form.get("expected_total", type=int),
+            address=address,
         )
     except checkout.EmptyCart:
         return redirect(url_for("store.cart_page"))  # which says it is empty
@@ -181,12 +214,24 @@ def checkout_submit():
     except checkout.CheckoutError as exc:
         flash(str(exc), "error")
         return redirect(url_for("store.checkout_page"))
-    order_id = placed.order.id
-    if placed.created:
-        flash(f"Thank you! Your order #{order_id} is placed.", "success")
-    else:
-        flash(f"Order #{order_id} was already placed; it was not placed twice.", "info")
-    return redirect(url_for("store.order_page", order_id=order_id))
+    order = placed.order
+    if placed.created and request.form.get("address_id") == "new":
+        with contextlib.suppress(addresses.AddressError):  # kept in the book for next time, unless it is full
+            addresses.add(g.user.id, address)
+    if order.payment_status != PaymentStatus.PENDING:  # a double submit of a form whose order is settled
+        flash(f"Order #{order.id} was already placed; it was not placed twice.", "info")
+        return redirect(url_for("store.order_page", order_id=order.id))
+    try:
+        payment_url = payments.checkout.start(order)
+    except payments.PaymentsUnavailable as exc:
+        lines = [(item.product_id, item.quantity) for item in order.items if item.product_id is not None]
+        payments.checkout.give_up(order.id)
+        for product_id, quantity in lines:  # the stock went back: so do the items, to the cart
+            with contextlib.suppress(cart.CartError):
+                cart.add(g.user.id, product_id=product_id, quantity=quantity)
+        flash(f"{exc} Nothing was charged and your cart was kept.", "error")
+        return redirect(url_for("store.cart_page"))
+    return redirect(payment_url, code=303)
 
 
 # --- orders ---------------------------------------------------------------------------------------------
@@ -208,7 +253,14 @@ def order_page(order_id: int):
     order = orders.get_for_user(g.user.id, order_id)
     if order is None:
         abort(404)  # someone else's order is not there for you (no probing)
-    return render_template("store/order.html", order=order, can_cancel=order.status == OrderStatus.PLACED)
+    can_pay = (
+        order.payment_status == PaymentStatus.PENDING
+        and order.status == OrderStatus.PLACED
+        and order.stripe_checkout_url is not None
+    )
+    return render_template(
+        "store/order.html", order=order, can_cancel=order.status == OrderStatus.PLACED, can_pay=can_pay
+    )
 
 
 @bp.get("/orders/<id:order_id>/cancel")
@@ -228,11 +280,14 @@ def order_cancel_confirm(order_id: int):
 @form_login_required(lambda order_id: url_for("store.order_page", order_id=order_id))
 def order_cancel(order_id: int):
     try:
-        orders.move(order_id, OrderStatus.CANCELLED, by=_who(), user_id=g.user.id)
+        order = payments.checkout.cancel(order_id, by=_who(), user_id=g.user.id)
     except orders.OrderNotFound:
         abort(404)
-    except orders.TransitionRefused as exc:
+    except (orders.TransitionRefused, payments.PaymentsUnavailable) as exc:
         flash(str(exc), "error")
     else:
-        flash(f"Order #{order_id} is cancelled.", "success")
+        if order.payment_status in (PaymentStatus.REFUND_PENDING, PaymentStatus.REFUNDED):  # the webhook may be quick
+            flash(f"Order #{order_id} is cancelled; your payment is being refunded.", "success")
+        else:
+            flash(f"Order #{order_id} is cancelled.", "success")
     return redirect(url_for("store.order_page", order_id=order_id))

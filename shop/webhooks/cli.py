@@ -8,18 +8,21 @@ from sqlalchemy import select
 from shop.extensions import db
 from shop.models import WebhookEvent, WebhookStatus
 from shop.webhooks import bp
-from shop.webhooks.service import SOURCE, Outcome, replay_event
+from shop.webhooks.sources import OUTCOMES, SOURCES, replay
 
 webhooks_cli = bp.cli  # `flask webhooks …`
-webhooks_cli.short_help = "Clerk webhook history and replay."
+webhooks_cli.short_help = "Webhook history (Clerk and Stripe) and replay."
 
 
 @webhooks_cli.command("list")
 @click.option("--status", type=click.Choice([s.value for s in WebhookStatus]), help="Only events in this status.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
-def list_events(status: str | None, limit: int) -> None:
-    """Show the latest webhook deliveries, newest first."""
-    query = select(WebhookEvent).where(WebhookEvent.source == SOURCE)
+@click.option("--source", type=click.Choice(SOURCES), help="Only Clerk's or only Stripe's events.")
+def list_events(status: str | None, limit: int, source: str | None) -> None:
+    """Show the latest webhook deliveries (both sources), newest first."""
+    query = select(WebhookEvent)
+    if source:
+        query = query.where(WebhookEvent.source == source)
     if status:
         query = query.where(WebhookEvent.status == status)
     events = db.session.scalars(query.order_by(WebhookEvent.created_at.desc()).limit(limit)).all()
@@ -28,7 +31,7 @@ def list_events(status: str | None, limit: int) -> None:
         return
     for event in events:
         line = (
-            f"{event.created_at:%Y-%m-%d %H:%M:%S}  {event.status:<9}  {event.type or '-':<20}  "
+            f"{event.created_at:%Y-%m-%d %H:%M:%S}  {event.source:<6}  {event.status:<9}  {event.type or '-':<20}  "
             f"{event.svix_id}  {event.clerk_user_id or '-'}  attempts={event.attempts}"
         )
         if event.error:
@@ -39,25 +42,27 @@ def list_events(status: str | None, limit: int) -> None:
 @webhooks_cli.command("replay")
 @click.argument("svix_ids", nargs=-1)
 @click.option("--failed", "all_failed", is_flag=True, help="Replay every failed event.")
-def replay(svix_ids: tuple[str, ...], all_failed: bool) -> None:
-    """Re-process stored events (by svix-id, or every failed one) once their cause is fixed."""
+def replay_command(svix_ids: tuple[str, ...], all_failed: bool) -> None:
+    """Re-process stored events (by svix-id or Stripe evt_ id, or every failed one) once their cause is fixed."""
     if bool(svix_ids) == all_failed:
         raise click.UsageError("Give SVIX_ID… or --failed (one of the two).")
-    query = select(WebhookEvent).where(WebhookEvent.source == SOURCE)
+    query = select(WebhookEvent)
     if all_failed:
         query = query.where(WebhookEvent.status == WebhookStatus.FAILED).order_by(WebhookEvent.created_at)
     else:
         query = query.where(WebhookEvent.svix_id.in_(svix_ids))
-    stored = db.session.execute(query.with_only_columns(WebhookEvent.svix_id, WebhookEvent.payload)).all()
+    stored = db.session.execute(
+        query.with_only_columns(WebhookEvent.source, WebhookEvent.svix_id, WebhookEvent.payload)
+    ).all()
     db.session.rollback()  # process() owns the transactions from here
-    missing = set(svix_ids) - {svix_id for svix_id, _ in stored}
+    missing = set(svix_ids) - {svix_id for _, svix_id, _ in stored}
     for svix_id in sorted(missing):
         click.echo(f"{svix_id}: no such webhook event", err=True)
     failures = len(missing)
-    for svix_id, payload in stored:
-        result = replay_event(svix_id, payload)
+    for source, svix_id, payload in stored:
+        result = replay(source, svix_id, payload)
         click.echo(f"{svix_id}: {result}")
-        if result not in {o.value for o in Outcome}:
+        if result not in OUTCOMES:
             failures += 1
     if not stored and not missing:
         click.echo("No failed webhook events.")

@@ -56,11 +56,25 @@ _CLAIM = text(
 def _claim(conn: Connection, svix_id: str, event: ClerkEvent, payload: Any) -> int | None:
     """Insert the event with its final status, or take over a `failed` one; None if it is already done."""
     status = WebhookStatus.PROCESSED if event.is_handled else WebhookStatus.IGNORED
+    return claim(conn, SOURCE, svix_id, event.type, status, payload, clerk_user_id=event.user_id)
+
+
+def claim(
+    conn: Connection,
+    source: str,
+    event_id: str,
+    event_type: str | None,
+    status: WebhookStatus,
+    payload: Any,
+    *,
+    clerk_user_id: str | None = None,
+) -> int | None:
+    """The claim of any source's event (Clerk's svix-id, Stripe's evt_ id), in the caller's transaction."""
     parameters = {
-        "source": SOURCE,
-        "svix_id": svix_id,
-        "type": event.type,
-        "clerk_user_id": event.user_id,
+        "source": source,
+        "svix_id": event_id,
+        "type": event_type,
+        "clerk_user_id": clerk_user_id,
         "status": status.value,
         "payload": payload,
     }
@@ -124,14 +138,16 @@ def replay_event(svix_id: str, payload: Any) -> str:
         return f"failed again: {exc}"
 
 
-def record_failure(svix_id: str, event_type: str | None, user_id: str | None, payload: Any, error: str) -> bool:
+def record_failure(
+    svix_id: str, event_type: str | None, user_id: str | None, payload: Any, error: str, *, source: str = SOURCE
+) -> bool:
     """Best effort, in its own transaction: mark the delivery failed unless it already succeeded.
 
     What is recorded is what PostgreSQL can store (`storable`): a payload refused for a NUL or a lone
     surrogate is kept with those characters replaced, so the failure itself can be recorded.
     """
     statement = insert(WebhookEvent).values(
-        source=SOURCE,
+        source=source,
         svix_id=svix_id,
         type=storable(event_type),
         clerk_user_id=storable(user_id),

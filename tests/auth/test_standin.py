@@ -39,7 +39,7 @@ def test_banner_on_every_page(standin_app):
 
 
 def test_real_clerk_pages_have_no_banner(client):
-    assert b"stand-in" not in client.get("/sign-in").data
+    assert b"Local Clerk stand-in" not in client.get("/sign-in").data
 
 
 def test_backend_api_needs_the_secret_key(standin_app):

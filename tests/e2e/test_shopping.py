@@ -1,9 +1,11 @@
-"""The shopper's and the operator's journey in Chromium, signed in through the local Clerk stand-in.
+"""The shopper's and the operator's journey in Chromium, signed in through the local Clerk stand-in
+and paying on the local Stripe stand-in's page.
 
 Browse, search, open a product, add to cart signed out → sign in → the item is in the cart,
-change the quantity, check out, see the order in the history; then, as ADMIN in another
-browser, move the order to shipped and see the shopper's page change. With SHOP_SCREENSHOTS=1 every
-page is saved to docs/screenshots/ for the README's tour.
+change the quantity, check out with a shipping address, pay, see the confirmation and the order
+in the history; then, as ADMIN in another browser, read the confirmation e-mail in the
+development mailbox, move the order to shipped, read the shipped e-mail, and see the shopper's
+page change. With SHOP_SCREENSHOTS=1 every page is saved to docs/screenshots/ for the README's tour.
 """
 
 import re
@@ -15,6 +17,14 @@ from tests.e2e.conftest import save_screenshot
 from tests.support import live_server
 
 pytestmark = pytest.mark.browser
+
+
+def fill_new_address(page) -> None:
+    page.get_by_label("Full name").fill("Ada Lovelace")
+    page.get_by_label("Street and number").fill("12 Rue de la Paix")
+    page.get_by_label("Postal code").fill("75002")
+    page.get_by_label("City").fill("Paris")
+    page.get_by_label("Country code").fill("FR")
 
 
 def sign_in_with_standin(page, email: str, first: str, last: str) -> None:
@@ -74,15 +84,22 @@ def test_shopping_journey_and_staff_shipping_it(make_app, tmp_path, browser, pag
         page.get_by_role("link", name="Check out").click()
         page.wait_for_url(f"{url}/checkout")
         expect(page.get_by_test_id("checkout-total")).to_have_text("€43.50")
+        fill_new_address(page)
         screenshot("checkout")
-        page.get_by_role("button", name="Place order").click()
+        page.get_by_role("button", name="Continue to payment").click()
+        page.wait_for_url(re.compile(rf"{re.escape(url)}/dev-stripe/checkout/cs_test_\w+$"))
+        expect(page.get_by_role("heading", name="Pay €43.50")).to_be_visible()
+        screenshot("payment")
+        page.get_by_role("button", name="Pay", exact=True).click()
         page.wait_for_url(re.compile(rf"{re.escape(url)}/orders/\d+$"))
         order_url = page.url
         order_id = order_url.rsplit("/", 1)[1]
-        expect(page.get_by_text(f"Thank you! Your order #{order_id} is placed.")).to_be_visible()
+        expect(page.get_by_text(f"Payment received. Thank you! Order #{order_id} is confirmed.")).to_be_visible()
         expect(page.get_by_role("heading", name=f"Order #{order_id}").get_by_test_id("order-status")).to_have_text(
             "Placed"
         )
+        expect(page.get_by_test_id("payment-status")).to_have_text("Paid")
+        expect(page.get_by_text("12 Rue de la Paix")).to_be_visible()
         expect(page.get_by_test_id("cart-count")).to_have_count(0)  # the cart is empty
         screenshot("order-placed")
 
@@ -108,6 +125,14 @@ def test_shopping_journey_and_staff_shipping_it(make_app, tmp_path, browser, pag
             assert result.exit_code == 0, result.output
 
             staff.reload()
+            # the confirmation e-mail, in the development mailbox (no SMTP configured)
+            staff.get_by_role("link", name="E-mail", exact=True).click()
+            staff.get_by_role("link", name=re.compile(r"\d+ \w+ \d+:\d+:\d+")).first.click()
+            expect(staff.get_by_test_id("mail-subject")).to_have_text(f"Order #{order_id} confirmed: payment received")
+            expect(staff.get_by_test_id("mail-body")).to_contain_text("3 × Ceramic mug")
+            expect(staff.get_by_test_id("mail-body")).to_contain_text("12 Rue de la Paix")
+            save_screenshot(staff, "admin-mail")
+            staff.goto(f"{url}/admin/orders")
             row = staff.locator(f'[data-order-id="{order_id}"]')
             expect(row.get_by_test_id("customer")).to_have_text("Ada Lovelace")
             expect(row).to_contain_text("ada@example.com")
@@ -121,6 +146,8 @@ def test_shopping_journey_and_staff_shipping_it(make_app, tmp_path, browser, pag
             )
             staff.get_by_role("link", name="Shipped (1)").click()
             expect(staff.get_by_test_id("admin-order-row")).to_have_count(1)
+            staff.get_by_role("link", name="E-mail", exact=True).click()
+            expect(staff.get_by_text(f"Order #{order_id} shipped")).to_be_visible()  # the shipped e-mail
 
             staff.get_by_role("link", name="Products", exact=True).click()
             expect(staff.get_by_test_id("admin-product-row")).to_have_count(14)
@@ -165,13 +192,24 @@ def test_the_shop_works_without_javascript_once_signed_in(make_app, tmp_path, br
             shop.get_by_label("Quantity of Pencil set").fill("2")
             shop.get_by_role("button", name="Update").click()
             expect(shop.get_by_test_id("cart-total")).to_have_text("€22.00")
+            # an address saved in the book first: checkout preselects it, the new-address fields stay empty
+            shop.goto(f"{url}/account/addresses")
+            fill_new_address(shop)
+            shop.get_by_role("button", name="Add address").click()
+            expect(shop.get_by_text("Address added.")).to_be_visible()
+            shop.goto(f"{url}/cart")
             shop.get_by_role("link", name="Check out").click()
-            shop.get_by_role("button", name="Place order").click()
+            expect(shop.get_by_role("radio", name=re.compile("12 Rue de la Paix"))).to_be_checked()
+            shop.get_by_role("button", name="Continue to payment").click()
+            shop.get_by_role("button", name="Pay", exact=True).click()  # the stand-in's page needs no script either
             expect(
                 shop.get_by_role("heading", name=re.compile(r"Order #\d+")).get_by_test_id("order-status")
             ).to_have_text("Placed")
+            expect(shop.get_by_test_id("payment-status")).to_have_text("Paid")
             shop.get_by_role("link", name="Cancel this order").click()  # a confirmation page first
             shop.get_by_role("button", name=re.compile(r"Yes, cancel order #\d+")).click()
-            expect(shop.get_by_text(re.compile(r"Order #\d+ is cancelled\."))).to_be_visible()
+            expect(
+                shop.get_by_text(re.compile(r"Order #\d+ is cancelled; your payment is being refunded\."))
+            ).to_be_visible()
         finally:
             no_js.close()

@@ -392,10 +392,21 @@ class CheckoutForm:
     lines: tuple[tuple[str, int], ...]
 
     def data(self) -> dict[str, str]:
-        data = {"csrf_token": self.csrf_token, "idempotency_key": self.idempotency_key}
+        data = {"csrf_token": self.csrf_token, "idempotency_key": self.idempotency_key, **SHIPPING_ADDRESS}
         if self.expected_total is not None:
             data["expected_total"] = str(self.expected_total)
         return data
+
+
+# The checkout's "new address" fields, as a shopper fills them in.
+SHIPPING_ADDRESS = {
+    "address_id": "new",
+    "new-name": "Ada Lovelace",
+    "new-line1": "12 Rue de la Paix",
+    "new-postal_code": "75002",
+    "new-city": "Paris",
+    "new-country": "FR",
+}
 
 
 def checkout_form(page: str) -> CheckoutForm | None:

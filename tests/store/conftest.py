@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 
 from shop.extensions import db
 from shop.models import User
-from shop.store.models import Product
+from shop.store.models import Order, Product
 
 CSRF_FIELD = re.compile(r'name="csrf_token"(?: type="hidden")? value="([^"]+)"')
 
@@ -81,3 +81,78 @@ def post_form(client: FlaskClient):
         return who.post(path, data={"csrf_token": csrf_token_from(who, form_page), **(data or {})}, **kwargs)
 
     return post
+
+
+# --- checkout through the form, and paying on the local Stripe stand-in's page ------------------------------
+
+CHECKOUT_FIELDS = re.compile(r'name="(csrf_token|idempotency_key|expected_total)" value="([^"]+)"')
+NEW_ADDRESS = {
+    "address_id": "new",
+    "new-name": "Ada Lovelace",
+    "new-line1": "12 Rue de la Paix",
+    "new-postal_code": "75002",
+    "new-city": "Paris",
+    "new-country": "FR",
+}
+
+
+def checkout_fields(client: FlaskClient, **extra: str) -> dict[str, str]:
+    """What the checkout page's form would send, with a new shipping address typed in."""
+    page = client.get("/checkout").get_data(as_text=True)
+    return {**dict(CHECKOUT_FIELDS.findall(page)), **NEW_ADDRESS, **extra}
+
+
+def latest_order_id(app, clerk_id: str) -> int | None:
+    with app.app_context():
+        order_id = db.session.scalar(
+            db.select(Order.id)
+            .join(User, User.id == Order.user_id)
+            .where(User.clerk_id == clerk_id)
+            .order_by(Order.id.desc())
+        )
+        db.session.rollback()
+        return order_id
+
+
+def on_standin_page(client: FlaskClient, payment_url: str, action: str = "pay"):
+    """Press a button on the stand-in's hosted-checkout page, as the shopper would."""
+    path = payment_url.split("://", 1)[-1].split("/", 1)[1]
+    token = csrf_token_from(client, f"/{path}")
+    return client.post(f"/{path}", data={"csrf_token": token, "action": action})
+
+
+def wait_for(condition, *, timeout: float = 10.0, what: str = "the condition"):
+    """Poll a real condition (an event delivered, an e-mail received): no fixed sleep orders anything."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def mark_paid(app):
+    """Set an order's payment status to paid (test set-up, as if Stripe's event had arrived)."""
+
+    def mark(order_id: int) -> None:
+        with app.app_context():
+            db.session.execute(db.update(Order).where(Order.id == order_id).values(payment_status="paid"))
+            db.session.commit()
+
+    return mark
+
+
+@pytest.fixture
+def payment_status(app):
+    def read(order_id: int) -> tuple[str, str]:
+        with app.app_context():
+            row = db.session.execute(db.select(Order.status, Order.payment_status).where(Order.id == order_id)).one()
+            db.session.rollback()
+            return tuple(row)
+
+    return read

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from shop.extensions import db
 from shop.store import catalogue
 from shop.store.models import Order
-from tests.store.conftest import csrf_token_from
+from tests.store.conftest import checkout_fields, csrf_token_from, latest_order_id, on_standin_page
 
 
 def text(response) -> str:
@@ -119,27 +119,34 @@ def test_a_next_field_cannot_lead_off_site(client, sign_in, make_product, post_f
     assert response.headers["Location"] == "/products/mug"
 
 
-def test_checkout_through_the_form(client, sign_in, make_product, post_form, app, stock_of):
+def test_checkout_through_the_form(client, sign_in, make_product, post_form, app, stock_of, stripe_standin):
     mug = make_product("mug", name="Mug", price_cents=1450, stock=3)
     sign_in("user_checkout", email="checkout@example.com")
     assert client.get("/checkout").headers["Location"] == "/cart"  # empty cart: nothing to check out
     post_form("/cart/add", {"slug": "mug", "quantity": "2"})
     page = text(client.get("/checkout"))
     assert "€29.00" in page and "checkout@example.com" in page
-    fields = dict(re.findall(r'name="(csrf_token|idempotency_key|expected_total)" value="([^"]+)"', page))
+    fields = checkout_fields(client)
     response = client.post("/checkout", data=fields)
-    assert response.status_code == 302
-    order_path = response.headers["Location"]
-    assert re.fullmatch(r"/orders/\d+", order_path)
-    page = text(client.get(order_path))
-    assert "Thank you! Your order" in page and "Placed" in page and "€29.00" in page
-    # the same form again (a double click, a reload of the POST): the same order, not a second
-    again = client.post("/checkout", data=fields)
-    assert again.headers["Location"] == order_path
-    assert "was already placed; it was not placed twice" in text(client.get(order_path))
+    assert response.status_code == 303
+    payment_url = response.headers["Location"]
+    assert payment_url.startswith(f"{stripe_standin}/dev-stripe/checkout/cs_test_")
+    # the same form again (a double click, a reload of the POST): the same order and payment page
+    assert client.post("/checkout", data=fields).headers["Location"] == payment_url
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Order)) == 1
-    assert stock_of(mug) == 1
+    assert stock_of(mug) == 1  # held while the shopper pays
+    order_id = latest_order_id(app, "user_checkout")
+    paid = on_standin_page(client, payment_url, "pay")
+    assert paid.headers["Location"].startswith(f"http://localhost/checkout/return/{order_id}?session_id=cs_test_")
+    back = client.get(paid.headers["Location"])
+    order_path = f"/orders/{order_id}"
+    assert back.headers["Location"] == order_path
+    page = text(client.get(order_path))
+    assert "Payment received" in page and "Paid" in page and "€29.00" in page and "12 Rue de la Paix" in page
+    assert "was already placed; it was not placed twice" in text(
+        client.get(client.post("/checkout", data=fields).headers["Location"])
+    )
     history = text(client.get("/orders"))
     assert order_path in history and "€29.00" in history
 
@@ -153,9 +160,7 @@ def test_checkout_refusals_are_explained(client, sign_in, make_product, post_for
         db.session.commit()
     page = text(client.get("/cart"))
     assert "Only 1 left in stock." in page
-    fields = dict(
-        re.findall(r'name="(csrf_token|idempotency_key|expected_total)" value="([^"]+)"', text(client.get("/checkout")))
-    )
+    fields = checkout_fields(client)
     response = client.post("/checkout", data=fields)
     assert response.headers["Location"] == "/cart"
     assert "Not enough stock for: Mug (you want 2, 1 left)" in text(client.get("/cart"))
@@ -163,13 +168,15 @@ def test_checkout_refusals_are_explained(client, sign_in, make_product, post_for
     assert response.headers["Location"] == "/checkout"
 
 
-def test_the_shopper_cancels_their_placed_order(client, sign_in, make_product, post_form, stock_of):
+def test_the_shopper_cancels_their_placed_order(
+    app, client, sign_in, make_product, post_form, stock_of, stripe_standin, payment_status
+):
     mug = make_product("mug", stock=3)
     sign_in("user_cancel")
     post_form("/cart/add", {"slug": "mug", "quantity": "2"})
-    page = text(client.get("/checkout"))
-    fields = dict(re.findall(r'name="(csrf_token|idempotency_key|expected_total)" value="([^"]+)"', page))
-    order_path = client.post("/checkout", data=fields).headers["Location"]
+    client.post("/checkout", data=checkout_fields(client))
+    order_id = latest_order_id(app, "user_cancel")
+    order_path = f"/orders/{order_id}"
     assert f'href="{order_path}/cancel">Cancel this order' in text(client.get(order_path))
     confirm = text(client.get(f"{order_path}/cancel"))  # a page that asks first; nothing is cancelled yet
     assert "Yes, cancel order" in confirm and 'name="csrf_token"' in confirm
@@ -183,6 +190,7 @@ def test_the_shopper_cancels_their_placed_order(client, sign_in, make_product, p
     assert confirm.headers["Location"] == order_path
     assert "can no longer be cancelled" in text(client.get(order_path))
     assert stock_of(mug) == 3
+    assert payment_status(order_id) == ("cancelled", "failed")  # its Checkout Session was expired first
     client.post(f"{order_path}/cancel", data={"csrf_token": token})
     assert "cannot be cancelled" in text(client.get(order_path))
 
@@ -194,7 +202,7 @@ def test_shopper_pages_ask_to_sign_in(client, path):
     assert response.headers["Location"] == f"/sign-in?next={path}"
 
 
-def test_api_orders_newest_first(client, sign_in, make_product, post_form):
+def test_api_orders_newest_first(app, client, sign_in, make_product, post_form, stripe_standin):
     make_product("mug", price_cents=500, name="Mug")
     assert client.get("/api/orders").status_code == 401
     sign_in("user_api")
@@ -202,13 +210,17 @@ def test_api_orders_newest_first(client, sign_in, make_product, post_form):
     ids = []
     for quantity in (1, 2):
         post_form("/cart/add", {"slug": "mug", "quantity": str(quantity)})
-        page = text(client.get("/checkout"))
-        fields = dict(re.findall(r'name="(csrf_token|idempotency_key|expected_total)" value="([^"]+)"', page))
-        ids.append(int(client.post("/checkout", data=fields).headers["Location"].rsplit("/", 1)[1]))
+        client.post("/checkout", data=checkout_fields(client))
+        ids.append(latest_order_id(app, "user_api"))
     body = client.get("/api/orders").json
     assert [o["id"] for o in body["orders"]] == ids[::-1]
     newest = body["orders"][0]
-    assert newest["status"] == "placed" and newest["total_cents"] == 1000 and newest["currency"] == "EUR"
+    assert (
+        newest["status"] == "placed"
+        and newest["payment_status"] == "pending"
+        and newest["total_cents"] == 1000
+        and newest["currency"] == "EUR"
+    )
     assert newest["items"] == [
         {
             "product_id": newest["items"][0]["product_id"],

@@ -1,0 +1,135 @@
+"""Order e-mails through the outbox: written in the state change's transaction, sent after commit.
+
+`enqueue` adds the row inside the caller's transaction (a rolled-back change leaves none, so no
+e-mail); `send_due` sends what is due, one row at a time under `FOR UPDATE SKIP LOCKED` (several
+senders never take the same row), and records success or the error with a later retry. Its
+callers: `kick()` right after a commit, in a thread of this process, and `flask mail send-pending`
+(cron, or by hand after an outage). A row is marked `sent` only after the server accepted it; a
+crash between the two would resend it once, with the same Message-ID so mail clients fold the copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from flask import Flask, current_app, render_template
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, selectinload
+
+from shop.extensions import db
+from shop.mail import transport
+from shop.mail.models import MailStatus, OutboxMail
+from shop.store.models import Order
+
+log = logging.getLogger(__name__)
+
+ORDER_CONFIRMED = "order_confirmed"
+ORDER_SHIPPED = "order_shipped"
+SUBJECTS = {
+    ORDER_CONFIRMED: "Order #{id} confirmed: payment received",
+    ORDER_SHIPPED: "Order #{id} shipped",
+}
+MAX_ATTEMPTS = 8
+MAX_ERROR_LENGTH = 500
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """1, 2, 4 … minutes after each failure, at most an hour."""
+    return timedelta(minutes=min(2 ** (attempts - 1), 60))
+
+
+def enqueue(session: Session, order_id: int, kind: str) -> bool:
+    """Add the order's e-mail of this kind to the outbox, in the caller's transaction (no commit).
+    At most one per (order, kind); False when the order has no e-mail address or already has it."""
+    order = session.scalar(select(Order).where(Order.id == order_id).options(selectinload(Order.items)))
+    if order is None or not order.email:
+        return False
+    body = render_template(f"mail/{kind}.txt", order=order)
+    statement = (
+        insert(OutboxMail)
+        .values(
+            order_id=order.id,
+            kind=kind,
+            to_address=order.email,
+            subject=SUBJECTS[kind].format(id=order.id),
+            body=body,
+        )
+        .on_conflict_do_nothing(constraint="uq_mail_outbox_order_kind")
+        .returning(OutboxMail.id)
+    )
+    return session.execute(statement).first() is not None
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+_DUE = text(
+    """
+    SELECT id FROM mail_outbox
+    WHERE status = 'pending' AND (next_attempt_at <= now() OR :ignore_schedule) AND id > :after
+    ORDER BY id LIMIT 1
+    FOR UPDATE SKIP LOCKED
+    """
+)
+
+
+def send_due(*, limit: int = 100, ignore_schedule: bool = False) -> SendReport:
+    """Send up to `limit` due e-mails, each in its own transaction and at most once per call (in id
+    order: a failing one is not retried until the next call). Needs an app context."""
+    report = SendReport()
+    config = current_app.config
+    if config["MAIL_SMTP"] is None and config["SHOP_PRODUCTION"]:
+        report.errors.append("No MAIL_URL or SMTP_HOST is set: e-mails stay in the outbox.")
+        return report
+    mailbox = transport.Mailbox.from_config(config, current_app.instance_path)
+    mail_id = 0
+    with Session(db.engine) as session:
+        for _ in range(limit):
+            mail_id = session.execute(_DUE, {"ignore_schedule": ignore_schedule, "after": mail_id}).scalar()
+            if mail_id is None:
+                session.rollback()
+                break
+            mail = session.get(OutboxMail, mail_id)
+            try:
+                mail.file_name = mailbox.send(mail, sender=config["MAIL_FROM"])
+            except transport.SendError as exc:
+                mail.attempts += 1
+                mail.last_error = str(exc)[:MAX_ERROR_LENGTH]
+                if mail.attempts >= MAX_ATTEMPTS:
+                    mail.status = MailStatus.FAILED
+                else:
+                    mail.next_attempt_at = func.now() + retry_delay(mail.attempts)
+                report.failed += 1
+                report.errors.append(f"mail {mail.id}: {mail.last_error}")
+                log.warning("mail %s (%s) not sent, attempt %d: %s", mail.id, mail.kind, mail.attempts, exc)
+            else:
+                mail.attempts += 1
+                mail.status = MailStatus.SENT
+                mail.sent_at = func.now()
+                mail.last_error = None
+                report.sent += 1
+                log.info("mail %s (%s) sent for order %s", mail.id, mail.kind, mail.order_id)
+            session.commit()
+    return report
+
+
+def kick(app: Flask | None = None) -> None:
+    """Send what is due now, in a thread, after the caller's commit (the request is not kept waiting)."""
+    app = app or current_app._get_current_object()
+
+    def run() -> None:
+        with app.app_context():
+            try:
+                send_due(limit=20)
+            except Exception:  # the outbox keeps the rows; `flask mail send-pending` or the next kick retries
+                log.exception("sending the outbox after commit failed")
+
+    threading.Thread(target=run, name="mail-outbox", daemon=True).start()

@@ -1,0 +1,389 @@
+"""The stand-in's HTTP face: Stripe's API under `/dev-stripe/v1/…`, the hosted-checkout page, and
+signed event delivery to `/api/webhooks/stripe`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import threading
+import time
+from typing import Any
+
+import requests
+import stripe
+from flask import current_app, jsonify, redirect, render_template, request
+
+from shop.extensions import csrf
+from shop.payments.standin import bp
+from shop.payments.standin.store import ObjectStore
+
+log = logging.getLogger(__name__)
+
+MIN_LIFETIME, MAX_LIFETIME = 30 * 60, 24 * 60 * 60  # Stripe's bounds on a session's expires_at
+DELIVERY_ATTEMPTS = 5
+
+
+def store() -> ObjectStore:
+    return ObjectStore(current_app.config["SHOP_DEV_STRIPE_DIR"])
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}_test_standin{secrets.token_hex(12)}"
+
+
+def _error(status: int, message: str, *, kind: str = "invalid_request_error", code: str | None = None, **extra: Any):
+    return jsonify(error={"type": kind, "message": message, "code": code, **extra}), status
+
+
+def decode_form(items: list[tuple[str, str]]) -> dict[str, Any]:
+    """Stripe's form encoding (`line_items[0][price_data][currency]=eur`) back into nested values."""
+    root: dict[str, Any] = {}
+    for key, value in items:
+        parts = re.findall(r"[^\[\]]+", key)
+        if not parts:
+            continue
+        node = root
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(key)
+        node[parts[-1]] = value
+
+    def listify(value: Any) -> Any:
+        if isinstance(value, dict):
+            value = {k: listify(v) for k, v in value.items()}
+            if value and all(k.isdigit() for k in value):
+                return [value[k] for k in sorted(value, key=int)]
+        return value
+
+    return listify(root)
+
+
+@bp.before_request
+def check_key():
+    if not request.path.startswith("/dev-stripe/v1/"):
+        return None
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+    if given.startswith(("sk_live_", "rk_live_")):
+        return _error(401, "The local Stripe stand-in refuses live keys.", code="api_key_expired")
+    if not secrets.compare_digest(given, current_app.config["STRIPE_SECRET_KEY"]):
+        return _error(401, "Invalid API Key provided.", code="invalid_api_key")
+    return None
+
+
+def idempotent(view):
+    """Replay the first answer to a POST that repeats its Idempotency-Key, as Stripe does."""
+
+    def wrapped(*args: Any, **kwargs: Any):
+        key = request.headers.get("Idempotency-Key")
+        if not key:
+            return view(*args, **kwargs)
+        key = f"{request.path}:{key}"
+        with store().locked() as objects:
+            replay = objects.reply_for(key)
+            if replay is not None:
+                status, body = replay
+                response = jsonify(body)
+                response.status_code = status
+                response.headers["Idempotent-Replayed"] = "true"
+                return response
+            response, status = view(*args, **kwargs)
+            if status < 500:
+                objects.remember_reply(key, status, response.get_json())
+            return response, status
+
+    wrapped.__name__ = view.__name__
+    return wrapped
+
+
+# --- Checkout Sessions ---------------------------------------------------------------------------------
+
+
+def _line_total(item: dict[str, Any]) -> int:
+    return int(item["price_data"]["unit_amount"]) * int(item.get("quantity", 1))
+
+
+@bp.post("/v1/checkout/sessions")
+@csrf.exempt
+@idempotent
+def create_session():
+    try:
+        params = decode_form(list(request.form.items(multi=True)))
+        items = params.get("line_items") or []
+        if params.get("mode") != "payment":
+            return _error(400, "This stand-in only supports mode=payment.", code="parameter_invalid_string")
+        if not isinstance(items, list) or not items:
+            return _error(400, "line_items is required in payment mode.", code="parameter_missing")
+        currencies = {item["price_data"]["currency"] for item in items}
+        total = sum(_line_total(item) for item in items)
+        names = [item["price_data"]["product_data"]["name"] for item in items]
+        expires_at = int(params.get("expires_at") or time.time() + MAX_LIFETIME)
+    except (KeyError, TypeError, ValueError):
+        return _error(400, "Invalid line_items: each needs price_data (currency, unit_amount, product_data.name).")
+    now = int(time.time())
+    if not now + MIN_LIFETIME - 5 <= expires_at <= now + MAX_LIFETIME:
+        return _error(
+            400, "The `expires_at` timestamp must be between 30 minutes and 24 hours from now.", param="expires_at"
+        )
+    if len(currencies) != 1 or not params.get("success_url"):
+        return _error(400, "One currency and a success_url are required.", code="parameter_missing")
+    session_id = _id("cs")
+    session = {
+        "id": session_id,
+        "object": "checkout.session",
+        "amount_subtotal": total,
+        "amount_total": total,
+        "cancel_url": params.get("cancel_url"),
+        "client_reference_id": params.get("client_reference_id"),
+        "created": now,
+        "currency": currencies.pop(),
+        "customer": None,
+        "customer_details": None,
+        "customer_email": params.get("customer_email"),
+        "expires_at": expires_at,
+        "livemode": False,
+        "metadata": params.get("metadata") or {},
+        "mode": "payment",
+        "payment_intent": None,
+        "payment_method_types": ["card"],
+        "payment_status": "unpaid",
+        "status": "open",
+        "success_url": params["success_url"],
+        "url": f"{request.host_url}dev-stripe/checkout/{session_id}",
+        # What Stripe keeps to itself: the line items (expandable) and where the events go.
+        "_line_items": [
+            {"name": n, "quantity": int(i.get("quantity", 1)), "amount": _line_total(i)}
+            for n, i in zip(names, items, strict=True)
+        ],
+        "_payment_intent_metadata": (params.get("payment_intent_data") or {}).get("metadata") or {},
+        "_webhook_url": f"{request.host_url}api/webhooks/stripe",
+    }
+    store().put(session)
+    return jsonify(public(session)), 200
+
+
+def public(obj: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in obj.items() if not key.startswith("_")}
+
+
+def _session_or_404(session_id: str) -> dict[str, Any] | None:
+    session = store().get(session_id)
+    return session if session and session.get("object") == "checkout.session" else None
+
+
+def _expire_if_due(session: dict[str, Any]) -> dict[str, Any]:
+    """Stripe expires an open session at expires_at by itself; the stand-in does it when looked at."""
+    if session["status"] == "open" and session["expires_at"] <= time.time():
+        with store().locked() as objects:
+            session = objects.get(session["id"])
+            if session["status"] == "open":
+                session = _expire(objects, session)
+    return session
+
+
+@bp.get("/v1/checkout/sessions/<session_id>")
+def retrieve_session(session_id: str):
+    session = _session_or_404(session_id)
+    if session is None:
+        return _error(404, f"No such checkout.session: '{session_id}'", code="resource_missing")
+    return jsonify(public(_expire_if_due(session))), 200
+
+
+@bp.post("/v1/checkout/sessions/<session_id>/expire")
+@csrf.exempt
+@idempotent
+def expire_session(session_id: str):
+    with store().locked() as objects:
+        session = objects.get(session_id)
+        if session is None or session.get("object") != "checkout.session":
+            return _error(404, f"No such checkout.session: '{session_id}'", code="resource_missing")
+        if session["status"] != "open":
+            return _error(
+                400,
+                f'Only Checkout Sessions with a status in ["open"] can be expired; this one is {session["status"]}.',
+            )
+        session = _expire(objects, session)
+    return jsonify(public(session)), 200
+
+
+def _expire(objects: ObjectStore, session: dict[str, Any]) -> dict[str, Any]:
+    session["status"] = "expired"
+    session["url"] = None
+    objects.put(session)
+    deliver(session["_webhook_url"], [("checkout.session.expired", public(session))])
+    return session
+
+
+def _complete(objects: ObjectStore, session: dict[str, Any], *, paid: bool) -> list[tuple[str, dict[str, Any]]]:
+    """The shopper paid (or chose a method that settles later): the PaymentIntent, the charge, the events."""
+    now = int(time.time())
+    intent_id, charge_id = _id("pi"), _id("ch")
+    metadata = session["_payment_intent_metadata"]
+    objects.put(
+        {
+            "id": intent_id,
+            "object": "payment_intent",
+            "amount": session["amount_total"],
+            "amount_received": session["amount_total"] if paid else 0,
+            "currency": session["currency"],
+            "created": now,
+            "latest_charge": charge_id if paid else None,
+            "livemode": False,
+            "metadata": metadata,
+            "status": "succeeded" if paid else "processing",
+            "_webhook_url": session["_webhook_url"],
+        }
+    )
+    if paid:
+        objects.put(
+            {
+                "id": charge_id,
+                "object": "charge",
+                "amount": session["amount_total"],
+                "amount_captured": session["amount_total"],
+                "amount_refunded": 0,
+                "captured": True,
+                "created": now,
+                "currency": session["currency"],
+                "livemode": False,
+                "metadata": metadata,
+                "paid": True,
+                "payment_intent": intent_id,
+                "payment_method_details": {
+                    "card": {"brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2034},
+                    "type": "card",
+                },
+                "refunded": False,
+                "status": "succeeded",
+            }
+        )
+    session.update(
+        status="complete",
+        payment_status="paid" if paid else "unpaid",
+        payment_intent=intent_id,
+        url=None,
+        customer_details={
+            "email": session["customer_email"],
+            "name": None,
+            "address": None,
+            "phone": None,
+            "tax_exempt": "none",
+            "tax_ids": [],
+        },
+    )
+    objects.put(session)
+    return [("checkout.session.completed", public(session))]
+
+
+# --- Refunds --------------------------------------------------------------------------------------------
+
+
+@bp.post("/v1/refunds")
+@csrf.exempt
+@idempotent
+def create_refund():
+    params = decode_form(list(request.form.items(multi=True)))
+    with store().locked() as objects:
+        intent = objects.get(params.get("payment_intent") or "")
+        if intent is None or intent.get("object") != "payment_intent":
+            return _error(404, f"No such payment_intent: '{params.get('payment_intent')}'", code="resource_missing")
+        charge = objects.get(intent.get("latest_charge") or "")
+        if intent["status"] != "succeeded" or charge is None:
+            return _error(400, "This PaymentIntent has no successful charge to refund.", code="charge_not_refundable")
+        if charge["refunded"]:
+            return _error(400, f"Charge {charge['id']} has already been refunded.", code="charge_already_refunded")
+        amount = int(params.get("amount") or charge["amount"] - charge["amount_refunded"])
+        refund = {
+            "id": _id("re"),
+            "object": "refund",
+            "amount": amount,
+            "charge": charge["id"],
+            "created": int(time.time()),
+            "currency": charge["currency"],
+            "metadata": params.get("metadata") or {},
+            "payment_intent": intent["id"],
+            "reason": params.get("reason"),
+            "status": "succeeded",
+        }
+        objects.put(refund)
+        charge["amount_refunded"] += amount
+        charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
+        objects.put(charge)
+    deliver(intent["_webhook_url"], [("refund.created", refund), ("charge.refunded", charge)])
+    return jsonify(refund), 200
+
+
+# --- the hosted-checkout page ----------------------------------------------------------------------------
+
+
+@bp.get("/checkout/<session_id>")
+def checkout_page(session_id: str):
+    session = _session_or_404(session_id)
+    if session is None:
+        return render_template("payments/standin_checkout.html", session=None), 404
+    return render_template("payments/standin_checkout.html", session=_expire_if_due(session))
+
+
+@bp.post("/checkout/<session_id>")
+def checkout_submit(session_id: str):
+    action = request.form.get("action")
+    with store().locked() as objects:
+        session = objects.get(session_id)
+        if session is None or session.get("object") != "checkout.session":
+            return render_template("payments/standin_checkout.html", session=None), 404
+        if session["status"] != "open" or action not in ("pay", "pay_then_fail", "expire"):
+            return render_template("payments/standin_checkout.html", session=session), 409
+        if action == "expire":
+            _expire(objects, session)
+            return redirect(session["cancel_url"] or "/", code=303)
+        events = _complete(objects, session, paid=action == "pay")
+        if action == "pay_then_fail":
+            intent = objects.get(session["payment_intent"])
+            intent["status"] = "requires_payment_method"
+            objects.put(intent)
+            events.append(("checkout.session.async_payment_failed", public(session)))
+    deliver(session["_webhook_url"], events)
+    return redirect(session["success_url"].replace("{CHECKOUT_SESSION_ID}", session_id), code=303)
+
+
+# --- events ---------------------------------------------------------------------------------------------
+
+
+def event(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": _id("evt"),
+        "object": "event",
+        "api_version": stripe.api_version,
+        "created": int(time.time()),
+        "data": {"object": public(obj)},
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": kind,
+    }
+
+
+def deliver(url: str, events: list[tuple[str, dict[str, Any]]]) -> None:
+    """POST the events in order, signed as Stripe signs them, off the request thread; retry a little."""
+    secret = current_app.config["STRIPE_WEBHOOK_SECRETS"][0]
+    bodies = [json.dumps(event(kind, obj)) for kind, obj in events]
+
+    def send() -> None:
+        for body in bodies:
+            for attempt in range(DELIVERY_ATTEMPTS):
+                headers = {
+                    "Stripe-Signature": stripe.WebhookSignature.generate_signature_header(body, secret),
+                    "Content-Type": "application/json; charset=utf-8",
+                }
+                try:
+                    if requests.post(url, data=body.encode(), headers=headers, timeout=10).ok:
+                        break
+                except requests.RequestException:
+                    pass
+                time.sleep(0.5 * (attempt + 1))
+            else:
+                log.warning("stripe stand-in: event not delivered to %s", url)
+
+    threading.Thread(target=send, name="stripe-standin-events", daemon=True).start()
