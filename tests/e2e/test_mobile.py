@@ -170,9 +170,21 @@ def add_to_cart(page, url: str, slug: str, name: str, quantity: int) -> None:
     expect(page.get_by_text(f"Added {quantity} × {name} to your cart.")).to_be_visible()
 
 
-def place_order(page, url: str) -> str:
+def place_order(checker: PhoneChecker, url: str) -> str:
+    """Check out (a new address the first time, the saved one after), pay on the Stripe stand-in's
+    page, which is checked on the phone too; returns the order's path."""
+    page = checker.page
     page.goto(f"{url}/checkout")
-    page.get_by_role("button", name="Place order").click()
+    if page.get_by_label("Full name").is_visible():
+        page.get_by_label("Full name").fill("Maximiliane Wolkenkratzer-Oberhausen")
+        page.get_by_label("Street and number").fill("Kurfürstendamm 123, Hinterhaus, Aufgang C")
+        page.get_by_label("Postal code").fill("10711")
+        page.get_by_label("City").fill("Berlin-Charlottenburg-Wilmersdorf")
+        page.get_by_label("Country code").fill("DE")
+    page.get_by_role("button", name="Continue to payment").click()
+    page.wait_for_url(re.compile(rf"{re.escape(url)}/dev-stripe/checkout/\w+$"))
+    checker.check_current(page.url.removeprefix(url))
+    page.get_by_role("button", name="Pay", exact=True).click()
     page.wait_for_url(re.compile(rf"{re.escape(url)}/orders/\d+$"))
     return page.url.removeprefix(url)
 
@@ -194,12 +206,12 @@ def post_webhooks(app) -> None:
 
 def html_pages(app) -> set[str]:
     """The rules of every page a browser can open (not the JSON API, webhooks, static files, the
-    stand-in, or Prometheus's /metrics)."""
+    Clerk stand-in, the Stripe stand-in's API, or Prometheus's /metrics)."""
     return {
         rule.rule
         for rule in app.url_map.iter_rules()
         if "GET" in rule.methods
-        and not rule.rule.startswith(("/api/", "/static/", "/dev-clerk/", "/metrics"))
+        and not rule.rule.startswith(("/api/", "/static/", "/dev-clerk/", "/dev-stripe/v1/", "/metrics"))
         and rule.endpoint != "static"
     }
 
@@ -267,9 +279,9 @@ def test_every_page_fits_a_phone(make_app, tmp_path, browser):
             pages.check_current("/account")
             add_to_cart(shopper, url, "serving-bowl", LONG_NAME, 3)
             add_to_cart(shopper, url, "ceramic-mug", "Ceramic mug", 2)
-            first_order = place_order(shopper, url)
+            first_order = place_order(pages, url)
             add_to_cart(shopper, url, "refills", UNBROKEN_NAME, 7)
-            second_order = place_order(shopper, url)
+            second_order = place_order(pages, url)
             add_to_cart(shopper, url, "serving-bowl", LONG_NAME, 8)
             add_to_cart(shopper, url, "refills", UNBROKEN_NAME, 10)
             add_to_cart(shopper, url, "ceramic-mug", "Ceramic mug", 1)
@@ -281,7 +293,12 @@ def test_every_page_fits_a_phone(make_app, tmp_path, browser):
             pages.check(first_order, screenshot="order-mobile")
             pages.check(second_order)
             pages.check(f"{second_order}/cancel")
+            pages.check(f"/checkout/return/{second_order.rsplit('/', 1)[1]}")  # back from Stripe: to the order
             pages.check("/account")
+            pages.check("/account/addresses")
+            shopper.get_by_role("link", name=re.compile("Edit")).first.click()
+            shopper.wait_for_url(re.compile(r".*/account/addresses/\d+/edit$"))
+            pages.check_current(shopper.url.removeprefix(url))
 
             # --- staff: every admin page, with those orders, users, products and webhook events
             staff = staff_context.new_page()
@@ -303,6 +320,10 @@ def test_every_page_fits_a_phone(make_app, tmp_path, browser):
             staff.get_by_test_id("webhook-row").first.get_by_role("link").click()
             staff.wait_for_url(re.compile(r".*/admin/webhooks/\d+$"))
             admin.check_current(staff.url.removeprefix(url), screenshot="admin-webhook-mobile")
+            admin.check("/admin/mail")
+            staff.locator('a[href^="/admin/mail/"]').first.click()
+            staff.wait_for_url(re.compile(r".*/admin/mail/\d+$"))
+            admin.check_current(staff.url.removeprefix(url))
 
             # --- signing out is a page too (last: it ends the session)
             pages.check("/sign-out")
