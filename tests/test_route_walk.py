@@ -25,6 +25,7 @@ from shop.extensions import db
 from shop.models import Role, User
 from shop.store import cart, checkout
 from shop.store.models import Order, Product
+from tests.store.conftest import NEW_ADDRESS
 from tests.support import csrf_token
 
 HUGE = [str(2**31), str(2**63 - 1), str(2**63), str(2**64), "9" * 30, "9" * 5000]
@@ -205,7 +206,7 @@ def test_an_order_total_over_the_column_is_refused_with_a_clear_message(shop, lo
     client = shop.visitors["shopper"]
     response = client.post(
         "/checkout",
-        data={"csrf_token": csrf_token(shop.app, client), "idempotency_key": "walk-order-key-0002"},
+        data={"csrf_token": csrf_token(shop.app, client), "idempotency_key": "walk-order-key-0002", **NEW_ADDRESS},
         follow_redirects=True,
     )
     assert response.status_code == 200

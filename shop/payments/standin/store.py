@@ -15,6 +15,9 @@ from typing import Any
 _held = threading.local()  # how deep this thread is inside `locked` (flock alone would block on itself)
 
 
+MAX_ID_LENGTH = 100  # far above the stand-in's own ids (cs_test_standin + 24 hex digits)
+
+
 class ObjectStore:
     def __init__(self, folder: Path):
         self.objects = folder / "objects"
@@ -43,7 +46,8 @@ class ObjectStore:
                 _held.depth = 0
 
     def _path(self, object_id: str) -> Path:
-        if not object_id.replace("_", "").isalnum():
+        # Ids are file names: only what the stand-in itself makes (letters, digits, _; short) is one.
+        if not object_id.replace("_", "").isalnum() or not object_id.isascii() or len(object_id) > MAX_ID_LENGTH:
             raise KeyError(object_id)
         return self.objects / f"{object_id}.json"
 
