@@ -53,6 +53,7 @@ test: install-dev install-npm ## the whole suite, against the embedded PostgreSQ
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install-dev
 	$(BIN)/ruff check --fix .

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 
+import werkzeug
 from flask import Flask, Response, current_app, g, jsonify, redirect, render_template, request
 
 from shop.auth import bp, signed_in
@@ -53,7 +54,7 @@ def clerk_instance() -> tokens.Instance:
     return tokens.Instance(
         frontend_api_host=config.get("CLERK_FRONTEND_API"),
         cookie_suffix=cookie_suffix(),
-        production=bool(publishable_key) and keys.is_live(publishable_key),
+        production=bool(publishable_key and keys.is_live(publishable_key)),
     )
 
 
@@ -107,7 +108,7 @@ def load_signed_in_user():
     decision = handshake.authenticate(incoming_request(), verifier, clerk_instance(), handshake_route())
     g.clerk_set_cookies = decision.set_cookies
     if decision.location is not None:
-        return clerk_redirect(decision)
+        return clerk_redirect(decision.location)
     session = decision.session
     if session is None:
         if decision.needs_refresh and may_show_refresh_page():
@@ -139,9 +140,9 @@ def pass_on_clerk_cookies(response: Response) -> Response:
     return response
 
 
-def clerk_redirect(decision: handshake.Decision) -> Response:
+def clerk_redirect(location: str) -> werkzeug.Response:
     """307 keeps the method (always GET here); no-store, or Chrome replays a cached redirect forever."""
-    response = redirect(decision.location, code=307)
+    response = redirect(location, code=307)
     response.headers["Cache-Control"] = "no-store"
     return response
 

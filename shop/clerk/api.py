@@ -9,17 +9,20 @@ one sentence an operator can act on. The secret key never appears in a message.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 from urllib.parse import quote
 
 import requests
 from flask import current_app
 from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import ConnectionPool
 from urllib3.exceptions import HTTPError as URLLib3Error
+from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-RETRY_AFTER_MAX = 60.0  # seconds: Clerk's rate-limit window is 10 s; never stall a job for hours
+RETRY_AFTER_MAX = 60  # seconds: Clerk's rate-limit window is 10 s; never stall a job for hours
 MAX_PAGE = 500  # Clerk's largest `limit` for GET /users
 EXTENSION = "clerk_api"
 
@@ -92,10 +95,18 @@ class ClerkAPI:
         class _CountingRetry(Retry):
             """urllib3 calls increment() once per failed attempt it may retry: count them."""
 
-            def increment(self, *args: Any, **kwargs: Any) -> Retry:
+            def increment(
+                self,
+                method: str | None = None,
+                url: str | None = None,
+                response: BaseHTTPResponse | None = None,
+                error: Exception | None = None,
+                _pool: ConnectionPool | None = None,
+                _stacktrace: TracebackType | None = None,
+            ) -> Self:
                 with client._lock:
                     client._failed_attempts += 1
-                return super().increment(*args, **kwargs)
+                return super().increment(method, url, response, error, _pool, _stacktrace)
 
         self._retry = _CountingRetry(
             total=retries,
@@ -126,7 +137,7 @@ class ClerkAPI:
             raise ClerkAPIError("A Clerk user id is needed (user_…).")
         path = f"/users/{quote(user_id, safe='')}"
         response = self._get(path, {}, not_found_ok=True)
-        if response is None:
+        if response.status_code == 404:
             return None
         body = self._json(response, path)
         if not isinstance(body, dict):
@@ -178,7 +189,8 @@ class ClerkAPI:
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def _get(self, path: str, params: dict[str, Any], *, not_found_ok: bool = False) -> requests.Response | None:
+    def _get(self, path: str, params: dict[str, Any], *, not_found_ok: bool = False) -> requests.Response:
+        """The answer when it succeeded, or (with not_found_ok) when it is a 404 `resource_not_found`; else raises."""
         url = self.base_url + path
         before = self._failed_attempts
         try:
@@ -199,7 +211,7 @@ class ClerkAPI:
             return response
         code, message, trace = _error_details(response)
         if response.status_code == 404 and not_found_ok and code == "resource_not_found":
-            return None
+            return response
         raise self._status_error(path, response.status_code, code, message, trace)
 
     def _status_error(
@@ -248,7 +260,8 @@ class ClerkAPI:
             ) from None
 
     def _shape_error(self, path: str, body: Any, expected: str) -> ClerkAPIError:
-        got = {dict: "a JSON object", list: "a JSON array", str: "a string"}.get(type(body), type(body).__name__)
+        names: dict[type, str] = {dict: "a JSON object", list: "a JSON array", str: "a string"}
+        got = names.get(type(body), type(body).__name__)
         if body is None:
             got = "null"
         return ClerkAPIError(

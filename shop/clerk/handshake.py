@@ -24,6 +24,7 @@ from urllib.parse import quote_plus
 
 from shop.clerk import tokens
 from shop.clerk.api import ClerkAPIError
+from shop.clerk.headers import HeaderLookup
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class Incoming:
     method: str
     base_url: str  # scheme, host and path, as the browser asked for them
     query: tuple[tuple[str, str], ...]  # parsed, in order
-    headers: Mapping[str, str]
+    headers: HeaderLookup
     cookies: Mapping[str, str]
 
     def param(self, name: str) -> str | None:
@@ -92,14 +93,14 @@ def form_encode(pairs: list[tuple[str, str]]) -> str:
     )
 
 
-def is_document_request(method: str, headers: Mapping[str, str]) -> bool:
+def is_document_request(method: str, headers: HeaderLookup) -> bool:
     """Probably a page navigation (Clerk's `isRequestEligibleForHandshake`): only those may be redirected."""
     if method != "GET":
         return False  # a form POST says `Sec-Fetch-Dest: document` too, but the handshake only answers GET
     destination = headers.get("Sec-Fetch-Dest")
     if destination in ("document", "iframe"):
         return True
-    return not destination and headers.get("Accept", "").startswith("text/html")
+    return not destination and (headers.get("Accept") or "").startswith("text/html")
 
 
 def _cookie_name(directive: str) -> str:
@@ -164,6 +165,7 @@ def authenticate(
     if handshake is None:
         # The interstitial can only help a browser that says it is signed in at Clerk.
         return Decision(SIGNED_OUT, reason=auth.reason, needs_refresh=auth.client_uat > 0)
+    assert auth.reason is not None  # authenticate_request names Clerk's reason whenever a refresh is needed
     return _maybe_handshake(incoming, instance, handshake, auth.reason)
 
 

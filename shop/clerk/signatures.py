@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from functools import lru_cache
 
 from svix.webhooks import Webhook, WebhookVerificationError
+
+from shop.clerk.headers import HeaderLookup
 
 SVIX_HEADERS = ("svix-id", "svix-timestamp", "svix-signature")
 
@@ -23,15 +25,15 @@ def _verifiers(secrets: tuple[str, ...]) -> tuple[Webhook, ...]:
     return tuple(Webhook(secret) for secret in secrets)
 
 
-def svix_headers(headers: Mapping[str, str]) -> dict[str, str]:
+def svix_headers(headers: HeaderLookup) -> dict[str, str]:
     """The three Svix headers, or MissingHeaders if any is absent or empty."""
-    found = {name: headers.get(name, "") for name in SVIX_HEADERS}
+    found = {name: headers.get(name) or "" for name in SVIX_HEADERS}
     if not all(found.values()):
         raise MissingHeaders()
     return found
 
 
-def verify(raw_body: bytes, headers: Mapping[str, str], secrets: Iterable[str]) -> str:
+def verify(raw_body: bytes, headers: HeaderLookup, secrets: Iterable[str]) -> str:
     """Check the delivery against every configured secret (rotation); return its svix-id.
 
     svix 2.x returns None from verify() and raises WebhookVerificationError for a wrong or

@@ -26,11 +26,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from jwt.algorithms import RSAAlgorithm
 
 from shop.clerk import keys
+from shop.clerk.headers import HeaderLookup
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def decode(token: str) -> DecodedToken | None:
     return DecodedToken(header, claims, f"{parts[0]}.{parts[1]}".encode(), signature)
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     """A JSON number (JavaScript's `typeof … === "number"`): not a bool, not a numeric string."""
     if isinstance(value, bool):
         return False
@@ -202,7 +203,7 @@ class SessionVerifier:
         return session
 
     def signing_key(self, header: Mapping[str, Any]) -> Any:
-        if self._pem_key is not None:
+        if self.remote_keys is None:  # the constructor sets exactly one of the two
             return self._pem_key
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid or len(kid) > 200:
@@ -407,7 +408,7 @@ def _verified(verifier: SessionVerifier, token: str, method: str, uat: int) -> R
 def authenticate_request(
     verifier: SessionVerifier,
     method: str,
-    headers: Mapping[str, str],
+    headers: HeaderLookup,
     cookies: Mapping[str, str],
     instance: Instance,
 ) -> RequestAuth:
@@ -425,8 +426,10 @@ def authenticate_request(
     uat_name = CLIENT_UAT_COOKIE + suffix
     token = _cookie(cookies, SESSION_COOKIE + suffix)
     uat = _js_int(_cookie(cookies, uat_name))
-    if not uat and not token:
-        return RequestAuth(None, SIGNED_OUT)
+    if not token:
+        if not uat:
+            return RequestAuth(None, SIGNED_OUT)
+        return RequestAuth(None, NO_SESSION_COOKIE, needs_refresh=True, client_uat=uat)
     if not uat:
         if uat_name not in cookies:
             # Deliberately not Clerk's rule (docs/sessions.md): with no `__client_uat` at all (a script,
@@ -436,8 +439,6 @@ def authenticate_request(
                 return judged
         # Signed out in another tab (`__client_uat=0`): the lingering token proves nothing.
         return RequestAuth(None, NO_CLIENT_UAT, needs_refresh=True, token=token)
-    if not token:
-        return RequestAuth(None, NO_SESSION_COOKIE, needs_refresh=True, client_uat=uat)
     decoded = decode(token)
     if decoded is None:
         return RequestAuth(None, INVALID, token=token, client_uat=uat)

@@ -83,7 +83,7 @@ def search(query: str = "", page: int = 1, per_page: int = PER_PAGE, *, cart_of:
     """
     query = query.strip()[:MAX_QUERY_LENGTH]
     page = min(max(page, 1), MAX_PAGE)
-    params = {"limit": per_page, "offset": (page - 1) * per_page}
+    params: dict[str, int | str] = {"limit": per_page, "offset": (page - 1) * per_page}
     if query:
         params["pattern"] = f"%{escape_like(query)}%"
     if cart_of is not None:
@@ -226,7 +226,7 @@ def update_product(
         )
     db.session.commit()
     log.info("product %s (%s) updated by %s", product_id, slug, by)
-    return db.session.get(Product, product_id, populate_existing=True)
+    return db.session.get_one(Product, product_id, populate_existing=True)  # just updated; never deleted
 
 
 def set_stock(product_id: int, stock: int, *, seen_stock: int, by: str) -> None:

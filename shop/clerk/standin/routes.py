@@ -149,9 +149,10 @@ def api_list_users():
         return users
     limit = _int_param("limit", 10, 1, 500)
     offset = _int_param("offset", 0, 0, None)
-    for value in (limit, offset):
-        if isinstance(value, tuple):
-            return value
+    if isinstance(limit, tuple):
+        return limit
+    if isinstance(offset, tuple):
+        return offset
     order_by = request.args.get("order_by", "-created_at")
     field = order_by.lstrip("+-")
     if field not in ORDER_FIELDS or order_by.count("-") + order_by.count("+") > 1:
@@ -269,7 +270,8 @@ def _end_client(response: Response) -> None:
 
 
 def _public(user: dict[str, Any]) -> dict[str, Any]:
-    email = next(iter(user["email_addresses"]), {}).get("email_address")
+    emails = user["email_addresses"]
+    email = emails[0].get("email_address") if emails else None
     return {
         "id": user["id"],
         "firstName": user["first_name"],
@@ -362,6 +364,8 @@ def update_profile():
         abort(401)
     form = request.get_json(silent=True) or {}
     user = store().update_names(signed_in[0]["id"], _name(form.get("first_name")), _name(form.get("last_name")))
+    if user is None:  # deleted (another tab) since _signed_in_user read it
+        abort(401)
     deliver_webhook("user.updated", user)
     return jsonify(user=_public(user))
 

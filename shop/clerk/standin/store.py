@@ -54,7 +54,7 @@ class UserStore:
         with self._locked() as users:
             user = users.get(user_id)
             created = user is None
-            if created:
+            if user is None:
                 user = new_user(user_id, email, first_name, last_name, image_url, now)
             elif (first_name, last_name) != (user["first_name"], user["last_name"]) and (first_name or last_name):
                 user.update(first_name=first_name, last_name=last_name, updated_at=max(now, user["updated_at"] + 1))
