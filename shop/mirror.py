@@ -28,9 +28,11 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     Connection,
     Executable,
     Text,
+    Update,
     and_,
     bindparam,
     column,
@@ -89,12 +91,36 @@ class Change(enum.StrEnum):
     ALREADY_DELETED = "already_deleted"
 
 
-def _snapshot_applies(snapshot: UserSnapshot):
-    """SQL truth: no row for this Clerk id, or a live one not newer than the snapshot."""
+def _snapshot_applies(
+    clerk_id: str | ColumnElement[str], clerk_updated_at: int | ColumnElement[int]
+) -> ColumnElement[bool]:
+    """SQL truth: a snapshot of `clerk_id` at `clerk_updated_at` applies (so it may take an e-mail):
+    its user has no row yet, or a live one not newer. A snapshot's values, or a batch's columns."""
     own = User.__table__.alias("own")
     return ~exists().where(
-        own.c.clerk_id == snapshot.clerk_id,
-        or_(own.c.deleted_at.is_not(None), own.c.clerk_updated_at > snapshot.updated_at),
+        own.c.clerk_id == clerk_id,
+        or_(own.c.deleted_at.is_not(None), own.c.clerk_updated_at > clerk_updated_at),
+    )
+
+
+def _release_email_statement(
+    key: str | ColumnElement[str], clerk_id: str | ColumnElement[str], clerk_updated_at: int | ColumnElement[int]
+) -> Update:
+    """Another live row holding the e-mail `key` gives it up, if the claim applies.
+
+    The one statement of the hand-over, for one snapshot (values) and for a batch (its columns:
+    NULL keys equal nothing, so a snapshot without an e-mail releases none).
+    """
+    holder = User.__table__.c
+    return (
+        update(User)
+        .where(
+            holder.email_key == key,
+            holder.clerk_id != clerk_id,
+            holder.deleted_at.is_(None),
+            _snapshot_applies(clerk_id, clerk_updated_at),
+        )
+        .values(email=None, email_key=None, needs_resync=True, updated_at=func.now())
     )
 
 
@@ -106,16 +132,7 @@ def _release_email(conn: Connection, snapshot: UserSnapshot) -> None:
     # Claims of one e-mail queue behind each other until commit. Without this, a claimer's
     # UPDATE cannot see a rival's uncommitted row and its INSERT would hit the unique index.
     conn.execute(select(func.pg_advisory_xact_lock(EMAIL_LOCK_SPACE, func.hashtext(key))))
-    conn.execute(
-        update(User)
-        .where(
-            User.email_key == key,
-            User.clerk_id != snapshot.clerk_id,
-            User.deleted_at.is_(None),
-            _snapshot_applies(snapshot),
-        )
-        .values(email=None, email_key=None, needs_resync=True, updated_at=func.now())
-    )
+    conn.execute(_release_email_statement(key, snapshot.clerk_id, snapshot.updated_at))
 
 
 def _newer_and_different(stored, new):
@@ -346,24 +363,8 @@ def _lock_emails(conn: Connection, snapshots: list[UserSnapshot]) -> None:
 def _apply_batch(conn: Connection, snapshots: list[UserSnapshot]) -> dict[str, Change]:
     """`_release_email` and `_upsert` for many snapshots, in two statements (e-mails unique within the batch)."""
     rows = _batch_rows(snapshots)
-    own = User.__table__.alias("own")
-    holder = User.__table__.c
-    conn.execute(
-        update(User)
-        .where(
-            holder.email_key == rows.c.email_key,  # NULL keys equal nothing
-            holder.clerk_id != rows.c.clerk_id,
-            holder.deleted_at.is_(None),
-            # the claim applies: the claimer has no tombstone and no newer row (as _snapshot_applies)
-            ~exists().where(
-                own.c.clerk_id == rows.c.clerk_id,
-                or_(own.c.deleted_at.is_not(None), own.c.clerk_updated_at > rows.c.clerk_updated_at),
-            ),
-        )
-        .values(email=None, email_key=None, needs_resync=True, updated_at=func.now())
-    )
-    columns = ["clerk_id", *_CLERK_COLUMNS, "clerk_updated_at"]
-    statement = insert(User).from_select(columns, select(*(rows.c[name] for name in columns)))
+    conn.execute(_release_email_statement(rows.c.email_key, rows.c.clerk_id, rows.c.clerk_updated_at))
+    statement = insert(User).from_select(_SNAPSHOT_COLUMNS, select(*(rows.c[name] for name in _SNAPSHOT_COLUMNS)))
     written = {row.clerk_id: row.inserted for row in conn.execute(_on_conflict_update(statement))}
     return {
         s.clerk_id: Change.UNCHANGED
@@ -397,10 +398,13 @@ def apply_snapshots(conn: Connection, snapshots: Iterable[UserSnapshot]) -> dict
         return {}
     keys = {s.clerk_id: email_key(s.email) for s in latest}
     claims = Counter(key for key in keys.values() if key)
-    uncontested = [s for s in latest if not keys[s.clerk_id] or claims[keys[s.clerk_id]] == 1]
-    contested = sorted(
-        (s for s in latest if keys[s.clerk_id] and claims[keys[s.clerk_id]] > 1), key=lambda s: s.updated_at
-    )
+
+    def is_contested(snapshot: UserSnapshot) -> bool:
+        key = keys[snapshot.clerk_id]
+        return key is not None and claims[key] > 1  # claims counts no empty key
+
+    uncontested = [s for s in latest if not is_contested(s)]
+    contested = sorted(filter(is_contested, latest), key=lambda s: s.updated_at)
     preview = preview_snapshots(conn, uncontested)
     changes = {s.clerk_id: Change.UNCHANGED for s in uncontested if preview[s.clerk_id] == Change.UNCHANGED}
     batch = [s for s in uncontested if s.clerk_id not in changes]
