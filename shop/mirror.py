@@ -435,8 +435,3 @@ def preview_snapshots(conn: Connection, snapshots: Iterable[UserSnapshot]) -> di
         else:
             changes[row.clerk_id] = Change.UPDATED if row.applies else Change.UNCHANGED
     return changes
-
-
-def live_users():
-    """Deleted users are not counted as users anywhere."""
-    return select(User).where(User.deleted_at.is_(None))

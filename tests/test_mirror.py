@@ -137,13 +137,6 @@ def test_clerk_data_never_lowers_an_operators_role(apply):
     assert row("user_a").first_name == "Changed"
 
 
-def test_live_users_excludes_tombstones(apply):
-    apply("user_a")
-    apply("user_b")
-    delete("user_b")
-    assert [u.clerk_id for u in db.session.scalars(mirror.live_users())] == ["user_a"]
-
-
 @pytest.mark.parametrize(
     ("path", "attempts"), [(one_snapshot, 2), (a_batch_of_one, 1)], ids=["apply_snapshot", "apply_snapshots"]
 )
