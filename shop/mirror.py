@@ -23,14 +23,15 @@ import logging
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
-from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     Connection,
     Executable,
     Text,
+    Update,
     and_,
     bindparam,
     column,
@@ -49,6 +50,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from shop.clerk.users import UserSnapshot
+from shop.database import compiled_once
 from shop.models import Role, User
 
 log = logging.getLogger(__name__)
@@ -89,12 +91,36 @@ class Change(enum.StrEnum):
     ALREADY_DELETED = "already_deleted"
 
 
-def _snapshot_applies(snapshot: UserSnapshot):
-    """SQL truth: no row for this Clerk id, or a live one not newer than the snapshot."""
+def _snapshot_applies(
+    clerk_id: str | ColumnElement[str], clerk_updated_at: int | ColumnElement[int]
+) -> ColumnElement[bool]:
+    """SQL truth: a snapshot of `clerk_id` at `clerk_updated_at` applies (so it may take an e-mail):
+    its user has no row yet, or a live one not newer. A snapshot's values, or a batch's columns."""
     own = User.__table__.alias("own")
     return ~exists().where(
-        own.c.clerk_id == snapshot.clerk_id,
-        or_(own.c.deleted_at.is_not(None), own.c.clerk_updated_at > snapshot.updated_at),
+        own.c.clerk_id == clerk_id,
+        or_(own.c.deleted_at.is_not(None), own.c.clerk_updated_at > clerk_updated_at),
+    )
+
+
+def _release_email_statement(
+    key: str | ColumnElement[str], clerk_id: str | ColumnElement[str], clerk_updated_at: int | ColumnElement[int]
+) -> Update:
+    """Another live row holding the e-mail `key` gives it up, if the claim applies.
+
+    The one statement of the hand-over, for one snapshot (values) and for a batch (its columns:
+    NULL keys equal nothing, so a snapshot without an e-mail releases none).
+    """
+    holder = User.__table__.c
+    return (
+        update(User)
+        .where(
+            holder.email_key == key,
+            holder.clerk_id != clerk_id,
+            holder.deleted_at.is_(None),
+            _snapshot_applies(clerk_id, clerk_updated_at),
+        )
+        .values(email=None, email_key=None, needs_resync=True, updated_at=func.now())
     )
 
 
@@ -106,16 +132,7 @@ def _release_email(conn: Connection, snapshot: UserSnapshot) -> None:
     # Claims of one e-mail queue behind each other until commit. Without this, a claimer's
     # UPDATE cannot see a rival's uncommitted row and its INSERT would hit the unique index.
     conn.execute(select(func.pg_advisory_xact_lock(EMAIL_LOCK_SPACE, func.hashtext(key))))
-    conn.execute(
-        update(User)
-        .where(
-            User.email_key == key,
-            User.clerk_id != snapshot.clerk_id,
-            User.deleted_at.is_(None),
-            _snapshot_applies(snapshot),
-        )
-        .values(email=None, email_key=None, needs_resync=True, updated_at=func.now())
-    )
+    conn.execute(_release_email_statement(key, snapshot.clerk_id, snapshot.updated_at))
 
 
 def _newer_and_different(stored, new):
@@ -150,23 +167,6 @@ def _on_conflict_update(statement, *also):
     ).returning(stored.id, stored.clerk_id, literal_column("xmax = 0").label("inserted"))  # xmax is 0 on insert
 
 
-_compiled: dict[str, tuple[str, dict[str, Any]]] = {}
-
-
-def _execute_compiled_once(conn: Connection, name: str, build: Callable[[], Executable], parameters: dict[str, Any]):
-    """Run an INSERT … ON CONFLICT compiled once per process.
-
-    SQLAlchemy never caches the compiled form of PostgreSQL's upsert (postgresql.Insert sets
-    inherit_cache = False), so building it per call costs a compilation each time (0.3 to 1 ms
-    of CPU): too much on the webhook's hot path. The construct stays the one source of the rule.
-    """
-    if name not in _compiled:
-        compiled = build().compile(dialect=conn.dialect)
-        _compiled[name] = (str(compiled), dict(compiled.params))  # the SQL, and its constants
-    sql, constants = _compiled[name]
-    return conn.exec_driver_sql(sql, {**constants, **parameters})
-
-
 def _upsert_statement(*, unless_email_held: bool) -> Executable:
     """The upsert of one snapshot.
 
@@ -192,6 +192,10 @@ def _upsert_statement(*, unless_email_held: bool) -> Executable:
     return _on_conflict_update(insert(User).from_select(columns, new_row), *also)
 
 
+_UPSERT = compiled_once(lambda: _upsert_statement(unless_email_held=False))
+_UPSERT_UNLESS_EMAIL_HELD = compiled_once(lambda: _upsert_statement(unless_email_held=True))
+
+
 def _upsert(conn: Connection, snapshot: UserSnapshot, *, unless_email_held: bool) -> Change | None:
     """CREATED or UPDATED; None if nothing was written (stale, unchanged, a tombstone, or the e-mail held)."""
     values = {
@@ -203,9 +207,7 @@ def _upsert(conn: Connection, snapshot: UserSnapshot, *, unless_email_held: bool
         "image_url": snapshot.image_url,
         "clerk_updated_at": snapshot.updated_at,
     }
-    name = "upsert_unless_email_held" if unless_email_held else "upsert"
-    build = partial(_upsert_statement, unless_email_held=unless_email_held)
-    row = _execute_compiled_once(conn, name, build, values).first()
+    row = conn.execute(_UPSERT_UNLESS_EMAIL_HELD if unless_email_held else _UPSERT, values).first()
     if row is None:
         return None
     return Change.CREATED if row.inserted else Change.UPDATED
@@ -282,13 +284,16 @@ def _tombstone_statement() -> Executable:
     )
 
 
+_TOMBSTONE = compiled_once(_tombstone_statement)
+
+
 def apply_deletion(conn: Connection, clerk_id: str) -> Change:
     """Tombstone the user: keep the row for orders' foreign keys, erase personal data.
 
     A deletion that arrives before the creation inserts the tombstone, so the late creation
     finds it and changes nothing.
     """
-    row = _execute_compiled_once(conn, "tombstone", _tombstone_statement, {"clerk_id": clerk_id}).first()
+    row = conn.execute(_TOMBSTONE, {"clerk_id": clerk_id}).first()
     if row is None:
         return Change.ALREADY_DELETED
     # The tombstone's cart goes with it (its lines cascade); orders stay. Imported here: the
@@ -355,24 +360,8 @@ def _lock_emails(conn: Connection, snapshots: list[UserSnapshot]) -> None:
 def _apply_batch(conn: Connection, snapshots: list[UserSnapshot]) -> dict[str, Change]:
     """`_release_email` and `_upsert` for many snapshots, in two statements (e-mails unique within the batch)."""
     rows = _batch_rows(snapshots)
-    own = User.__table__.alias("own")
-    holder = User.__table__.c
-    conn.execute(
-        update(User)
-        .where(
-            holder.email_key == rows.c.email_key,  # NULL keys equal nothing
-            holder.clerk_id != rows.c.clerk_id,
-            holder.deleted_at.is_(None),
-            # the claim applies: the claimer has no tombstone and no newer row (as _snapshot_applies)
-            ~exists().where(
-                own.c.clerk_id == rows.c.clerk_id,
-                or_(own.c.deleted_at.is_not(None), own.c.clerk_updated_at > rows.c.clerk_updated_at),
-            ),
-        )
-        .values(email=None, email_key=None, needs_resync=True, updated_at=func.now())
-    )
-    columns = ["clerk_id", *_CLERK_COLUMNS, "clerk_updated_at"]
-    statement = insert(User).from_select(columns, select(*(rows.c[name] for name in columns)))
+    conn.execute(_release_email_statement(rows.c.email_key, rows.c.clerk_id, rows.c.clerk_updated_at))
+    statement = insert(User).from_select(_SNAPSHOT_COLUMNS, select(*(rows.c[name] for name in _SNAPSHOT_COLUMNS)))
     written = {row.clerk_id: row.inserted for row in conn.execute(_on_conflict_update(statement))}
     return {
         s.clerk_id: Change.UNCHANGED
@@ -406,10 +395,13 @@ def apply_snapshots(conn: Connection, snapshots: Iterable[UserSnapshot]) -> dict
         return {}
     keys = {s.clerk_id: email_key(s.email) for s in latest}
     claims = Counter(key for key in keys.values() if key)
-    uncontested = [s for s in latest if not keys[s.clerk_id] or claims[keys[s.clerk_id]] == 1]
-    contested = sorted(
-        (s for s in latest if keys[s.clerk_id] and claims[keys[s.clerk_id]] > 1), key=lambda s: s.updated_at
-    )
+
+    def is_contested(snapshot: UserSnapshot) -> bool:
+        key = keys[snapshot.clerk_id]
+        return key is not None and claims[key] > 1  # claims counts no empty key
+
+    uncontested = [s for s in latest if not is_contested(s)]
+    contested = sorted(filter(is_contested, latest), key=lambda s: s.updated_at)
     preview = preview_snapshots(conn, uncontested)
     changes = {s.clerk_id: Change.UNCHANGED for s in uncontested if preview[s.clerk_id] == Change.UNCHANGED}
     batch = [s for s in uncontested if s.clerk_id not in changes]
@@ -452,8 +444,3 @@ def preview_snapshots(conn: Connection, snapshots: Iterable[UserSnapshot]) -> di
         else:
             changes[row.clerk_id] = Change.UPDATED if row.applies else Change.UNCHANGED
     return changes
-
-
-def live_users():
-    """Deleted users are not counted as users anywhere."""
-    return select(User).where(User.deleted_at.is_(None))

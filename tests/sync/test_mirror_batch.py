@@ -1,4 +1,8 @@
-"""`mirror.apply_snapshots` (the sync's set-based path) keeps every rule of `apply_snapshot`."""
+"""`mirror.apply_snapshots` (the sync's set-based path) keeps every rule of `apply_snapshot`.
+
+The tests that take `apply` run twice: the snapshots as one batch, and one by one through
+`apply_snapshot` (the webhook's path), with the same expected outcome.
+"""
 
 import threading
 
@@ -32,6 +36,27 @@ def batch(*snapshots):
     return changes
 
 
+def one_batch(conn, snapshots) -> dict[str, Change]:
+    return mirror.apply_snapshots(conn, snapshots)
+
+
+def one_by_one(conn, snapshots) -> dict[str, Change]:
+    return {snapshot.clerk_id: mirror.apply_snapshot(conn, snapshot) for snapshot in snapshots}
+
+
+@pytest.fixture(params=[one_batch, one_by_one], ids=["apply_snapshots", "apply_snapshot"])
+def apply(request, ctx):
+    """Applies snapshots (one per user, no two claiming one e-mail) as a batch, or each on its own."""
+    path = request.param
+
+    def apply_all(*snapshots) -> dict[str, Change]:
+        changes = path(db.session.connection(), snapshots)
+        db.session.commit()
+        return changes
+
+    return apply_all
+
+
 def row(clerk_id) -> User:
     db.session.expire_all()
     return db.session.scalar(select(User).where(User.clerk_id == clerk_id))
@@ -41,12 +66,12 @@ def xmins():
     return dict(db.session.execute(text("SELECT clerk_id, xmin::text FROM users")).all())
 
 
-def test_creates_updates_and_leaves_unchanged(ctx):
-    assert batch(snap("user_a", email="a@x.com", updated_at=1), snap("user_b", updated_at=1)) == {
+def test_creates_updates_and_leaves_unchanged(apply):
+    assert apply(snap("user_a", email="a@x.com", updated_at=1), snap("user_b", updated_at=1)) == {
         "user_a": Change.CREATED,
         "user_b": Change.CREATED,
     }
-    assert batch(snap("user_a", email="a2@x.com", updated_at=2), snap("user_b", updated_at=2)) == {
+    assert apply(snap("user_a", email="a2@x.com", updated_at=2), snap("user_b", updated_at=2)) == {
         "user_a": Change.UPDATED,
         "user_b": Change.UNCHANGED,  # same data, newer updated_at: nothing to write
     }
@@ -54,60 +79,60 @@ def test_creates_updates_and_leaves_unchanged(ctx):
     assert row("user_a").clerk_updated_at == 2
 
 
-def test_unchanged_data_writes_no_row(ctx):
+def test_unchanged_data_writes_no_row(apply):
     snapshots = [snap(f"user_{i}", email=f"{i}@x.com") for i in range(20)]
-    batch(*snapshots)
+    apply(*snapshots)
     before = xmins()
-    assert set(batch(*snapshots).values()) == {Change.UNCHANGED}
+    assert set(apply(*snapshots).values()) == {Change.UNCHANGED}
     assert xmins() == before
 
 
-def test_stale_snapshots_change_nothing(ctx):
-    batch(snap("user_a", first_name="New", updated_at=20))
-    assert batch(snap("user_a", first_name="Old", updated_at=10)) == {"user_a": Change.UNCHANGED}
+def test_stale_snapshots_change_nothing(apply):
+    apply(snap("user_a", first_name="New", updated_at=20))
+    assert apply(snap("user_a", first_name="Old", updated_at=10)) == {"user_a": Change.UNCHANGED}
     assert row("user_a").first_name == "New"
 
 
-def test_tombstones_are_never_revived(ctx):
-    batch(snap("user_a", email="a@x.com", updated_at=1))
+def test_tombstones_are_never_revived(apply):
+    apply(snap("user_a", email="a@x.com", updated_at=1))
     mirror.apply_deletion(db.session.connection(), "user_a")
     mirror.apply_deletion(db.session.connection(), "user_never_seen")  # a deletion before the creation
     db.session.commit()
-    changes = batch(snap("user_a", email="a@x.com", updated_at=10**12), snap("user_never_seen", updated_at=5))
+    changes = apply(snap("user_a", email="a@x.com", updated_at=10**12), snap("user_never_seen", updated_at=5))
     assert changes == {"user_a": Change.UNCHANGED, "user_never_seen": Change.UNCHANGED}
     assert row("user_a").deleted_at is not None and row("user_a").email is None
     assert row("user_never_seen").deleted_at is not None
 
 
-def test_roles_are_never_touched(ctx):
-    batch(snap("user_a", updated_at=1))
+def test_roles_are_never_touched(apply):
+    apply(snap("user_a", updated_at=1))
     row("user_a").role = Role.ADMIN
     db.session.commit()
-    batch(snap("user_a", first_name="Changed", updated_at=2, public_metadata={"role": "CLIENT"}))
-    batch(snap("user_b", updated_at=1, unsafe_metadata={"role": "ADMIN"}))
+    apply(snap("user_a", first_name="Changed", updated_at=2, public_metadata={"role": "CLIENT"}))
+    apply(snap("user_b", updated_at=1, unsafe_metadata={"role": "ADMIN"}))
     assert row("user_a").role == Role.ADMIN and row("user_a").first_name == "Changed"
     assert row("user_b").role == Role.CLIENT
 
 
-def test_an_email_claimed_from_a_row_outside_the_batch_is_handed_over(ctx):
-    batch(snap("user_old", email="Shared@X.com", updated_at=1))
-    batch(snap("user_new", email="shared@x.com", updated_at=2), snap("user_c", updated_at=2))
+def test_an_email_claimed_from_a_row_outside_the_batch_is_handed_over(apply):
+    apply(snap("user_old", email="Shared@X.com", updated_at=1))
+    apply(snap("user_new", email="shared@x.com", updated_at=2), snap("user_c", updated_at=2))
     assert row("user_new").email == "shared@x.com"
     assert row("user_old").email is None and row("user_old").needs_resync
     assert row("user_old").deleted_at is None  # never merged, never deleted
 
 
-def test_a_swap_of_emails_within_one_batch(ctx):
-    batch(snap("user_a", email="one@x.com", updated_at=1), snap("user_b", email="two@x.com", updated_at=1))
-    changes = batch(snap("user_a", email="two@x.com", updated_at=2), snap("user_b", email="one@x.com", updated_at=2))
+def test_a_swap_of_emails_within_one_batch(apply):
+    apply(snap("user_a", email="one@x.com", updated_at=1), snap("user_b", email="two@x.com", updated_at=1))
+    changes = apply(snap("user_a", email="two@x.com", updated_at=2), snap("user_b", email="one@x.com", updated_at=2))
     assert changes == {"user_a": Change.UPDATED, "user_b": Change.UPDATED}
     assert (row("user_a").email, row("user_b").email) == ("two@x.com", "one@x.com")
     assert not row("user_a").needs_resync and not row("user_b").needs_resync
 
 
-def test_a_stale_snapshot_in_a_batch_takes_no_email(ctx):
-    batch(snap("user_a", email="a-new@x.com", updated_at=20), snap("user_b", email="a-old@x.com", updated_at=1))
-    batch(snap("user_a", email="a-old@x.com", updated_at=10))  # stale for user_a
+def test_a_stale_snapshot_in_a_batch_takes_no_email(apply):
+    apply(snap("user_a", email="a-new@x.com", updated_at=20), snap("user_b", email="a-old@x.com", updated_at=1))
+    apply(snap("user_a", email="a-old@x.com", updated_at=10))  # stale for user_a
     assert row("user_b").email == "a-old@x.com" and not row("user_b").needs_resync
 
 
