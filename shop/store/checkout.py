@@ -34,6 +34,7 @@ from shop.store.money import format_money
 log = logging.getLogger(__name__)
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+OUT_OF_DATE = "The checkout form is out of date. Reload the page and place the order again."
 MAX_ORDER_TOTAL_CENTS = 2**31 - 1  # orders.total_cents is INTEGER
 TOTAL_TOO_LARGE = "One order can total at most {}; split your cart into smaller orders."
 
@@ -110,7 +111,7 @@ def place_order(
     """Turn the user's cart into an order that holds its stock, with a copy of `address`; commits.
     Raises CheckoutError (nothing written). Payment starts afterwards (shop.payments.checkout)."""
     if not KEY_PATTERN.match(idempotency_key or ""):
-        raise CheckoutError("The checkout form is out of date. Reload the page and place the order again.")
+        raise CheckoutError(OUT_OF_DATE)
     try:
         existing = _existing(user_id, idempotency_key)
         if existing is not None:
