@@ -35,10 +35,6 @@ class Line:
     def line_total_cents(self) -> int:
         return self.product.price_cents * self.quantity
 
-    @property
-    def available(self) -> bool:
-        return self.product.active and self.product.stock >= self.quantity
-
 
 def _locked_cart_id(user_id: int) -> int:
     """The user's cart (created on first use), locked until the transaction ends.

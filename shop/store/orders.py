@@ -168,11 +168,6 @@ HISTORY = _history_statement(paged=False)
 HISTORY_PAGE = _history_statement(paged=True)
 
 
-def orders_of_user(user_id: int):
-    """All orders of user X: the statement behind /orders and GET /api/orders, for this user."""
-    return HISTORY.params(user_id=user_id)
-
-
 def history(user_id: int, *, limit: int | None = None, offset: int = 0) -> list[OrderSummary]:
     """The user's orders with their lines, newest first (no ORM objects: rows straight to views)."""
     if limit is None:
