@@ -19,6 +19,7 @@ from sqlalchemy import Integer, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import joinedload, selectinload
 
+from shop.database import transaction
 from shop.extensions import db
 from shop.mail import outbox
 from shop.store.models import Order, OrderItem, OrderStatus, PaymentStatus, Product
@@ -216,7 +217,7 @@ def move(
     user's order (the shopper's own cancel): another user's raises OrderNotFound. `payment_was`:
     refuse if the payment status is no longer what the caller saw (shop.payments checked Stripe
     on that basis); `payment_becomes`: the payment status written with the move."""
-    try:
+    with transaction():
         try:
             target = OrderStatus(to)
         except ValueError:
@@ -245,10 +246,6 @@ def move(
             order.payment_status = payment_becomes.value
         order.status = target.value
         mailed = target == OrderStatus.SHIPPED and outbox.enqueue(db.session, order.id, outbox.ORDER_SHIPPED)
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
     log.info("order %s moved from %s to %s by %s", order_id, current.value, target.value, by)
     if mailed:
         outbox.kick()
