@@ -10,7 +10,7 @@ from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp, Va
 
 from shop.inputs import MAX_SLUG_LENGTH, SLUG
 from shop.models import Role
-from shop.store.forms import WholeNumberField
+from shop.store.forms import WholeNumberField, strip
 from shop.store.models import OrderStatus
 from shop.store.money import parse_price
 
@@ -20,33 +20,29 @@ IMAGE_RULE = "Image: a file under static/, such as products/ceramic-mug.svg."
 IMAGE_PATH = r"^(?=.{1,200}$)[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*\.(?:svg|png|jpe?g|webp|gif)$"
 
 
-def _strip(value: str | None) -> str | None:
-    return value.strip() if isinstance(value, str) else value
-
-
 def _stock(label: str = "Stock", **kwargs) -> WholeNumberField:
     return WholeNumberField(label, least=0, most=MAX_STOCK, message=STOCK_RANGE, **kwargs)
 
 
 class ProductForm(FlaskForm):
     name = StringField(
-        "Name", filters=[_strip], validators=[DataRequired(), Length(max=120, message="Name: at most 120 characters.")]
+        "Name", filters=[strip], validators=[DataRequired(), Length(max=120, message="Name: at most 120 characters.")]
     )
     slug = StringField(
         "Slug (the address: /products/<slug>)",
-        filters=[_strip],
+        filters=[strip],
         validators=[
             DataRequired(),
             Length(max=MAX_SLUG_LENGTH, message=f"Slug: at most {MAX_SLUG_LENGTH} characters."),
             Regexp(rf"^{SLUG}$", message="Lower-case letters, digits and single dashes, such as blue-mug."),
         ],
     )
-    description = TextAreaField("Description", filters=[_strip], validators=[Optional(), Length(max=5000)])
+    description = TextAreaField("Description", filters=[strip], validators=[Optional(), Length(max=5000)])
     price = StringField("Price", validators=[DataRequired()])
     currency = StringField(
         "Currency",
         default="EUR",
-        filters=[_strip],
+        filters=[strip],
         validators=[DataRequired(), Regexp(r"^[A-Z]{3}$", message="A three-letter code such as EUR.")],
     )
     stock = _stock(default=0)
@@ -54,7 +50,7 @@ class ProductForm(FlaskForm):
     active = BooleanField("Active (shown in the catalogue)", default=True)
     image = StringField(
         "Image (a file under static/, such as products/ceramic-mug.svg)",
-        filters=[_strip],
+        filters=[strip],
         # Only files this shop serves: the Content-Security-Policy allows no other image hosts.
         validators=[
             Optional(),

@@ -75,7 +75,7 @@ def _printable(form: FlaskForm, field: StringField) -> None:
         raise ValidationError("Remove the control characters from this field.")
 
 
-def _strip(value: str | None) -> str | None:
+def strip(value: str | None) -> str | None:
     return value.strip() if isinstance(value, str) else value
 
 
@@ -88,11 +88,11 @@ def _text(most: int, *, required: bool = True) -> list:
 
 
 class AddressForm(FlaskForm):
-    name = StringField("Full name", filters=[_strip], validators=_text(200))
-    line1 = StringField("Street and number", filters=[_strip], validators=_text(200))
-    line2 = StringField("Apartment, floor (optional)", filters=[_strip], validators=_text(200, required=False))
-    postal_code = StringField("Postal code", filters=[_strip], validators=_text(20))
-    city = StringField("City", filters=[_strip], validators=_text(100))
+    name = StringField("Full name", filters=[strip], validators=_text(200))
+    line1 = StringField("Street and number", filters=[strip], validators=_text(200))
+    line2 = StringField("Apartment, floor (optional)", filters=[strip], validators=_text(200, required=False))
+    postal_code = StringField("Postal code", filters=[strip], validators=_text(20))
+    city = StringField("City", filters=[strip], validators=_text(100))
     country = StringField(
         "Country code",
         default="FR",
