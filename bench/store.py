@@ -434,7 +434,7 @@ def orders_benchmark(app, samples: int) -> dict:
         rng = random.Random(4)
         picked = [rng.choice(user_ids) for _ in range(samples)]
 
-        compiled = orders.orders_of_user(picked[0]).compile(db.engine, compile_kwargs={"literal_binds": True})
+        compiled = orders.HISTORY.params(user_id=picked[0]).compile(db.engine, compile_kwargs={"literal_binds": True})
         plan = db.session.execute(db.text(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {compiled}")).scalars().all()
         db.session.rollback()
 

@@ -187,7 +187,7 @@ def test_admin_stock_beyond_the_column_is_a_form_error(shop, logs):
             **{"stock": str(2**40), "seen_stock": "50", "active": "y"},
         },
     )
-    assert edit.status_code == 200 and "Number must be between 0 and 1000000." in edit.get_data(as_text=True)
+    assert edit.status_code == 200 and "Stock: a whole number from 0 to 1,000,000." in edit.get_data(as_text=True)
     with shop.app.app_context():
         assert db.session.get(Product, shop.product_id).stock == 49  # one in the shopper's order
     assert errors_logged(logs) == []

@@ -1,39 +1,101 @@
-"""The staff's product form (Flask-WTF: CSRF included)."""
+"""The staff's forms (Flask-WTF: CSRF included). What a person types about a product is checked
+here and only here; the catalogue service keeps what only the database can decide (a slug taken,
+stock that moved meanwhile)."""
 
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, HiddenField, IntegerField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp, ValidationError
+from wtforms import BooleanField, HiddenField, StringField, TextAreaField
+from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp, ValidationError
 
-from shop.store.catalogue import MAX_STOCK, SLUG_PATTERN
+from shop.inputs import MAX_SLUG_LENGTH, SLUG
+from shop.models import Role
+from shop.store.forms import WholeNumberField, strip
+from shop.store.models import OrderStatus
 from shop.store.money import parse_price
+
+MAX_STOCK = 1_000_000  # products.stock is INTEGER; a larger number is a typo
+STOCK_RANGE = f"Stock: a whole number from 0 to {MAX_STOCK:,}."
+IMAGE_RULE = "Image: a file under static/, such as products/ceramic-mug.svg."
+IMAGE_PATH = r"^(?=.{1,200}$)[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*\.(?:svg|png|jpe?g|webp|gif)$"
+
+
+def _stock(label: str = "Stock", **kwargs) -> WholeNumberField:
+    return WholeNumberField(label, least=0, most=MAX_STOCK, message=STOCK_RANGE, **kwargs)
 
 
 class ProductForm(FlaskForm):
-    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
+    name = StringField(
+        "Name", filters=[strip], validators=[DataRequired(), Length(max=120, message="Name: at most 120 characters.")]
+    )
     slug = StringField(
         "Slug (the address: /products/<slug>)",
+        filters=[strip],
         validators=[
             DataRequired(),
-            Length(max=80),
-            Regexp(SLUG_PATTERN, message="Lower-case letters, digits and single dashes, such as blue-mug."),
+            Length(max=MAX_SLUG_LENGTH, message=f"Slug: at most {MAX_SLUG_LENGTH} characters."),
+            Regexp(rf"^{SLUG}$", message="Lower-case letters, digits and single dashes, such as blue-mug."),
         ],
     )
-    description = TextAreaField("Description", validators=[Optional(), Length(max=5000)])
+    description = TextAreaField("Description", filters=[strip], validators=[Optional(), Length(max=5000)])
     price = StringField("Price", validators=[DataRequired()])
     currency = StringField(
         "Currency",
         default="EUR",
+        filters=[strip],
         validators=[DataRequired(), Regexp(r"^[A-Z]{3}$", message="A three-letter code such as EUR.")],
     )
-    stock = IntegerField("Stock", default=0, validators=[NumberRange(min=0, max=MAX_STOCK)])
+    stock = _stock(default=0)
     seen_stock = HiddenField()
     active = BooleanField("Active (shown in the catalogue)", default=True)
-    image = StringField("Image (a file under static/, such as products/ceramic-mug.svg)")
+    image = StringField(
+        "Image (a file under static/, such as products/ceramic-mug.svg)",
+        filters=[strip],
+        # Only files this shop serves: the Content-Security-Policy allows no other image hosts.
+        validators=[
+            Optional(),
+            Regexp(IMAGE_PATH, message="Image: a file under static/, such as products/ceramic-mug.svg."),
+        ],
+    )
 
     def validate_price(self, field: StringField) -> None:
         try:
             self.price_cents = parse_price(field.data or "")
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
+
+    def fields(self) -> dict:
+        """The product's columns as typed, for catalogue.create_product/update_product."""
+        return {
+            "slug": self.slug.data,
+            "name": self.name.data,
+            "description": self.description.data or "",
+            "price_cents": self.price_cents,
+            "currency": self.currency.data,
+            "stock": self.stock.data,
+            "active": bool(self.active.data),
+            "image": self.image.data or None,
+        }
+
+
+class StockForm(FlaskForm):
+    """The products list's stock box; `seen_stock` is what the list showed (see catalogue.set_stock)."""
+
+    stock = _stock()
+    seen_stock = _stock()
+
+
+class ActiveForm(FlaskForm):
+    active = HiddenField(validators=[AnyOf(["0", "1"], message="Choose to show or to hide the product.")])
+
+
+class RoleForm(FlaskForm):
+    role = StringField(validators=[AnyOf([r.value for r in Role], message="Choose CLIENT or ADMIN.")])
+    q = HiddenField()  # the search the list showed, to go back to
+
+
+class OrderStatusForm(FlaskForm):
+    status = StringField(
+        validators=[AnyOf([s.value for s in OrderStatus], message="Choose one of the statuses offered.")]
+    )
+    next = HiddenField()

@@ -6,10 +6,12 @@ from flask import abort, flash, g, redirect, render_template, request, url_for
 
 from shop import payments
 from shop.admin import bp
+from shop.admin.forms import OrderStatusForm
 from shop.auth.decorators import admin_required
 from shop.auth.redirects import safe_next
 from shop.inputs import page_number
 from shop.store import orders
+from shop.store.forms import first_error
 from shop.store.models import OrderStatus, PaymentStatus
 
 
@@ -50,7 +52,12 @@ def order_detail(order_id: int):
 @bp.post("/orders/<id:order_id>/status")
 @admin_required
 def order_move(order_id: int):
-    target = request.form.get("status", "")
+    form = OrderStatusForm()
+    back = safe_next(form.next.data, url_for("admin.order_detail", order_id=order_id))
+    if not form.validate_on_submit():
+        flash(first_error(form), "error")
+        return redirect(back)
+    target = form.status.data
     by = f"admin {g.user.clerk_id}"
     try:
         if target == OrderStatus.CANCELLED:  # settles the money at Stripe first: expire, or refund
@@ -65,7 +72,7 @@ def order_move(order_id: int):
         refunding = order.payment_status in (PaymentStatus.REFUND_PENDING, PaymentStatus.REFUNDED)
         refund = " and its payment is being refunded" if refunding else ""
         flash(f"Order #{order_id} is now {target}{refund}.", "success")
-    return redirect(safe_next(request.form.get("next"), url_for("admin.order_detail", order_id=order_id)))
+    return redirect(back)
 
 
 @bp.post("/orders/<id:order_id>/refund")

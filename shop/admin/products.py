@@ -6,29 +6,17 @@ from flask import abort, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from shop.admin import bp
-from shop.admin.forms import ProductForm
+from shop.admin.forms import ActiveForm, ProductForm, StockForm
 from shop.auth.decorators import admin_required
 from shop.extensions import db
 from shop.store import catalogue
+from shop.store.forms import first_error
 from shop.store.models import Product
 from shop.store.money import cents_to_text
 
 
 def _by() -> str:
     return f"admin {g.user.clerk_id}"
-
-
-def _fields(form: ProductForm) -> dict:
-    return {
-        "slug": form.slug.data.strip(),
-        "name": form.name.data.strip(),
-        "description": form.description.data or "",
-        "price_cents": form.price_cents,
-        "currency": form.currency.data.strip(),
-        "stock": form.stock.data,
-        "active": bool(form.active.data),
-        "image": form.image.data,
-    }
 
 
 @bp.get("/products")
@@ -44,7 +32,7 @@ def product_new():
     form = ProductForm()
     if form.validate_on_submit():
         try:
-            product = catalogue.create_product(**_fields(form), by=_by())
+            product = catalogue.create_product(**form.fields(), by=_by())
         except catalogue.ProductError as exc:
             flash(str(exc), "error")
         else:
@@ -69,7 +57,7 @@ def product_edit(product_id: int):
         except (TypeError, ValueError):
             seen = product.stock
         try:
-            catalogue.update_product(product_id, seen_stock=seen, **_fields(form), by=_by())
+            catalogue.update_product(product_id, seen_stock=seen, **form.fields(), by=_by())
         except catalogue.ProductError as exc:
             flash(str(exc), "error")
             form.seen_stock.data = str(db.session.get(Product, product_id, populate_existing=True).stock)
@@ -82,23 +70,27 @@ def product_edit(product_id: int):
 @bp.post("/products/<id:product_id>/stock")
 @admin_required
 def product_stock(product_id: int):
-    stock = request.form.get("stock", type=int)
-    seen = request.form.get("seen_stock", type=int)
+    form = StockForm()
+    if not form.validate_on_submit():
+        flash(first_error(form), "error")
+        return redirect(url_for("admin.products_list"))
     try:
-        if stock is None or seen is None:
-            raise catalogue.ProductError(catalogue.STOCK_RANGE)
-        catalogue.set_stock(product_id, stock, seen_stock=seen, by=_by())
+        catalogue.set_stock(product_id, form.stock.data, seen_stock=form.seen_stock.data, by=_by())
     except catalogue.ProductError as exc:
         flash(str(exc), "error")
     else:
-        flash(f"Stock set to {stock}.", "success")
+        flash(f"Stock set to {form.stock.data}.", "success")
     return redirect(url_for("admin.products_list"))
 
 
 @bp.post("/products/<id:product_id>/active")
 @admin_required
 def product_active(product_id: int):
-    active = request.form.get("active") == "1"
+    form = ActiveForm()
+    if not form.validate_on_submit():
+        flash(first_error(form), "error")
+        return redirect(url_for("admin.products_list"))
+    active = form.active.data == "1"
     try:
         product = catalogue.set_active(product_id, active, by=_by())
     except catalogue.ProductError:

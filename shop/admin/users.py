@@ -6,6 +6,7 @@ from flask import abort, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import func, or_, select
 
 from shop.admin import bp
+from shop.admin.forms import RoleForm
 from shop.auth.decorators import admin_required
 from shop.auth.roles import change_role
 from shop.extensions import db
@@ -13,6 +14,7 @@ from shop.inputs import page_number, search_text
 from shop.mirror import email_key
 from shop.models import Role, User
 from shop.store.catalogue import escape_like
+from shop.store.forms import first_error
 
 PER_PAGE = 50
 MAX_QUERY_LENGTH = 200
@@ -55,12 +57,12 @@ def user_role(user_id: int):
     user = db.session.get(User, user_id)
     if user is None:
         abort(404)
-    back = url_for("admin.users_list", q=request.form.get("q") or None)
-    try:
-        role = Role(request.form.get("role", ""))
-    except ValueError:
-        flash("Choose CLIENT or ADMIN.", "error")
+    form = RoleForm()
+    back = url_for("admin.users_list", q=form.q.data or None)
+    if not form.validate_on_submit():
+        flash(first_error(form), "error")
         return redirect(back)
+    role = Role(form.role.data)
     if user.is_deleted:
         flash("A deleted user has no role to change.", "error")
     elif user.id == g.user.id and role != Role.ADMIN:

@@ -25,6 +25,7 @@ import stripe
 from flask import url_for
 from sqlalchemy import or_, select
 
+from shop.database import transaction
 from shop.extensions import db
 from shop.payments import PaymentsUnavailable, client, events
 from shop.store import orders
@@ -95,12 +96,8 @@ def start(order: Order) -> str:
 
 def give_up(order_id: int) -> None:
     """The session could not be created: the order fails at once and its stock goes back."""
-    try:
+    with transaction():
         events.mark_failed(order_id)
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
 
 
 def check(order: Order) -> None:
@@ -118,12 +115,8 @@ def _apply(session: dict, order_id: int) -> None:
     kind = {"complete": events.SESSION_COMPLETED, "expired": events.SESSION_EXPIRED}.get(session.get("status"))
     if kind is None:
         return
-    try:
+    with transaction():
         mailed = events.apply_session(session, kind)
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
     if mailed:
         from shop.mail import outbox
 
@@ -249,12 +242,8 @@ def _refund(order: Order, *, by: str, user_id: int | None) -> Order:
 
 
 def _set_refund_pending(order_id: int) -> Order:
-    try:
+    with transaction():
         order = events.lock_order(order_id)
         if order.payment_status == PaymentStatus.PAID:
             order.payment_status = PaymentStatus.REFUND_PENDING
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
     return order

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from shop.database import transaction
 from shop.extensions import db
 from shop.mail import outbox
 from shop.models import WebhookStatus
@@ -223,15 +224,10 @@ def apply(event: StripeEvent) -> bool:
 def process(event: StripeEvent, payload: Any) -> Outcome:
     """Claim the event and apply it in one transaction; a duplicate finds the claim taken."""
     status = WebhookStatus.PROCESSED if event.is_handled else WebhookStatus.IGNORED
-    try:
+    with transaction():
         if claim(db.session.connection(), SOURCE, event.id, event.type, status, payload) is None:
-            db.session.rollback()
             return Outcome.DUPLICATE
         mailed = apply(event)
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
     if mailed:
         outbox.kick()
     return Outcome.PROCESSED if event.is_handled else Outcome.IGNORED

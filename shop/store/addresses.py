@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
 
+from shop.database import transaction
 from shop.extensions import db
 from shop.models import User
 from shop.store.models import Address
@@ -69,7 +70,7 @@ def _lock_live_user(user_id: int) -> None:
 
 def add(user_id: int, fields: ShippingAddress, *, make_default: bool = False) -> Address:
     """Add an entry; commits. The first entry becomes the default by itself."""
-    try:
+    with transaction():
         _lock_live_user(user_id)
         count = db.session.scalar(select(func.count()).select_from(Address).where(Address.user_id == user_id))
         if count >= MAX_ADDRESSES:
@@ -79,57 +80,42 @@ def add(user_id: int, fields: ShippingAddress, *, make_default: bool = False) ->
             _clear_default(user_id)
         address = Address(user_id=user_id, is_default=make_default, **_columns(fields))
         db.session.add(address)
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
     return address
 
 
 def edit(user_id: int, address_id: int, fields: ShippingAddress, *, make_default: bool = False) -> Address | None:
     """Change an entry; commits. None when it is not this user's."""
-    try:
+    with transaction():
         _lock_live_user(user_id)
         address = get_for_user(user_id, address_id)
         if address is None:
-            db.session.rollback()
             return None
         for column, value in _columns(fields).items():
             setattr(address, column, value)
         if make_default and not address.is_default:
             _clear_default(user_id)
             address.is_default = True
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
     return address
 
 
 def set_default(user_id: int, address_id: int) -> bool:
-    try:
+    with transaction():
         _lock_live_user(user_id)
         address = get_for_user(user_id, address_id)
         if address is None:
-            db.session.rollback()
             return False
         if not address.is_default:
             _clear_default(user_id)
             address.is_default = True
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
     return True
 
 
 def delete(user_id: int, address_id: int) -> bool:
     """Remove an entry; the oldest remaining one becomes the default if the default went."""
-    try:
+    with transaction():
         _lock_live_user(user_id)
         address = get_for_user(user_id, address_id)
         if address is None:
-            db.session.rollback()
             return False
         was_default = address.is_default
         db.session.delete(address)
@@ -140,10 +126,6 @@ def delete(user_id: int, address_id: int) -> bool:
             )
             if successor is not None:
                 successor.is_default = True
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
     return True
 
 

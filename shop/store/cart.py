@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
+from shop.database import transaction
 from shop.extensions import db
 from shop.models import User
 from shop.store.models import Cart, CartItem, Product
@@ -34,10 +35,6 @@ class Line:
     @property
     def line_total_cents(self) -> int:
         return self.product.price_cents * self.quantity
-
-    @property
-    def available(self) -> bool:
-        return self.product.active and self.product.stock >= self.quantity
 
 
 def _locked_cart_id(user_id: int) -> int:
@@ -123,7 +120,7 @@ def _current_quantity(cart_id: int, product_id: int) -> int:
 
 def add(user_id: int, *, quantity: int, product_id: int | None = None, slug: str | None = None) -> Line:
     """Add `quantity` of a product (by id or slug); the line's new total must fit stock and the limit."""
-    try:
+    with transaction():
         product = _product(product_id, slug)
         if product is None or not product.active:
             raise CartError("This product is no longer available.")
@@ -138,10 +135,6 @@ def add(user_id: int, *, quantity: int, product_id: int | None = None, slug: str
             set_={"quantity": CartItem.__table__.c.quantity + statement.excluded.quantity},
         )
         db.session.execute(statement)
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
     return Line(product, already + quantity)
 
 
@@ -150,7 +143,7 @@ def set_quantity(user_id: int, product_id: int, quantity: int) -> Line | None:
     if quantity == 0:
         remove(user_id, product_id)
         return None
-    try:
+    with transaction():
         if quantity < 0:
             raise CartError("Choose a quantity of 0 (to remove) or more.")
         cart_id = _locked_cart_id(user_id)
@@ -162,25 +155,16 @@ def set_quantity(user_id: int, product_id: int, quantity: int) -> Line | None:
             .where(CartItem.cart_id == cart_id, CartItem.product_id == product_id)
             .values(quantity=quantity)
         )
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
     return Line(product, quantity)
 
 
 def remove(user_id: int, product_id: int) -> bool:
     """Remove a line from the user's own cart; whether there was one."""
-    try:
+    with transaction():
         cart_id = db.session.scalar(select(Cart.id).where(Cart.user_id == user_id))
         if cart_id is None:
-            db.session.rollback()
             return False
         result = db.session.execute(
             delete(CartItem).where(CartItem.cart_id == cart_id, CartItem.product_id == product_id)
         )
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
     return result.rowcount > 0

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from shop.database import transaction
 from shop.extensions import db
 from shop.models import User
 from shop.store.addresses import ShippingAddress
@@ -34,6 +35,7 @@ from shop.store.money import format_money
 log = logging.getLogger(__name__)
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+OUT_OF_DATE = "The checkout form is out of date. Reload the page and place the order again."
 MAX_ORDER_TOTAL_CENTS = 2**31 - 1  # orders.total_cents is INTEGER
 TOTAL_TOO_LARGE = "One order can total at most {}; split your cart into smaller orders."
 
@@ -110,73 +112,72 @@ def place_order(
     """Turn the user's cart into an order that holds its stock, with a copy of `address`; commits.
     Raises CheckoutError (nothing written). Payment starts afterwards (shop.payments.checkout)."""
     if not KEY_PATTERN.match(idempotency_key or ""):
-        raise CheckoutError("The checkout form is out of date. Reload the page and place the order again.")
+        raise CheckoutError(OUT_OF_DATE)
     try:
-        existing = _existing(user_id, idempotency_key)
-        if existing is not None:
-            db.session.commit()
-            return Placed(existing, created=False)
-        cart_id = db.session.scalar(select(Cart.id).where(Cart.user_id == user_id).with_for_update())
-        # A first submit of this form may have committed while we waited for the cart's lock.
-        existing = _existing(user_id, idempotency_key)
-        if existing is not None:
-            db.session.commit()
-            return Placed(existing, created=False)
-        lines = []
-        if cart_id is not None:
-            lines = db.session.execute(
-                select(CartItem.product_id, CartItem.quantity)
-                .where(CartItem.cart_id == cart_id)
-                .order_by(CartItem.product_id)
-            ).all()
-        if not lines:
-            raise EmptyCart("Your cart is empty.")
-        # The shopper as the row is now, not as the signed-in snapshot remembers it.
-        owner = db.session.execute(select(User.email, User.deleted_at).where(User.id == user_id)).first()
-        if owner is None or owner.deleted_at is not None:
-            raise CheckoutError("This account has been deleted, so no order can be placed.")
-        email = owner.email
-        taken = []
-        for product_id, quantity in lines:
-            row = db.session.execute(
-                update(Product)
-                .where(Product.id == product_id, Product.active.is_(True), Product.stock >= quantity)
-                .values(stock=Product.stock - quantity)
-                .returning(Product.name, Product.price_cents, Product.currency)
-                .execution_options(synchronize_session=False)
-            ).first()
-            if row is None:
-                db.session.rollback()  # gives back what earlier lines took
-                raise OutOfStock(_shortages(cart_id))
-            taken.append((product_id, quantity, row))
-        currencies = {row.currency for _, _, row in taken}
-        if len(currencies) > 1:
-            raise CheckoutError("Your cart mixes currencies; order the items of each currency separately.")
-        total = sum(row.price_cents * quantity for _, quantity, row in taken)
-        if total > MAX_ORDER_TOTAL_CENTS:
-            raise CheckoutError(TOTAL_TOO_LARGE.format(format_money(MAX_ORDER_TOTAL_CENTS, next(iter(currencies)))))
-        if expected_total_cents is not None and total != expected_total_cents:
-            raise CartChanged("Your cart or its prices changed since you opened the checkout. Check the new total.")
-        order = Order(
-            user_id=user_id,
-            email=email,
-            status=OrderStatus.PLACED,
-            total_cents=total,
-            currency=currencies.pop(),
-            idempotency_key=idempotency_key,
-            **_shipping_columns(address),
-            items=[
-                OrderItem(product_id=product_id, product_name=row.name, unit_price_cents=row.price_cents, quantity=q)
-                for product_id, q, row in taken
-            ],
-        )
-        db.session.add(order)
-        db.session.flush()
-        order_id = order.id
-        db.session.execute(delete(CartItem).where(CartItem.cart_id == cart_id))
-        db.session.commit()
-    except IntegrityError as exc:
-        db.session.rollback()
+        with transaction():
+            existing = _existing(user_id, idempotency_key)
+            if existing is not None:
+                return Placed(existing, created=False)
+            cart_id = db.session.scalar(select(Cart.id).where(Cart.user_id == user_id).with_for_update())
+            # A first submit of this form may have committed while we waited for the cart's lock.
+            existing = _existing(user_id, idempotency_key)
+            if existing is not None:
+                return Placed(existing, created=False)
+            lines = []
+            if cart_id is not None:
+                lines = db.session.execute(
+                    select(CartItem.product_id, CartItem.quantity)
+                    .where(CartItem.cart_id == cart_id)
+                    .order_by(CartItem.product_id)
+                ).all()
+            if not lines:
+                raise EmptyCart("Your cart is empty.")
+            # The shopper as the row is now, not as the signed-in snapshot remembers it.
+            owner = db.session.execute(select(User.email, User.deleted_at).where(User.id == user_id)).first()
+            if owner is None or owner.deleted_at is not None:
+                raise CheckoutError("This account has been deleted, so no order can be placed.")
+            email = owner.email
+            taken = []
+            for product_id, quantity in lines:
+                row = db.session.execute(
+                    update(Product)
+                    .where(Product.id == product_id, Product.active.is_(True), Product.stock >= quantity)
+                    .values(stock=Product.stock - quantity)
+                    .returning(Product.name, Product.price_cents, Product.currency)
+                    .execution_options(synchronize_session=False)
+                ).first()
+                if row is None:
+                    db.session.rollback()  # gives back what earlier lines took
+                    raise OutOfStock(_shortages(cart_id))
+                taken.append((product_id, quantity, row))
+            currencies = {row.currency for _, _, row in taken}
+            if len(currencies) > 1:
+                raise CheckoutError("Your cart mixes currencies; order the items of each currency separately.")
+            total = sum(row.price_cents * quantity for _, quantity, row in taken)
+            if total > MAX_ORDER_TOTAL_CENTS:
+                raise CheckoutError(TOTAL_TOO_LARGE.format(format_money(MAX_ORDER_TOTAL_CENTS, next(iter(currencies)))))
+            if expected_total_cents is not None and total != expected_total_cents:
+                raise CartChanged("Your cart or its prices changed since you opened the checkout. Check the new total.")
+            order = Order(
+                user_id=user_id,
+                email=email,
+                status=OrderStatus.PLACED,
+                total_cents=total,
+                currency=currencies.pop(),
+                idempotency_key=idempotency_key,
+                **_shipping_columns(address),
+                items=[
+                    OrderItem(
+                        product_id=product_id, product_name=row.name, unit_price_cents=row.price_cents, quantity=q
+                    )
+                    for product_id, q, row in taken
+                ],
+            )
+            db.session.add(order)
+            db.session.flush()
+            order_id = order.id
+            db.session.execute(delete(CartItem).where(CartItem.cart_id == cart_id))
+    except IntegrityError as exc:  # transaction() rolled back
         if "uq_orders_user_idempotency_key" not in str(exc.orig):
             raise
         existing = _existing(user_id, idempotency_key)  # a concurrent submit without a cart row won
@@ -184,8 +185,5 @@ def place_order(
         if existing is None:
             raise
         return Placed(existing, created=False)
-    except BaseException:
-        db.session.rollback()
-        raise
     log.info("order %s placed by user %s: %d line(s), %d cents", order_id, user_id, len(taken), total)
     return Placed(order, created=True)

@@ -1,12 +1,72 @@
-"""The shopper's address form (Flask-WTF: CSRF included)."""
+"""The shopper's forms (Flask-WTF: CSRF included): cart, checkout and address. What a person types
+is checked here; the services keep what depends on the database (stock, the limit per line with
+what the cart already holds, a product gone meanwhile)."""
 
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, StringField
-from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
+from wtforms import BooleanField, HiddenField, IntegerField, StringField
+from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp, ValidationError
 
+from shop.inputs import MAX_SLUG_LENGTH
 from shop.store.addresses import ShippingAddress
+from shop.store.checkout import KEY_PATTERN, OUT_OF_DATE
+
+MAX_WHOLE_NUMBER = 2**63 - 1  # beyond any column (BIGINT); also what NumberRange can compare without overflow
+
+
+def first_error(form: FlaskForm) -> str:
+    """The form's first error: the one sentence a page that flashes shows."""
+    return next(error for errors in form.errors.values() for error in errors)
+
+
+class WholeNumberField(IntegerField):
+    """A whole number from `least` to `most` whose every refusal (missing, not a number, out of
+    range) is the one sentence `message`, not WTForms' "Not a valid integer value." beside it."""
+
+    def __init__(
+        self,
+        label: str | None = None,
+        *,
+        least: int,
+        most: int | None = None,
+        message: str,
+        optional: bool = False,
+        **kw,
+    ):
+        validators = [Optional()] if optional else []
+        super().__init__(label, validators=[*validators, NumberRange(min=least, max=most, message=message)], **kw)
+
+    def process_formdata(self, valuelist: list) -> None:
+        try:
+            super().process_formdata(valuelist)
+        except ValueError:
+            self.data = None  # NumberRange then refuses it with `message`
+        if self.data is not None and abs(self.data) > MAX_WHOLE_NUMBER:
+            self.data = None  # NumberRange's float() of a 400-digit number would raise OverflowError
+
+
+class CartAddForm(FlaskForm):
+    """ "Add to cart" (catalogue, product page): a product by slug; a quantity of 1 when none is sent."""
+
+    slug = HiddenField(validators=[Length(max=MAX_SLUG_LENGTH, message="This product is no longer available.")])
+    # No upper bound here: the cart refuses more with the product's name and what it already holds.
+    quantity = WholeNumberField(least=1, message="Choose a quantity of at least 1.", default=1)
+    next = HiddenField()
+
+
+class CartQuantityForm(FlaskForm):
+    quantity = WholeNumberField(least=0, message="Choose a quantity of 0 (to remove) or more.")
+
+
+class CheckoutForm(FlaskForm):
+    """The checkout's guards and its choice of address (a new one is AddressForm(prefix="new"))."""
+
+    address_id = HiddenField(
+        default="new", validators=[Regexp(r"^(new|[1-9][0-9]{0,17})$", message="Choose a shipping address.")]
+    )
+    idempotency_key = HiddenField(validators=[Regexp(KEY_PATTERN, message=OUT_OF_DATE)])
+    expected_total = WholeNumberField(least=0, message=OUT_OF_DATE, optional=True)
 
 
 def _printable(form: FlaskForm, field: StringField) -> None:
@@ -15,7 +75,7 @@ def _printable(form: FlaskForm, field: StringField) -> None:
         raise ValidationError("Remove the control characters from this field.")
 
 
-def _strip(value: str | None) -> str | None:
+def strip(value: str | None) -> str | None:
     return value.strip() if isinstance(value, str) else value
 
 
@@ -28,11 +88,11 @@ def _text(most: int, *, required: bool = True) -> list:
 
 
 class AddressForm(FlaskForm):
-    name = StringField("Full name", filters=[_strip], validators=_text(200))
-    line1 = StringField("Street and number", filters=[_strip], validators=_text(200))
-    line2 = StringField("Apartment, floor (optional)", filters=[_strip], validators=_text(200, required=False))
-    postal_code = StringField("Postal code", filters=[_strip], validators=_text(20))
-    city = StringField("City", filters=[_strip], validators=_text(100))
+    name = StringField("Full name", filters=[strip], validators=_text(200))
+    line1 = StringField("Street and number", filters=[strip], validators=_text(200))
+    line2 = StringField("Apartment, floor (optional)", filters=[strip], validators=_text(200, required=False))
+    postal_code = StringField("Postal code", filters=[strip], validators=_text(20))
+    city = StringField("City", filters=[strip], validators=_text(100))
     country = StringField(
         "Country code",
         default="FR",

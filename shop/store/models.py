@@ -38,10 +38,6 @@ class OrderStatus(enum.StrEnum):
     DELIVERED = "delivered"
     CANCELLED = "cancelled"
 
-    @property
-    def label(self) -> str:
-        return self.value.capitalize()
-
 
 class PaymentStatus(enum.StrEnum):
     """Money, apart from fulfilment: an order is shipped only once it is `paid`."""
@@ -96,10 +92,6 @@ class Cart(db.Model):
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
 
-    items: Mapped[list[CartItem]] = relationship(
-        back_populates="cart", cascade="all, delete-orphan", passive_deletes=True, order_by="CartItem.id"
-    )
-
 
 class CartItem(db.Model):
     __tablename__ = "cart_items"
@@ -109,9 +101,6 @@ class CartItem(db.Model):
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), index=True)
     quantity: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-
-    cart: Mapped[Cart] = relationship(back_populates="items")
-    product: Mapped[Product] = relationship(lazy="joined")
 
     __table_args__ = (
         UniqueConstraint("cart_id", "product_id", name="uq_cart_items_cart_product"),
@@ -155,7 +144,7 @@ class Order(db.Model):
 
     user: Mapped[User] = relationship()
     items: Mapped[list[OrderItem]] = relationship(
-        back_populates="order", cascade="all, delete-orphan", passive_deletes=True, order_by="OrderItem.id"
+        cascade="all, delete-orphan", passive_deletes=True, order_by="OrderItem.id"
     )
 
     __table_args__ = (
@@ -171,14 +160,6 @@ class Order(db.Model):
         # The staff's list, filtered by status, newest first.
         Index("ix_orders_status_created_at", "status", "created_at"),
     )
-
-    @property
-    def status_enum(self) -> OrderStatus:
-        return OrderStatus(self.status)
-
-    @property
-    def item_count(self) -> int:
-        return sum(item.quantity for item in self.items)
 
     @property
     def payment_status_enum(self) -> PaymentStatus:
@@ -202,8 +183,6 @@ class OrderItem(db.Model):
     product_name: Mapped[str] = mapped_column(String(120))
     unit_price_cents: Mapped[int] = mapped_column(Integer)
     quantity: Mapped[int] = mapped_column(Integer)
-
-    order: Mapped[Order] = relationship(back_populates="items")
 
     __table_args__ = (
         CheckConstraint("quantity > 0", name="ck_order_items_quantity_positive"),

@@ -19,6 +19,7 @@ from sqlalchemy import Integer, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import joinedload, selectinload
 
+from shop.database import transaction
 from shop.extensions import db
 from shop.mail import outbox
 from shop.store.models import Order, OrderItem, OrderStatus, PaymentStatus, Product
@@ -168,11 +169,6 @@ HISTORY = _history_statement(paged=False)
 HISTORY_PAGE = _history_statement(paged=True)
 
 
-def orders_of_user(user_id: int):
-    """All orders of user X: the statement behind /orders and GET /api/orders, for this user."""
-    return HISTORY.params(user_id=user_id)
-
-
 def history(user_id: int, *, limit: int | None = None, offset: int = 0) -> list[OrderSummary]:
     """The user's orders with their lines, newest first (no ORM objects: rows straight to views)."""
     if limit is None:
@@ -221,7 +217,7 @@ def move(
     user's order (the shopper's own cancel): another user's raises OrderNotFound. `payment_was`:
     refuse if the payment status is no longer what the caller saw (shop.payments checked Stripe
     on that basis); `payment_becomes`: the payment status written with the move."""
-    try:
+    with transaction():
         try:
             target = OrderStatus(to)
         except ValueError:
@@ -250,10 +246,6 @@ def move(
             order.payment_status = payment_becomes.value
         order.status = target.value
         mailed = target == OrderStatus.SHIPPED and outbox.enqueue(db.session, order.id, outbox.ORDER_SHIPPED)
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
     log.info("order %s moved from %s to %s by %s", order_id, current.value, target.value, by)
     if mailed:
         outbox.kick()

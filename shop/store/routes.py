@@ -7,14 +7,14 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import abort, flash, g, redirect, render_template, request, session, url_for
+from flask import abort, flash, g, redirect, render_template, session, url_for
 
 from shop import payments
 from shop.auth.decorators import login_required
 from shop.auth.redirects import safe_next
 from shop.inputs import page_number, search_text
 from shop.store import addresses, bp, cart, catalogue, checkout, orders
-from shop.store.forms import AddressForm
+from shop.store.forms import AddressForm, CartAddForm, CartQuantityForm, CheckoutForm, first_error
 from shop.store.models import OrderStatus, PaymentStatus
 
 PENDING_KEY = "pending_cart"  # what a signed-out shopper asked to add, kept until they sign in
@@ -37,10 +37,6 @@ def form_login_required(back_to: Callable[..., str]) -> Callable:
         return wrapped
 
     return decorate
-
-
-def _quantity(default: int | None = None) -> int | None:
-    return request.form.get("quantity", default, type=int)
 
 
 def _who() -> str:
@@ -86,16 +82,17 @@ def _add_pending() -> None:
 
 @bp.post("/cart/add")
 def cart_add():
-    slug = request.form.get("slug", "")
-    quantity = _quantity(1)
-    back = safe_next(request.form.get("next"), url_for("store.product_page", slug=slug) if slug else "/")
+    form = CartAddForm()
+    slug = form.slug.data or ""
+    back = safe_next(form.next.data, url_for("store.product_page", slug=slug) if slug else "/")
+    if not form.validate_on_submit():
+        flash(first_error(form), "error")
+        return redirect(back)
+    quantity = form.quantity.data
     if g.user is None:
         product = catalogue.active_product(slug)
         if product is None:
             flash("This product is no longer available.", "error")
-            return redirect(back)
-        if quantity is None or quantity < 1:
-            flash("Choose a quantity of at least 1.", "error")
             return redirect(back)
         # Kept in the (signed) session cookie, then added by GET /cart once signed in: no
         # JavaScript needed, and nothing to forge (this POST was CSRF-checked).
@@ -104,7 +101,7 @@ def cart_add():
         flash(f"Sign in to add {product.name} to your cart.", "info")
         return redirect(url_for("auth.sign_in", next=url_for("store.cart_page")))
     try:
-        line = cart.add(g.user.id, slug=slug, quantity=quantity if quantity is not None else 0)
+        line = cart.add(g.user.id, slug=slug, quantity=quantity)
     except cart.CartError as exc:
         flash(str(exc), "error")
     else:
@@ -126,10 +123,12 @@ def cart_page():
 @bp.post("/cart/items/<id:product_id>")
 @form_login_required(lambda **_: url_for("store.cart_page"))
 def cart_update(product_id: int):
-    quantity = _quantity()
+    form = CartQuantityForm()
+    if not form.validate_on_submit():
+        flash(first_error(form), "error")
+        return redirect(url_for("store.cart_page"))
+    quantity = form.quantity.data
     try:
-        if quantity is None:
-            raise cart.CartError("Choose a quantity of 0 (to remove) or more.")
         line = cart.set_quantity(g.user.id, product_id, quantity)
     except cart.CartError as exc:
         flash(str(exc), "error")
@@ -158,33 +157,33 @@ def _address_form() -> AddressForm:
 
 @bp.get("/checkout")
 @login_required
-def checkout_page(new_address: AddressForm | None = None, status: int = 200):
+def checkout_page(form: CheckoutForm | None = None, new_address: AddressForm | None = None, status: int = 200):
+    """The checkout; from a refused POST (`form`), drawn again with what it chose and its idempotency
+    key, so the corrected submit still places one order."""
     lines = cart.lines(g.user.id)
     if not lines:
         return redirect(url_for("store.cart_page"))  # which says it is empty: no flash to say it twice
     totals = cart.totals(lines)
     book = addresses.list_for_user(g.user.id)
-    chosen = request.form.get("address_id") or (str(book[0].id) if book else "new")
     return render_template(
         "store/checkout.html",
         lines=lines,
         totals=totals,
         expected_total=next(iter(totals.values())) if len(totals) == 1 else None,
-        idempotency_key=request.form.get("idempotency_key") or checkout.new_idempotency_key(),
+        idempotency_key=form.idempotency_key.data if form else checkout.new_idempotency_key(),
         addresses=book,
-        chosen=chosen,
+        chosen=form.address_id.data if form else (str(book[0].id) if book else "new"),
         new_address=new_address or _address_form(),
     ), status
 
 
-def _shipping_address() -> tuple[addresses.ShippingAddress | None, AddressForm]:
+def _shipping_address(form: CheckoutForm) -> tuple[addresses.ShippingAddress | None, AddressForm]:
     """The address the checkout form chose (None: see the form's errors), and the new-address form."""
-    form = _address_form()
-    choice = request.form.get("address_id", "new")
-    if choice != "new":
-        address = addresses.get_for_user(g.user.id, int(choice)) if choice.isdigit() else None
-        return (addresses.ShippingAddress.of(address) if address else None), form
-    return (form.address() if form.validate() else None), form
+    new_address = _address_form()
+    if form.address_id.data != "new":
+        address = addresses.get_for_user(g.user.id, int(form.address_id.data))
+        return (addresses.ShippingAddress.of(address) if address else None), new_address
+    return (new_address.address() if new_address.validate() else None), new_address
 
 
 @bp.post("/checkout")
@@ -195,16 +194,17 @@ def checkout_submit():
     except payments.PaymentsUnavailable as exc:
         flash(str(exc), "error")
         return redirect(url_for("store.checkout_page"))
-    address, new_address = _shipping_address()
+    form = CheckoutForm()
+    if not form.validate_on_submit() and (form.idempotency_key.errors or form.expected_total.errors):
+        flash(checkout.OUT_OF_DATE, "error")
+        return redirect(url_for("store.checkout_page"))
+    address, new_address = _shipping_address(form) if not form.address_id.errors else (None, _address_form())
     if address is None:
         flash("Choose a shipping address, or complete the new one.", "error")
-        return checkout_page(new_address=new_address, status=400)
+        return checkout_page(form, new_address=new_address, status=400)
     try:
         placed = checkout.place_order(
-            g.user.id,
-            request.form.get("idempotency_key", ""),
-            expected_total_cents=request.form.get("expected_total", type=int),
-            address=address,
+            g.user.id, form.idempotency_key.data, expected_total_cents=form.expected_total.data, address=address
         )
     except checkout.EmptyCart:
         return redirect(url_for("store.cart_page"))  # which says it is empty
@@ -215,7 +215,7 @@ def checkout_submit():
         flash(str(exc), "error")
         return redirect(url_for("store.checkout_page"))
     order = placed.order
-    if placed.created and request.form.get("address_id") == "new":
+    if placed.created and form.address_id.data == "new":
         with contextlib.suppress(addresses.AddressError):  # kept in the book for next time, unless it is full
             addresses.add(g.user.id, address)
     if order.payment_status != PaymentStatus.PENDING:  # a double submit of a form whose order is settled

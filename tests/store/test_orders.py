@@ -117,7 +117,7 @@ def test_the_history_query_can_use_the_user_created_at_index(app, shopper, place
     away it must find the index (the 1,000,000-order plan is in bench/store.py's output)."""
     place()
     with app.app_context():
-        compiled = orders.orders_of_user(shopper).compile(db.engine, compile_kwargs={"literal_binds": True})
+        compiled = orders.HISTORY.params(user_id=shopper).compile(db.engine, compile_kwargs={"literal_binds": True})
         db.session.execute(db.text("SET LOCAL enable_seqscan = off"))
         plan = "\n".join(db.session.execute(db.text(f"EXPLAIN {compiled}")).scalars())
         db.session.rollback()
