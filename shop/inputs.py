@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import re
+from typing import TypeVar
 
 from flask import Flask, abort, request
 from werkzeug.routing import BaseConverter, IntegerConverter, Map, ValidationError
@@ -75,3 +76,14 @@ def register(app: Flask) -> None:
     app.url_map.converters["id"] = DatabaseId
     app.url_map.converters["slug"] = Slug
     app.before_request(_refuse_nul)
+
+
+T = TypeVar("T")
+
+
+def submitted(value: T | None) -> T:
+    """A required field of a form that validate_on_submit() accepted: its validators refused the form
+    if it was empty, so None here means a form class lost its DataRequired."""
+    if value is None:
+        raise ValueError("a required field of a validated form is empty: check the form's validators")
+    return value

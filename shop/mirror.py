@@ -23,7 +23,7 @@ import logging
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from sqlalchemy import (
     BigInteger,
@@ -62,6 +62,10 @@ _SNAPSHOT_COLUMNS = ("clerk_id", *_CLERK_COLUMNS, "clerk_updated_at")
 T = TypeVar("T")
 
 
+@overload
+def email_key(address: str) -> str: ...
+@overload
+def email_key(address: None) -> None: ...
 def email_key(address: str | None) -> str | None:
     """The form of an e-mail address that uniqueness and every look-up compare.
 
@@ -350,7 +354,7 @@ def _batch_rows(snapshots: list[UserSnapshot]):
 
 def _lock_emails(conn: Connection, snapshots: list[UserSnapshot]) -> None:
     """The same per-e-mail advisory locks as `_release_email`, all at once and in one order (no deadlock)."""
-    keys = sorted({key for key in map(email_key, (snapshot.email for snapshot in snapshots)) if key})
+    keys = sorted({email_key(snapshot.email) for snapshot in snapshots if snapshot.email})
     if keys:
         emails = func.unnest(bindparam("emails", keys, type_=ARRAY(Text))).table_valued("email").render_derived()
         ordered = select(func.hashtext(emails.c.email).label("key")).order_by("key").subquery()

@@ -9,7 +9,7 @@ from shop.admin import bp
 from shop.admin.forms import OrderStatusForm
 from shop.auth.decorators import admin_required
 from shop.auth.redirects import safe_next
-from shop.inputs import page_number
+from shop.inputs import page_number, submitted
 from shop.store import orders
 from shop.store.forms import first_error
 from shop.store.models import OrderStatus, PaymentStatus
@@ -57,7 +57,7 @@ def order_move(order_id: int):
     if not form.validate_on_submit():
         flash(first_error(form), "error")
         return redirect(back)
-    target = form.status.data
+    target = submitted(form.status.data)
     by = f"admin {g.user.clerk_id}"
     try:
         if target == OrderStatus.CANCELLED:  # settles the money at Stripe first: expire, or refund

@@ -9,6 +9,7 @@ from shop.admin import bp
 from shop.admin.forms import ActiveForm, ProductForm, StockForm
 from shop.auth.decorators import admin_required
 from shop.extensions import db
+from shop.inputs import submitted
 from shop.store import catalogue
 from shop.store.forms import first_error
 from shop.store.models import Product
@@ -53,14 +54,14 @@ def product_edit(product_id: int):
         form.seen_stock.data = str(product.stock)
     if form.validate_on_submit():
         try:
-            seen = int(form.seen_stock.data)
+            seen = int(form.seen_stock.data or "")
         except (TypeError, ValueError):
             seen = product.stock
         try:
             catalogue.update_product(product_id, seen_stock=seen, **form.fields(), by=_by())
         except catalogue.ProductError as exc:
             flash(str(exc), "error")
-            form.seen_stock.data = str(db.session.get(Product, product_id, populate_existing=True).stock)
+            form.seen_stock.data = str(db.session.get_one(Product, product_id, populate_existing=True).stock)
         else:
             flash(f"{form.name.data} is saved.", "success")
             return redirect(url_for("admin.products_list"))
@@ -75,7 +76,9 @@ def product_stock(product_id: int):
         flash(first_error(form), "error")
         return redirect(url_for("admin.products_list"))
     try:
-        catalogue.set_stock(product_id, form.stock.data, seen_stock=form.seen_stock.data, by=_by())
+        catalogue.set_stock(
+            product_id, submitted(form.stock.data), seen_stock=submitted(form.seen_stock.data), by=_by()
+        )
     except catalogue.ProductError as exc:
         flash(str(exc), "error")
     else:

@@ -10,7 +10,7 @@ from shop.admin.forms import RoleForm
 from shop.auth.decorators import admin_required
 from shop.auth.roles import change_role
 from shop.extensions import db
-from shop.inputs import page_number, search_text
+from shop.inputs import page_number, search_text, submitted
 from shop.mirror import email_key
 from shop.models import Role, User
 from shop.store.catalogue import escape_like
@@ -62,7 +62,7 @@ def user_role(user_id: int):
     if not form.validate_on_submit():
         flash(first_error(form), "error")
         return redirect(back)
-    role = Role(form.role.data)
+    role = Role(submitted(form.role.data))
     if user.is_deleted:
         flash("A deleted user has no role to change.", "error")
     elif user.id == g.user.id and role != Role.ADMIN:

@@ -72,7 +72,9 @@ def add(user_id: int, fields: ShippingAddress, *, make_default: bool = False) ->
     """Add an entry; commits. The first entry becomes the default by itself."""
     with transaction():
         _lock_live_user(user_id)
-        count = db.session.scalar(select(func.count()).select_from(Address).where(Address.user_id == user_id))
+        count = db.session.execute(
+            select(func.count()).select_from(Address).where(Address.user_id == user_id)
+        ).scalar_one()
         if count >= MAX_ADDRESSES:
             raise AddressError(f"Your address book is full ({MAX_ADDRESSES} addresses); delete one first.")
         make_default = make_default or count == 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import BindParameter, delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from shop.database import transaction
@@ -50,10 +50,11 @@ def _locked_cart_id(user_id: int) -> int:
     if live is None:
         raise CartError("This account was deleted.")
     db.session.execute(insert(Cart).values(user_id=user_id).on_conflict_do_nothing(index_elements=[Cart.user_id]))
-    return db.session.scalar(select(Cart.id).where(Cart.user_id == user_id).with_for_update())
+    # The row exists: inserted just now, or already there (the conflict).
+    return db.session.execute(select(Cart.id).where(Cart.user_id == user_id).with_for_update()).scalar_one()
 
 
-def count_statement(user_id: int):
+def count_statement(user_id: int | BindParameter[int]):
     """Items in the user's cart: carts by its unique user_id, then the lines by (cart_id, product_id)."""
     return (
         select(func.coalesce(func.sum(CartItem.quantity), 0))
@@ -164,7 +165,9 @@ def remove(user_id: int, product_id: int) -> bool:
         cart_id = db.session.scalar(select(Cart.id).where(Cart.user_id == user_id))
         if cart_id is None:
             return False
-        result = db.session.execute(
-            delete(CartItem).where(CartItem.cart_id == cart_id, CartItem.product_id == product_id)
-        )
-    return result.rowcount > 0
+        removed = db.session.execute(
+            delete(CartItem)
+            .where(CartItem.cart_id == cart_id, CartItem.product_id == product_id)
+            .returning(CartItem.product_id)
+        ).first()
+    return removed is not None

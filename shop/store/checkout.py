@@ -123,13 +123,13 @@ def place_order(
             existing = _existing(user_id, idempotency_key)
             if existing is not None:
                 return Placed(existing, created=False)
-            lines = []
-            if cart_id is not None:
-                lines = db.session.execute(
-                    select(CartItem.product_id, CartItem.quantity)
-                    .where(CartItem.cart_id == cart_id)
-                    .order_by(CartItem.product_id)
-                ).all()
+            if cart_id is None:
+                raise EmptyCart("Your cart is empty.")
+            lines = db.session.execute(
+                select(CartItem.product_id, CartItem.quantity)
+                .where(CartItem.cart_id == cart_id)
+                .order_by(CartItem.product_id)
+            ).all()
             if not lines:
                 raise EmptyCart("Your cart is empty.")
             # The shopper as the row is now, not as the signed-in snapshot remembers it.

@@ -8,7 +8,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, IntegerField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp, ValidationError
 
-from shop.inputs import MAX_SLUG_LENGTH
+from shop.inputs import MAX_SLUG_LENGTH, submitted
 from shop.store.addresses import ShippingAddress
 from shop.store.checkout import KEY_PATTERN, OUT_OF_DATE
 
@@ -103,10 +103,10 @@ class AddressForm(FlaskForm):
 
     def address(self) -> ShippingAddress:
         return ShippingAddress(
-            name=self.name.data,
-            line1=self.line1.data,
+            name=submitted(self.name.data),
+            line1=submitted(self.line1.data),
             line2=self.line2.data or None,
-            postal_code=self.postal_code.data,
-            city=self.city.data,
-            country=self.country.data,
+            postal_code=submitted(self.postal_code.data),
+            city=submitted(self.city.data),
+            country=submitted(self.country.data),
         )

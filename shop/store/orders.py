@@ -175,7 +175,20 @@ def history(user_id: int, *, limit: int | None = None, offset: int = 0) -> list[
         rows = db.session.execute(HISTORY, {"user_id": user_id})
     else:
         rows = db.session.execute(HISTORY_PAGE, {"user_id": user_id, "limit": limit, "offset": offset})
-    return [OrderSummary(*row[:8], items=tuple(OrderLine(*item) for item in row.lines)) for row in rows]
+    return [
+        OrderSummary(
+            id=row.id,
+            status=row.status,
+            payment_status=row.payment_status,
+            email=row.email,
+            total_cents=row.total_cents,
+            currency=row.currency,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            items=tuple(OrderLine(*item) for item in row.lines),
+        )
+        for row in rows
+    ]
 
 
 def get_for_user(user_id: int, order_id: int) -> Order | None:
@@ -201,7 +214,7 @@ def list_all(*, status: str | None = None, limit: int = PER_PAGE, offset: int = 
 
 def count_by_status() -> dict[str, int]:
     rows = db.session.execute(select(Order.status, func.count()).group_by(Order.status)).all()
-    return {status.value: 0 for status in OrderStatus} | dict(rows)
+    return {status.value: 0 for status in OrderStatus} | {status: count for status, count in rows}
 
 
 def move(
@@ -245,7 +258,7 @@ def move(
         if payment_becomes is not None:
             order.payment_status = payment_becomes.value
         order.status = target.value
-        mailed = target == OrderStatus.SHIPPED and outbox.enqueue(db.session, order.id, outbox.ORDER_SHIPPED)
+        mailed = target == OrderStatus.SHIPPED and outbox.enqueue(db.session(), order.id, outbox.ORDER_SHIPPED)
     log.info("order %s moved from %s to %s by %s", order_id, current.value, target.value, by)
     if mailed:
         outbox.kick()

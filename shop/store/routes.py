@@ -12,7 +12,7 @@ from flask import abort, flash, g, redirect, render_template, session, url_for
 from shop import payments
 from shop.auth.decorators import login_required
 from shop.auth.redirects import safe_next
-from shop.inputs import page_number, search_text
+from shop.inputs import page_number, search_text, submitted
 from shop.store import addresses, bp, cart, catalogue, checkout, orders
 from shop.store.forms import AddressForm, CartAddForm, CartQuantityForm, CheckoutForm, first_error
 from shop.store.models import OrderStatus, PaymentStatus
@@ -88,7 +88,7 @@ def cart_add():
     if not form.validate_on_submit():
         flash(first_error(form), "error")
         return redirect(back)
-    quantity = form.quantity.data
+    quantity = submitted(form.quantity.data)
     if g.user is None:
         product = catalogue.active_product(slug)
         if product is None:
@@ -127,7 +127,7 @@ def cart_update(product_id: int):
     if not form.validate_on_submit():
         flash(first_error(form), "error")
         return redirect(url_for("store.cart_page"))
-    quantity = form.quantity.data
+    quantity = submitted(form.quantity.data)
     try:
         line = cart.set_quantity(g.user.id, product_id, quantity)
     except cart.CartError as exc:
@@ -181,7 +181,7 @@ def _shipping_address(form: CheckoutForm) -> tuple[addresses.ShippingAddress | N
     """The address the checkout form chose (None: see the form's errors), and the new-address form."""
     new_address = _address_form()
     if form.address_id.data != "new":
-        address = addresses.get_for_user(g.user.id, int(form.address_id.data))
+        address = addresses.get_for_user(g.user.id, int(submitted(form.address_id.data)))
         return (addresses.ShippingAddress.of(address) if address else None), new_address
     return (new_address.address() if new_address.validate() else None), new_address
 
@@ -204,7 +204,10 @@ def checkout_submit():
         return checkout_page(form, new_address=new_address, status=400)
     try:
         placed = checkout.place_order(
-            g.user.id, form.idempotency_key.data, expected_total_cents=form.expected_total.data, address=address
+            g.user.id,
+            submitted(form.idempotency_key.data),
+            expected_total_cents=form.expected_total.data,
+            address=address,
         )
     except checkout.EmptyCart:
         return redirect(url_for("store.cart_page"))  # which says it is empty
