@@ -1,5 +1,7 @@
 """Extension objects, created unbound here and bound to the app in the factory."""
 
+from typing import TYPE_CHECKING
+
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
@@ -13,3 +15,11 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 csrf = CSRFProtect()
+
+# What the models subclass. At run time it is `db.Model`, Flask-SQLAlchemy's subclass of Base (it adds
+# `query` and the table name from the class name); mypy cannot follow that dynamic class, so it sees
+# Base, which declares the same mapping.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model

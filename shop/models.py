@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shop.extensions import db
+from shop.extensions import Model
 
 
 class Role(enum.StrEnum):
@@ -68,7 +68,7 @@ class UserFacts:
         }
 
 
-class User(UserFacts, db.Model):
+class User(UserFacts, Model):
     """A Clerk user. Clerk-owned columns are written only by shop.mirror; `role` only by operators."""
 
     __tablename__ = "users"
@@ -115,7 +115,7 @@ class WebhookStatus(enum.StrEnum):
     FAILED = "failed"
 
 
-class WebhookEvent(db.Model):
+class WebhookEvent(Model):
     """One delivery per (source, svix_id): the idempotency key Svix keeps across retries."""
 
     __tablename__ = "webhook_events"
@@ -141,7 +141,7 @@ class WebhookEvent(db.Model):
     )
 
 
-class SyncRun(db.Model):
+class SyncRun(Model):
     """One real `flask sync-clerk sync`: when, whether it completed, and what it had to repair.
 
     What a sync creates, updates or tombstones is drift the webhooks left behind; the latest row

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shop.extensions import db
+from shop.extensions import Model
 
 
 class MailStatus(enum.StrEnum):
@@ -32,7 +32,7 @@ class MailStatus(enum.StrEnum):
     FAILED = "failed"  # gave up after MAX_ATTEMPTS; `flask mail send-pending --retry-failed` tries again
 
 
-class OutboxMail(db.Model):
+class OutboxMail(Model):
     __tablename__ = "mail_outbox"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)

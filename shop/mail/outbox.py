@@ -14,11 +14,12 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from flask import Flask, current_app, render_template
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, scoped_session, selectinload
 
 from shop.extensions import db
 from shop.mail import transport
@@ -42,7 +43,7 @@ def retry_delay(attempts: int) -> timedelta:
     return timedelta(minutes=min(2 ** (attempts - 1), 60))
 
 
-def enqueue(session: Session, order_id: int, kind: str) -> bool:
+def enqueue(session: Session | scoped_session[Any], order_id: int, kind: str) -> bool:
     """Add the order's e-mail of this kind to the outbox, in the caller's transaction (no commit).
     At most one per (order, kind); False when the order has no e-mail address or already has it."""
     order = session.scalar(select(Order).where(Order.id == order_id).options(selectinload(Order.items)))
@@ -90,14 +91,16 @@ def send_due(*, limit: int = 100, ignore_schedule: bool = False) -> SendReport:
         report.errors.append("No MAIL_URL or SMTP_HOST is set: e-mails stay in the outbox.")
         return report
     mailbox = transport.Mailbox.from_config(config, current_app.instance_path)
-    mail_id = 0
+    after = 0
     with Session(db.engine) as session:
         for _ in range(limit):
-            mail_id = session.execute(_DUE, {"ignore_schedule": ignore_schedule, "after": mail_id}).scalar()
+            mail_id = session.execute(_DUE, {"ignore_schedule": ignore_schedule, "after": after}).scalar()
             if mail_id is None:
                 session.rollback()
                 break
-            mail = session.get(OutboxMail, mail_id)
+            after = mail_id
+            # _DUE just locked this row (FOR UPDATE), so nobody can delete it before our commit.
+            mail = session.get_one(OutboxMail, mail_id)
             try:
                 mail.file_name = mailbox.send(mail, sender=config["MAIL_FROM"])
             except transport.SendError as exc:
@@ -123,7 +126,8 @@ def send_due(*, limit: int = 100, ignore_schedule: bool = False) -> SendReport:
 
 def kick(app: Flask | None = None) -> None:
     """Send what is due now, in a thread, after the caller's commit (the request is not kept waiting)."""
-    app = app or current_app._get_current_object()
+    # Flask types `current_app` as the app itself, not as the proxy that has _get_current_object().
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
 
     def run() -> None:
         with app.app_context():

@@ -52,7 +52,7 @@ class Mailbox:
             (self.folder / name).write_bytes(bytes(message))
             return name
         try:
-            self._send_smtp(message)
+            _send_smtp(self.smtp, message)
         except smtplib.SMTPRecipientsRefused:
             raise SendError("SMTPRecipientsRefused: the server refused the recipient") from None
         except smtplib.SMTPResponseException as exc:
@@ -62,17 +62,17 @@ class Mailbox:
             raise SendError(f"{type(exc).__name__}: {exc}"[:300]) from None
         return None
 
-    def _send_smtp(self, message: EmailMessage) -> None:
-        settings = self.smtp
-        if settings["ssl"]:
-            server: smtplib.SMTP = smtplib.SMTP_SSL(
-                settings["host"], settings["port"], timeout=SMTP_TIMEOUT, context=ssl.create_default_context()
-            )
-        else:
-            server = smtplib.SMTP(settings["host"], settings["port"], timeout=SMTP_TIMEOUT)
-        with server:
-            if settings["starttls"]:
-                server.starttls(context=ssl.create_default_context())
-            if settings["username"]:
-                server.login(settings["username"], settings["password"] or "")
-            server.send_message(message)
+
+def _send_smtp(settings: dict[str, Any], message: EmailMessage) -> None:
+    if settings["ssl"]:
+        server: smtplib.SMTP = smtplib.SMTP_SSL(
+            settings["host"], settings["port"], timeout=SMTP_TIMEOUT, context=ssl.create_default_context()
+        )
+    else:
+        server = smtplib.SMTP(settings["host"], settings["port"], timeout=SMTP_TIMEOUT)
+    with server:
+        if settings["starttls"]:
+            server.starttls(context=ssl.create_default_context())
+        if settings["username"]:
+            server.login(settings["username"], settings["password"] or "")
+        server.send_message(message)

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import stripe
 from flask import url_for
 from sqlalchemy import or_, select
+from stripe.params import RefundCreateParams
+from stripe.params.checkout import SessionCreateParams
 
 from shop.database import transaction
 from shop.extensions import db
@@ -58,7 +61,7 @@ def start(order: Order) -> str:
     if order.stripe_checkout_url and order.payment_status == PaymentStatus.PENDING:
         return order.stripe_checkout_url
     expires_at = datetime.now(UTC) + SESSION_LIFETIME
-    params = {
+    params: SessionCreateParams = {
         "mode": "payment",
         "client_reference_id": str(order.id),
         "line_items": [
@@ -83,10 +86,12 @@ def start(order: Order) -> str:
     if order.email:
         params["customer_email"] = order.email
     try:
-        options = {"idempotency_key": stripe_key(order, "session")}
-        session = client().v1.checkout.sessions.create(params, options=options)
+        session = client().v1.checkout.sessions.create(
+            params, options={"idempotency_key": stripe_key(order, "session")}
+        )
     except stripe.StripeError as exc:
         raise _unreachable(exc) from exc
+    assert session.url is not None, "Stripe leaves `url` empty only for embedded Checkout; ours is hosted"
     order.stripe_checkout_session_id = session.id
     order.stripe_checkout_url = session.url
     order.payment_expires_at = datetime.fromtimestamp(session.expires_at, UTC)
@@ -111,8 +116,8 @@ def check(order: Order) -> None:
     _apply(session.to_dict(), order.id)
 
 
-def _apply(session: dict, order_id: int) -> None:
-    kind = {"complete": events.SESSION_COMPLETED, "expired": events.SESSION_EXPIRED}.get(session.get("status"))
+def _apply(session: dict[str, Any], order_id: int) -> None:
+    kind = {"complete": events.SESSION_COMPLETED, "expired": events.SESSION_EXPIRED}.get(session.get("status", ""))
     if kind is None:
         return
     with transaction():
@@ -123,17 +128,17 @@ def _apply(session: dict, order_id: int) -> None:
         outbox.kick()
 
 
-def _expire(order: Order) -> dict:
+def _expire(order: Order) -> dict[str, Any]:
     """Expire the order's open session at Stripe; the session as it now stands."""
+    session_id = order.stripe_checkout_session_id
+    assert session_id, "sweep and cancel expire only an order whose session was saved"
     sessions = client().v1.checkout.sessions
-    session = sessions.retrieve(order.stripe_checkout_session_id).to_dict()
+    session = sessions.retrieve(session_id).to_dict()
     if session.get("status") == "open":
         try:
-            session = sessions.expire(
-                order.stripe_checkout_session_id, options={"idempotency_key": stripe_key(order, "expire")}
-            ).to_dict()
+            session = sessions.expire(session_id, options={"idempotency_key": stripe_key(order, "expire")}).to_dict()
         except stripe.InvalidRequestError:  # completed or expired meanwhile: read how it ended
-            session = sessions.retrieve(order.stripe_checkout_session_id).to_dict()
+            session = sessions.retrieve(session_id).to_dict()
     return session
 
 
@@ -169,7 +174,7 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
         _apply(session, order.id)
         status = db.session.scalar(select(Order.payment_status).where(Order.id == order.id))
         db.session.rollback()
-        key = {"paid": "paid", "failed": "released"}.get(status, "waiting")
+        key = {"paid": "paid", "failed": "released"}.get(status or "", "waiting")  # no row (None): waiting too
         counts[key] += 1
     return counts
 
@@ -193,6 +198,9 @@ def cancel(order_id: int, *, by: str, user_id: int | None = None) -> Order:
         if order.payment_status == PaymentStatus.PENDING and order.stripe_checkout_session_id:
             _apply(_expire(order), order.id)  # paid meanwhile? then it is refunded below
             order = db.session.get(Order, order_id, populate_existing=True)
+            if order is None:
+                db.session.rollback()
+                raise orders.OrderNotFound(order_id)
         if order.payment_status == PaymentStatus.PAID:
             return _refund(order, by=by, user_id=user_id)
     except stripe.StripeError as exc:
@@ -211,14 +219,16 @@ def cancel(order_id: int, *, by: str, user_id: int | None = None) -> Order:
 
 def _refund(order: Order, *, by: str, user_id: int | None) -> Order:
     """Ask Stripe for the whole amount back, then cancel with payment `refund_pending`."""
-    if not order.stripe_payment_intent_id:
+    if not order.stripe_payment_intent_id and order.stripe_checkout_session_id:
         session = client().v1.checkout.sessions.retrieve(order.stripe_checkout_session_id)
-        order.stripe_payment_intent_id = session.payment_intent
+        intent = session.payment_intent
+        assert not isinstance(intent, stripe.PaymentIntent), "read without expand=, Stripe sends the intent's id"
+        order.stripe_payment_intent_id = intent
         db.session.commit()
-    client().v1.refunds.create(
-        {"payment_intent": order.stripe_payment_intent_id, "metadata": order_metadata(order)},
-        options={"idempotency_key": stripe_key(order, "refund")},
-    )
+    refund: RefundCreateParams = {"metadata": order_metadata(order)}
+    if order.stripe_payment_intent_id:  # without one (nothing was charged) Stripe refuses the refund
+        refund["payment_intent"] = order.stripe_payment_intent_id
+    client().v1.refunds.create(refund, options={"idempotency_key": stripe_key(order, "refund")})
     log.info("order %s: refund asked of Stripe by %s", order.id, by)
     db.session.rollback()
     if order.status == OrderStatus.CANCELLED:  # a paid order that was already cancelled (payment after failure)
@@ -234,16 +244,18 @@ def _refund(order: Order, *, by: str, user_id: int | None) -> Order:
         )
     except orders.TransitionRefused:
         # Stripe's charge.refunded can beat us here: it cancels and gives the stock back itself.
-        order = db.session.get(Order, order.id, populate_existing=True)
+        current = db.session.get(Order, order.id, populate_existing=True)
         db.session.rollback()
-        if order.payment_status == PaymentStatus.REFUNDED:
-            return order
+        if current is not None and current.payment_status == PaymentStatus.REFUNDED:
+            return current
         raise
 
 
 def _set_refund_pending(order_id: int) -> Order:
     with transaction():
         order = events.lock_order(order_id)
+        if order is None:
+            raise orders.OrderNotFound(order_id)
         if order.payment_status == PaymentStatus.PAID:
             order.payment_status = PaymentStatus.REFUND_PENDING
     return order

@@ -26,6 +26,8 @@ def checkout_return(order_id: int):
     with contextlib.suppress(PaymentsUnavailable):  # then the webhook will tell; the page says "confirming"
         checkout.check(order)
     order = orders.get_for_user(g.user.id, order_id)
+    if order is None:  # gone since the first look: the same answer as an order that never was
+        abort(404)
     if order.payment_status == PaymentStatus.PAID:
         flash(f"Payment received. Thank you! Order #{order.id} is confirmed.", "success")
     elif order.payment_status == PaymentStatus.PENDING:

@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from shop.extensions import db
+from shop.extensions import Model
 from shop.models import User
 
 
@@ -53,7 +53,7 @@ class PaymentStatus(enum.StrEnum):
         return self.value.replace("_", " ").capitalize()
 
 
-class Product(db.Model):
+class Product(Model):
     __tablename__ = "products"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -80,7 +80,7 @@ class Product(db.Model):
     )
 
 
-class Cart(db.Model):
+class Cart(Model):
     """One per user; its lines go with it (a tombstoned user's cart is deleted by shop.mirror)."""
 
     __tablename__ = "carts"
@@ -93,7 +93,7 @@ class Cart(db.Model):
     )
 
 
-class CartItem(db.Model):
+class CartItem(Model):
     __tablename__ = "cart_items"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -108,7 +108,7 @@ class CartItem(db.Model):
     )
 
 
-class Order(db.Model):
+class Order(Model):
     __tablename__ = "orders"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -173,7 +173,7 @@ class Order(db.Model):
         return [part for part in parts if part]
 
 
-class OrderItem(db.Model):
+class OrderItem(Model):
     __tablename__ = "order_items"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -194,7 +194,7 @@ class OrderItem(db.Model):
         return self.unit_price_cents * self.quantity
 
 
-class Address(db.Model):
+class Address(Model):
     """One entry of a shopper's address book. Erased with the rest of a tombstoned user's personal
     data (shop.mirror); orders keep their own copy."""
 

@@ -177,7 +177,9 @@ def _expire_if_due(session: dict[str, Any]) -> dict[str, Any]:
     """Stripe expires an open session at expires_at by itself; the stand-in does it when looked at."""
     if session["status"] == "open" and session["expires_at"] <= time.time():
         with store().locked() as objects:
-            session = objects.get(session["id"])
+            current = objects.get(session["id"])
+            assert current is not None, "the stand-in never deletes an object"
+            session = current
             if session["status"] == "open":
                 session = _expire(objects, session)
     return session
@@ -341,6 +343,7 @@ def checkout_submit(session_id: str):
         events = _complete(objects, session, paid=action == "pay")
         if action == "pay_then_fail":
             intent = objects.get(session["payment_intent"])
+            assert intent is not None, "_complete has just stored the session's payment intent"
             intent["status"] = "requires_payment_method"
             objects.put(intent)
             events.append(("checkout.session.async_payment_failed", public(session)))
