@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import BindParameter, delete, func, select
+from sqlalchemy import BindParameter, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from shop.database import transaction
@@ -152,9 +152,10 @@ def set_quantity(user_id: int, product_id: int, quantity: int) -> Line | None:
             raise CartError("That item is not in your cart.")
         product = _check(_product(product_id), quantity)
         db.session.execute(
-            CartItem.__table__.update()
+            update(CartItem)
             .where(CartItem.cart_id == cart_id, CartItem.product_id == product_id)
             .values(quantity=quantity)
+            .execution_options(synchronize_session=False)
         )
     return Line(product, quantity)
 
