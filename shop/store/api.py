@@ -20,4 +20,4 @@ def api_order(order_id: int):
     order = orders.get_for_user(g.user.id, order_id)
     if order is None:
         abort(404)
-    return jsonify(orders.OrderSummary.of(order).to_dict())
+    return jsonify(orders.OrderSummary.of_model(order).to_dict())

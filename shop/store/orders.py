@@ -11,11 +11,11 @@ an order that is paid or being paid goes through shop.payments (expire the sessi
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, func, select, text, update
+from sqlalchemy import Integer, Row, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -76,22 +76,17 @@ class OrderSummary:
     items: tuple[OrderLine, ...]
 
     @classmethod
-    def of(cls, order: Order) -> OrderSummary:
-        """The same view of an order loaded as a model, so that the JSON has one shape."""
-        return cls(
-            id=order.id,
-            status=order.status,
-            payment_status=order.payment_status,
-            email=order.email,
-            total_cents=order.total_cents,
-            currency=order.currency,
-            created_at=order.created_at,
-            updated_at=order.updated_at,
-            items=tuple(
-                OrderLine(item.product_id, item.product_name, item.unit_price_cents, item.quantity)
-                for item in order.items
-            ),
+    def of(cls, order: Order | Row[Any], items: tuple[OrderLine, ...]) -> OrderSummary:
+        """The same view of an order loaded as a model or read as a row (same attribute names), so
+        that the JSON has one shape."""
+        return cls(**{name: getattr(order, name) for name in _ORDER_COLUMNS}, items=items)
+
+    @classmethod
+    def of_model(cls, order: Order) -> OrderSummary:
+        items = tuple(
+            OrderLine(item.product_id, item.product_name, item.unit_price_cents, item.quantity) for item in order.items
         )
+        return cls.of(order, items)
 
     @property
     def item_count(self) -> int:
@@ -118,6 +113,9 @@ class OrderSummary:
                 for item in self.items
             ],
         }
+
+
+_ORDER_COLUMNS = tuple(field.name for field in fields(OrderSummary) if field.name != "items")
 
 
 def _history_statement(*, paged: bool):
@@ -175,20 +173,7 @@ def history(user_id: int, *, limit: int | None = None, offset: int = 0) -> list[
         rows = db.session.execute(HISTORY, {"user_id": user_id})
     else:
         rows = db.session.execute(HISTORY_PAGE, {"user_id": user_id, "limit": limit, "offset": offset})
-    return [
-        OrderSummary(
-            id=row.id,
-            status=row.status,
-            payment_status=row.payment_status,
-            email=row.email,
-            total_cents=row.total_cents,
-            currency=row.currency,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            items=tuple(OrderLine(*item) for item in row.lines),
-        )
-        for row in rows
-    ]
+    return [OrderSummary.of(row, tuple(OrderLine(*item) for item in row.lines)) for row in rows]
 
 
 def get_for_user(user_id: int, order_id: int) -> Order | None:
