@@ -24,6 +24,7 @@ from playwright.sync_api import expect
 
 from shop import PROJECT_ROOT
 from shop.clerk.keys import cookie_suffix
+from tests.conftest import database_settings
 from tests.e2e.frontend_api import EMAIL_CODE, FrontendAPI, bundles_installed
 from tests.support import TEST_FRONTEND_API, TEST_PUBLISHABLE_KEY, WEBHOOK_SECRET, clerk_user, event, signed_headers
 
@@ -59,7 +60,7 @@ def shop(make_app, database_url, tokens, tmp_path) -> Iterator[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "GUNICORN_", "CLERK_"))}
     env.pop("PORT", None)
     env.update(
-        DATABASE_URL=database_url,
+        **database_settings(database_url),  # and the direct URL, through the CI's pooler
         SECRET_KEY="test-secret-key",
         CLERK_PUBLISHABLE_KEY=TEST_PUBLISHABLE_KEY,
         CLERK_JWT_KEY=tokens.public_pem,
@@ -67,7 +68,6 @@ def shop(make_app, database_url, tokens, tmp_path) -> Iterator[str]:
         CLERK_AUTHORIZED_PARTIES=origin,
         CLERK_SECRET_KEY="",  # empty, not missing: wsgi.py's load_dotenv() must not fill them from a .env
         SHOP_DEV_AUTH="",
-        SIGNED_IN_USER_CACHE_SECONDS="0",
         CLERK_CLOCK_SKEW_SECONDS="0",  # a token is refused the second it expires (the tests shorten lifetimes)
     )
     log = tmp_path / "gunicorn.log"

@@ -23,7 +23,7 @@ import psycopg
 import requests
 
 from shop import PROJECT_ROOT
-from tests.conftest import TOKENS
+from tests.conftest import TOKENS, database_settings
 from tests.metrics.support import AUTH, TOKEN, Samples, requests_counted, samples, value
 from tests.scale.test_faults import free_port
 from tests.scale.test_two_instances import libpq
@@ -39,7 +39,7 @@ def start_gunicorn(database_url: str, clerk_url: str, port: int, log: Path, **ex
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "GUNICORN_", "CLERK_", "PROMETHEUS_"))}
     env.pop("PORT", None)
     env.update(
-        DATABASE_URL=database_url,
+        **database_settings(database_url),  # and the direct URL, through the CI's pooler
         SECRET_KEY="test-secret-key",
         METRICS_TOKEN=TOKEN,
         CLERK_WEBHOOK_SECRET=WEBHOOK_SECRET,
