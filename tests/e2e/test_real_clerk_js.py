@@ -195,8 +195,9 @@ def test_clerk_runs_on_a_plain_page_and_renews_the_token(watched, fapi, shop):
     while cookies(page)["__session"] == first:  # clerk-js renews it in the background, before it lapses
         assert time.monotonic() < deadline, fapi
         page.wait_for_timeout(200)
+    # A new token minted by the Frontend API: clerk-js asks for it at .../tokens, or takes it from a
+    # client resource it polled (under load the poll can come first), so the route is not asserted.
     assert fapi.tokens_minted > minted
-    assert any(p.endswith("/tokens") for _, p in fapi.calls)
 
     page.get_by_role("button", name="Add Ceramic mug to cart").click()
     expect(page.get_by_text("Added 1 × Ceramic mug to your cart.")).to_be_visible()
