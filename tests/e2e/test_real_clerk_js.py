@@ -188,16 +188,16 @@ def test_clerk_runs_on_a_plain_page_and_renews_the_token(watched, fapi, shop):
     page = watched
     fapi.token_seconds = 12  # Clerk's are 60 s: renewal comes sooner, the test waits less
     sign_in_with_email_code(page, shop, "/products/ceramic-mug")
-    first = cookies(page)["__session"]
     minted = fapi.tokens_minted
+    first = cookies(page)["__session"]
 
+    # Renewed in the background, before the token lapses: the Frontend API minted a new token (asked
+    # for at .../tokens, or carried by a client resource clerk-js polled) and the cookie changed. Both,
+    # because a token minted just before the baseline can still reach the cookie just after it.
     deadline = time.monotonic() + 30
-    while cookies(page)["__session"] == first:  # clerk-js renews it in the background, before it lapses
+    while cookies(page)["__session"] == first or fapi.tokens_minted <= minted:
         assert time.monotonic() < deadline, fapi
         page.wait_for_timeout(200)
-    # A new token minted by the Frontend API: clerk-js asks for it at .../tokens, or takes it from a
-    # client resource it polled (under load the poll can come first), so the route is not asserted.
-    assert fapi.tokens_minted > minted
 
     page.get_by_role("button", name="Add Ceramic mug to cart").click()
     expect(page.get_by_text("Added 1 × Ceramic mug to your cart.")).to_be_visible()
