@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -72,13 +72,18 @@ def _first(env: Mapping[str, str], *names: str) -> str:
     return ""
 
 
-def _development_secret_key(instance_path: Path) -> str:
-    """Generated once and kept in instance/, so sessions survive restarts in development."""
-    path = instance_path / "secret_key"
+def generated_once(path: Path, make: Callable[[], str]) -> str:
+    """A development secret made by `make` the first time, then kept in `path` (readable by its owner
+    only), so restarts reuse it: the Flask secret, the stand-ins' keys and webhook secrets."""
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(48))
+        path.write_text(make())
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def _development_secret_key(instance_path: Path) -> str:
+    """Generated once and kept in instance/, so sessions survive restarts in development."""
+    return generated_once(instance_path / "secret_key", lambda: secrets.token_urlsafe(48))
 
 
 def load(env: Mapping[str, str], *, production: bool, instance_path: Path) -> dict[str, Any]:

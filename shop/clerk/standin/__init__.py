@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Callable
 from pathlib import Path
 
 from flask import Blueprint, Flask, current_app, request
 
 from shop.clerk.api import ClerkAPI
+from shop.config import generated_once
 
 bp = Blueprint("standin", __name__, url_prefix="/dev-clerk")
 FRONTEND_API_HOST = "clerk-standin.localhost"
@@ -27,13 +27,6 @@ KEY_ID = "ins_standin"
 TOKEN_SECONDS = 60  # Clerk's session-token lifetime; tests shorten it with app.config["STANDIN_TOKEN_SECONDS"]
 
 
-def _read_or_create(path: Path, make: Callable[[], str]) -> str:
-    if not path.exists():
-        path.write_text(make())
-        path.chmod(0o600)
-    return path.read_text().strip()
-
-
 def configure(app: Flask) -> None:
     """Point the app's Clerk settings at the stand-in: its key, its issuer, a webhook secret."""
     from shop.clerk.standin.keys import private_key_pem, public_key_pem
@@ -41,14 +34,14 @@ def configure(app: Flask) -> None:
     folder = Path(app.config["SHOP_DEV_CLERK_DIR"] or Path(app.instance_path) / "dev-clerk")
     folder.mkdir(parents=True, exist_ok=True)
     app.config["SHOP_DEV_CLERK_DIR"] = folder
-    private_pem = _read_or_create(folder / "private-key.pem", private_key_pem)
+    private_pem = generated_once(folder / "private-key.pem", private_key_pem)
     app.config["STANDIN_PRIVATE_KEY"] = private_pem
-    app.config["STANDIN_SECRET_KEY"] = _read_or_create(
+    app.config["STANDIN_SECRET_KEY"] = generated_once(
         folder / "secret-key", lambda: f"sk_test_standin{secrets.token_hex(16)}"
     )
     if not app.config["CLERK_WEBHOOK_SECRETS"]:
         app.config["CLERK_WEBHOOK_SECRETS"] = [
-            _read_or_create(folder / "webhook-secret", lambda: "whsec_" + secrets.token_urlsafe(24).replace("-", "+"))
+            generated_once(folder / "webhook-secret", lambda: "whsec_" + secrets.token_urlsafe(24).replace("-", "+"))
         ]
     # The stand-in replaces Clerk entirely while it is on (no Frontend API host: no third party in pages).
     app.config.setdefault("STANDIN_TOKEN_SECONDS", TOKEN_SECONDS)

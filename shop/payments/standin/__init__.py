@@ -13,19 +13,13 @@ request thread, as Stripe does.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
 from pathlib import Path
 
 from flask import Blueprint, Flask
 
+from shop.config import generated_once
+
 bp = Blueprint("stripe_standin", __name__, url_prefix="/dev-stripe")
-
-
-def _read_or_create(path: Path, make: Callable[[], str]) -> str:
-    if not path.exists():
-        path.write_text(make())
-        path.chmod(0o600)
-    return path.read_text().strip()
 
 
 def configure(app: Flask) -> None:
@@ -34,12 +28,12 @@ def configure(app: Flask) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     app.config["SHOP_DEV_STRIPE_DIR"] = folder
     if not app.config["STRIPE_SECRET_KEY"]:
-        app.config["STRIPE_SECRET_KEY"] = _read_or_create(
+        app.config["STRIPE_SECRET_KEY"] = generated_once(
             folder / "secret-key", lambda: f"sk_test_standin{secrets.token_hex(16)}"
         )
     if not app.config["STRIPE_WEBHOOK_SECRETS"]:
         app.config["STRIPE_WEBHOOK_SECRETS"] = [
-            _read_or_create(folder / "webhook-secret", lambda: "whsec_" + secrets.token_hex(24))
+            generated_once(folder / "webhook-secret", lambda: "whsec_" + secrets.token_hex(24))
         ]
     app.register_blueprint(bp)
 
