@@ -7,18 +7,28 @@ HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
 ROLE   ?= ADMIN
+# `make test` runs the suite in this many processes (pytest-xdist, a database each). Most tests wait on
+# PostgreSQL, gunicorn or Chromium, so three keep two cores busy; TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 3
 
-.PHONY: run test install install-dev install-npm db stop admin lint format bench bench-webhooks bench-store serve clean
+.PHONY: run test install install-dev install-npm lock db stop admin lint format bench bench-webhooks bench-store serve clean
 
 # What serving needs (requirements.txt) and, for `make test`, the test and benchmark tools on top.
-$(BIN)/.installed: requirements.txt
+# constraints.txt pins what those pull in, so every machine installs the versions CI tested.
+$(BIN)/.installed: requirements.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
 	touch $@
 
-$(BIN)/.installed-dev: $(BIN)/.installed requirements-dev.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+$(BIN)/.installed-dev: $(BIN)/.installed requirements-dev.txt constraints.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
 	touch $@
+
+lock: ## after changing requirements*.txt: pin everything they pull in (constraints.txt) from a fresh install
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	{ sed -n '1,2p' constraints.txt; .venv-lock/bin/python -m pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .venv-lock
 
 # Clerk's own code for the suite (package.json, pinned by package-lock.json): @clerk/backend as an oracle,
 # the clerk-js 6 and @clerk/ui 1 browser bundles. Without node the tests that need them say so and skip.
@@ -48,7 +58,7 @@ admin: db ## make someone staff: make admin EMAIL=ada@example.com (ROLE=CLIENT u
 	@$(FLASK) users set-role "$(EMAIL)" $(ROLE)
 
 test: install-dev install-npm ## the whole suite, against the embedded PostgreSQL or TEST_DATABASE_URL
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint: install-dev
 	$(BIN)/ruff check .

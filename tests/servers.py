@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,9 +29,9 @@ class Server:
 
 
 @contextmanager
-def gunicorn(database_url: str, log: Path, *args: str, **settings: str) -> Iterator[Server]:
-    """`gunicorn -c gunicorn.conf.py wsgi:app` in production mode on a free port (extra flags in `args`)."""
-    port = free_port()
+def gunicorn(database_url: str, log: Path, *args: str, port: int | None = None, **settings: str) -> Iterator[Server]:
+    """`gunicorn -c gunicorn.conf.py wsgi:app` in production mode on `port` or a free one (extra flags in `args`)."""
+    port = port or free_port()
     environment = {
         **database_settings(database_url),  # and the direct URL, through the CI's pooler
         "SECRET_KEY": "test-secret-key",
@@ -41,7 +42,9 @@ def gunicorn(database_url: str, log: Path, *args: str, **settings: str) -> Itera
     try:
         yield Server("127.0.0.1", port, log)
     finally:
-        process.terminate()
+        # SIGQUIT is gunicorn's quick shutdown: a graceful one (SIGTERM) waits seconds for the keep-alive
+        # connections a browser holds. The tests of graceful shutdown send SIGTERM themselves.
+        process.send_signal(signal.SIGQUIT)
         process.wait(timeout=30)
 
 

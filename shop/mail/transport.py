@@ -49,7 +49,10 @@ class Mailbox:
         if self.smtp is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             name = f"{mail.id:06d}-{mail.kind}.eml"
-            (self.folder / name).write_bytes(bytes(message))
+            # Written aside, then renamed: whoever watches the folder never opens a half-written mail.
+            partial = self.folder / f".{name}.partial"
+            partial.write_bytes(bytes(message))
+            partial.replace(self.folder / name)
             return name
         try:
             _send_smtp(self.smtp, message)

@@ -14,9 +14,15 @@ from tests.support import clerk_user, vector
 SECRET = "sk_test_c3VwZXJzZWNyZXRrZXlmb3J0ZXN0cw"
 
 
+class QuicklyStoppedHTTPServer(HTTPServer):
+    def thread_target(self) -> None:
+        # stop() waits for serve_forever's next poll, every 0.5 s by default: half a second per test.
+        self.server.serve_forever(poll_interval=0.01)
+
+
 @pytest.fixture
 def server():
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server = QuicklyStoppedHTTPServer(host="127.0.0.1", port=0, threaded=True)
     server.start()
     yield server
     server.clear()

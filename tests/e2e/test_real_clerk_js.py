@@ -9,24 +9,19 @@ Frontend API calls clerk-js makes. The app verifies the session tokens with the 
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 from playwright.sync_api import expect
 
-from shop import PROJECT_ROOT
+from bench.harness import free_port
 from shop.clerk.keys import cookie_suffix
-from tests.conftest import database_settings
 from tests.e2e.frontend_api import EMAIL_CODE, FrontendAPI, bundles_installed
-from tests.support import TEST_FRONTEND_API, TEST_PUBLISHABLE_KEY, WEBHOOK_SECRET, clerk_user, event, signed_headers
+from tests.servers import gunicorn
+from tests.support import TEST_FRONTEND_API, TEST_PUBLISHABLE_KEY, clerk_user, event, signed_headers
 
 pytestmark = pytest.mark.browser
 
@@ -44,56 +39,26 @@ def _needs_the_bundles():
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def shop(make_app, database_url, tokens, tmp_path) -> Iterator[str]:
     """gunicorn serving the app in production mode, Clerk configured for the fake Frontend API host."""
     app = make_app()  # the same database, so this test's rows are cleaned up after it
     assert app.test_cli_runner().invoke(args=["seed"]).exit_code == 0
-    port = _free_port()
+    port = free_port()
     origin = f"http://localhost:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "GUNICORN_", "CLERK_"))}
-    env.pop("PORT", None)
-    env.update(
-        **database_settings(database_url),  # and the direct URL, through the CI's pooler
-        SECRET_KEY="test-secret-key",
+    with gunicorn(
+        database_url,
+        tmp_path / "gunicorn.log",
+        "--workers",
+        "2",
+        port=port,
         CLERK_PUBLISHABLE_KEY=TEST_PUBLISHABLE_KEY,
         CLERK_JWT_KEY=tokens.public_pem,
-        CLERK_WEBHOOK_SECRET=WEBHOOK_SECRET,
         CLERK_AUTHORIZED_PARTIES=origin,
-        CLERK_SECRET_KEY="",  # empty, not missing: wsgi.py's load_dotenv() must not fill them from a .env
-        SHOP_DEV_AUTH="",
         CLERK_CLOCK_SKEW_SECONDS="0",  # a token is refused the second it expires (the tests shorten lifetimes)
-    )
-    log = tmp_path / "gunicorn.log"
-    command = [str(PROJECT_ROOT / ".venv" / "bin" / "gunicorn"), "-c", "gunicorn.conf.py"]
-    command += ["--bind", f"127.0.0.1:{port}", "--workers", "2", "wsgi:app"]
-    server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    try:
-        _wait_for_health(server, port, log)
+    ):
         _deliver_user_created(origin)
         yield origin
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def _wait_for_health(server: subprocess.Popen, port: int, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert server.poll() is None, log.read_text()[-3000:]
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"gunicorn did not answer: {log.read_text()[-3000:]}")
 
 
 def _deliver_user_created(origin: str) -> None:

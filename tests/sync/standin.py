@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.support import live_server
 
 SECRET_KEY = "sk_test_c3RhbmRpbiBjbGVyayBzZWNyZXQga2V5"
 
@@ -116,12 +117,6 @@ def _json(body: Any) -> Response:
 
 @contextmanager
 def serve(clerk: StandInClerk) -> Iterator[StandInClerk]:
-    server = make_server("127.0.0.1", 0, clerk, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    clerk.url = f"http://127.0.0.1:{server.server_port}/v1"
-    try:
+    with live_server(clerk) as url:
+        clerk.url = f"{url}/v1"
         yield clerk
-    finally:
-        server.shutdown()
-        thread.join()
