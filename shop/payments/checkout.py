@@ -45,6 +45,13 @@ def stripe_key(order: Order, action: str) -> str:
     return f"order-{order.id}-{order.idempotency_key}-{action}"
 
 
+def refund_key(order: Order) -> str:
+    """The idempotency key of a refund: one per state of the order. Asking twice from the same state (a
+    double click, a retry after a database error) is one refund; after Stripe's `refund.failed` made the
+    order paid again, its `updated_at` has moved, and the new request is a new refund, not the failed one."""
+    return stripe_key(order, f"refund-{order.updated_at:%Y%m%dT%H%M%S.%f}")
+
+
 def order_metadata(order: Order) -> dict[str, str]:
     """What Stripe's objects carry to name their order: its id, and its random checkout key, so that an
     object from before a database reset (when ids start again) names no order."""
@@ -228,7 +235,7 @@ def _refund(order: Order, *, by: str, user_id: int | None) -> Order:
     refund: RefundCreateParams = {"metadata": order_metadata(order)}
     if order.stripe_payment_intent_id:  # without one (nothing was charged) Stripe refuses the refund
         refund["payment_intent"] = order.stripe_payment_intent_id
-    client().v1.refunds.create(refund, options={"idempotency_key": stripe_key(order, "refund")})
+    client().v1.refunds.create(refund, options={"idempotency_key": refund_key(order)})
     log.info("order %s: refund asked of Stripe by %s", order.id, by)
     db.session.rollback()
     if order.status == OrderStatus.CANCELLED:  # a paid order that was already cancelled (payment after failure)
@@ -243,10 +250,11 @@ def _refund(order: Order, *, by: str, user_id: int | None) -> Order:
             payment_becomes=PaymentStatus.REFUND_PENDING,
         )
     except orders.TransitionRefused:
-        # Stripe's charge.refunded can beat us here: it cancels and gives the stock back itself.
+        # Stripe's charge.refunded can beat us here: it cancels and gives the stock back itself (and a
+        # quick refund.failed may already have made the cancelled order paid again).
         current = db.session.get(Order, order.id, populate_existing=True)
         db.session.rollback()
-        if current is not None and current.payment_status == PaymentStatus.REFUNDED:
+        if current is not None and current.status == OrderStatus.CANCELLED:
             return current
         raise
 

@@ -7,6 +7,7 @@ order's row lock, so a duplicate, a replay or a late event finds nothing left to
     pending ──expired / async_payment_failed──► failed  (stock back, order cancelled)
     pending ──charge.refunded (before its completion)──► refunded (stock back, order cancelled)
     refund_pending ──charge.refunded──► refunded
+    refund_pending / refunded ──refund.failed──► paid  (the money is still ours: staff refund it again)
 
 The event is recorded in `webhook_events` (source 'stripe', its evt_ id) by the same transaction
 as its effect (shop.webhooks.service.claim), so the log and the order never disagree.
@@ -37,7 +38,8 @@ ASYNC_SUCCEEDED = "checkout.session.async_payment_succeeded"
 ASYNC_FAILED = "checkout.session.async_payment_failed"
 SESSION_EXPIRED = "checkout.session.expired"
 CHARGE_REFUNDED = "charge.refunded"
-HANDLED = frozenset({SESSION_COMPLETED, ASYNC_SUCCEEDED, ASYNC_FAILED, SESSION_EXPIRED, CHARGE_REFUNDED})
+REFUND_FAILED = "refund.failed"
+HANDLED = frozenset({SESSION_COMPLETED, ASYNC_SUCCEEDED, ASYNC_FAILED, SESSION_EXPIRED, CHARGE_REFUNDED, REFUND_FAILED})
 MAX_ID_LENGTH = 255
 
 
@@ -146,6 +148,22 @@ def mark_refunded(order_id: int) -> None:
         order.status = OrderStatus.CANCELLED
 
 
+def mark_refund_failed(order_id: int, reason: str | None) -> None:
+    """The bank refused the refund (Stripe's `refund.failed`, after `charge.refunded` or before it): the
+    money is still ours, so the order is paid again. It stays cancelled, with its stock given back, and
+    its page offers staff to refund it again (with a new idempotency key: checkout.refund_key)."""
+    order = lock_order(order_id)
+    if order is None or order.payment_status not in (PaymentStatus.REFUND_PENDING, PaymentStatus.REFUNDED):
+        return
+    order.payment_status = PaymentStatus.PAID
+    # Stripe's failure_reason is a code (expired_or_canceled_card, lost_or_stolen_card, unknown): no personal data.
+    log.warning(
+        "order %s: Stripe could not refund the payment (%s); refund it again from the order's page",
+        order.id,
+        reason or "no reason given",
+    )
+
+
 def _named_order(metadata: Any, reference: Any = None) -> Order | None:
     """The order an object's metadata (or client_reference_id) names, if its random key agrees."""
     metadata = metadata if isinstance(metadata, dict) else {}
@@ -212,6 +230,13 @@ def apply(event: StripeEvent) -> bool:
         if order_id is None:
             raise OrderNotKnownYet("no order has this payment yet; Stripe will retry")
         mark_refunded(order_id)
+        return False
+    if event.type == REFUND_FAILED:
+        order_id = _refunded_order(event.object)
+        if order_id is None:  # a refund made in Stripe's dashboard of a payment that is not an order's
+            log.info("refund.failed %s names no order of this shop; nothing to do", event.id)
+            return False
+        mark_refund_failed(order_id, _text(event.object.get("failure_reason")))
         return False
     if event.type in HANDLED:
         return apply_session(event.object, event.type)

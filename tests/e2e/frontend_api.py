@@ -186,14 +186,36 @@ class FrontendAPI:
         self.user = {"id": user_id, "email": email, "first_name": first_name, "last_name": last_name}
         self.token_seconds = token_seconds
         self.origin = ""  # the app's origin, the tokens' `azp`
-        self.sign_in: dict[str, Any] | None = None
-        self.session: dict[str, Any] | None = None
+        self.client_updated_at = _ms()
+        self._sign_in: dict[str, Any] | None = None
+        self._session: dict[str, Any] | None = None
         self.calls: list[tuple[str, str]] = []  # (method, path) of every /v1 call
         self.telemetry = 0
         self.tokens_minted = 0
         self.unknown: list[str] = []
         self.reachable = True  # False: /v1 calls fail as on a network that is down
         self._lock = threading.Lock()
+
+    # Clerk's client changes, and with it its updated_at (which clerk-js copies into __client_uat), when a
+    # sign-in or a session starts or ends; not at every read. Stamped at every read, a token minted a moment
+    # before the stamp, in the previous second, looks older than its client and is refused.
+    @property
+    def session(self) -> dict[str, Any] | None:
+        return self._session
+
+    @session.setter
+    def session(self, value: dict[str, Any] | None) -> None:
+        self._session = value
+        self.client_updated_at = _ms()
+
+    @property
+    def sign_in(self) -> dict[str, Any] | None:
+        return self._sign_in
+
+    @sign_in.setter
+    def sign_in(self, value: dict[str, Any] | None) -> None:
+        self._sign_in = value
+        self.client_updated_at = _ms()
 
     # --- Playwright --------------------------------------------------------------------------------------
 
@@ -362,7 +384,7 @@ class FrontendAPI:
             "cookie_expires_at": None,
             "captcha_bypass": False,
             "created_at": _ms() - 60_000,
-            "updated_at": _ms(),
+            "updated_at": self.client_updated_at,
         }
 
     def _sign_in_json(self, status: str, verification: dict[str, Any] | None = None) -> dict[str, Any]:

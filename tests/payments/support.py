@@ -47,6 +47,22 @@ def charge(order_id: int, *, refunded: bool = True, order_key: str | None = None
     }
 
 
+def refund(order_id: int, *, order_key: str | None = None, **fields: Any) -> dict[str, Any]:
+    """A refund the bank refused (Stripe's test card 4000 0000 0000 5126 does this), as `refund.failed` carries it."""
+    return {
+        "id": f"re_test_{order_id}",
+        "object": "refund",
+        "amount": 1000,
+        "charge": f"ch_test_{order_id}",
+        "currency": "eur",
+        "failure_reason": "expired_or_canceled_card",
+        "metadata": {"order_id": str(order_id), "order_key": order_key} if order_key else {},
+        "payment_intent": f"pi_test_{order_id}",
+        "status": "failed",
+        **fields,
+    }
+
+
 def stripe_event(kind: str, obj: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:
     return {
         "id": event_id or f"evt_test_{uuid.uuid4().hex}",

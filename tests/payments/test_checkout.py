@@ -279,6 +279,36 @@ def test_staff_ship_only_paid_orders_and_refund_on_cancel(
     wait_for(lambda: payment_status(order_id) == ("cancelled", "refunded"), what="charge.refunded")
 
 
+def test_a_refund_the_bank_refuses_leaves_the_order_paid_and_staff_refund_it_again(
+    app, client, sign_in, make_product, post_form, stripe_standin, payment_status
+):
+    """Stripe's test card 4000 0000 0000 5126: each refund is accepted, then fails (refund.failed)."""
+    make_product("mug", stock=5)
+    sign_in("user_card_expired")
+    post_form("/cart/add", {"slug": "mug", "quantity": "1"})
+    payment_url, order_id = start(client, app, "user_card_expired")
+    client.get(on_standin_page(client, payment_url, "pay_refunds_fail").headers["Location"])
+    staff = app.test_client()
+    sign_in("user_staff", as_client=staff, role=Role.ADMIN)
+    detail = f"/admin/orders/{order_id}"
+    staff.post(f"{detail}/status", data={"csrf_token": csrf_token_from(staff, detail), "status": "cancelled"})
+
+    def refunds(outcome: str) -> int:
+        return count(app, WebhookEvent, WebhookEvent.type == outcome, WebhookEvent.status == "processed")
+
+    wait_for(lambda: refunds("refund.failed") == 1, what="refund.failed")
+    assert payment_status(order_id) == ("cancelled", "paid")
+    page = text(staff.get(detail))
+    assert "Refund the payment" in page and "Stripe could not refund it" in page
+
+    staff.post(f"{detail}/refund", data={"csrf_token": csrf_token_from(staff, detail)})
+    # A new refund (a new idempotency key), not Stripe's replay of the one that failed.
+    wait_for(lambda: refunds("refund.failed") == 2, what="the second refund.failed")
+    assert refunds("refund.created") == 0  # recorded as ignored: the shop acts on charge.refunded
+    assert count(app, WebhookEvent, WebhookEvent.type == "refund.created") == 2
+    assert payment_status(order_id) == ("cancelled", "paid")
+
+
 def test_without_a_stripe_key_checkout_refuses_clearly(make_app, make_user, make_product, tokens):
     """As in production with STRIPE_SECRET_KEY unset (the stand-in is never on there): no order, one sentence."""
     app = make_app(SHOP_DEV_STRIPE="0")

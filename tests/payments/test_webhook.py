@@ -18,7 +18,7 @@ from shop.models import WebhookEvent
 from shop.store.models import Order
 from tests.conftest import STRIPE_WEBHOOK_SECRET
 from tests.payments.conftest import FIRST_KEY
-from tests.payments.support import charge, checkout_session, post_event, stripe_event, stripe_headers
+from tests.payments.support import charge, checkout_session, post_event, refund, stripe_event, stripe_headers
 from tests.support import live_server
 
 OTHER_SECRET = "whsec_test_YW5vdGhlciBzdHJpcGUgc2VjcmV0"
@@ -257,6 +257,40 @@ def test_a_partial_refund_leaves_the_order_paid(client, app, pending_order):
     post_event(client, completed(order_id))
     post_event(client, stripe_event("charge.refunded", charge(order_id, refunded=False)))
     assert order_state(app, order_id) == ("placed", "paid", True)
+
+
+def test_a_failed_refund_makes_the_cancelled_order_paid_again_once(client, app, pending_order, stock_of, caplog):
+    order_id, product = pending_order()
+    post_event(client, completed(order_id))
+    post_event(client, stripe_event("charge.refunded", charge(order_id)))
+    assert order_state(app, order_id) == ("cancelled", "refunded", False)
+    failed = stripe_event("refund.failed", refund(order_id))
+    assert post_event(client, failed).json == {"status": "processed"}
+    assert post_event(client, failed).json == {"status": "duplicate"}
+    # The money is still ours: paid, still cancelled, its stock given back once (at the refund).
+    assert order_state(app, order_id) == ("cancelled", "paid", False)
+    assert stock_of(product) == 10
+    assert f"order {order_id}: Stripe could not refund the payment (expired_or_canceled_card)" in caplog.text
+    post_event(client, stripe_event("refund.failed", refund(order_id)))  # another failed refund: nothing more
+    assert order_state(app, order_id) == ("cancelled", "paid", False)
+
+
+def test_a_failed_refund_of_an_order_waiting_for_its_refund(client, app, pending_order):
+    """Cancelled with a refund asked (refund_pending), and refund.failed comes before any charge.refunded."""
+    order_id, _ = pending_order()
+    post_event(client, completed(order_id))
+    with app.app_context():
+        db.session.execute(text("UPDATE orders SET status = 'cancelled', payment_status = 'refund_pending'"))
+        db.session.commit()
+    post_event(client, stripe_event("refund.failed", refund(order_id, order_key=FIRST_KEY)))
+    assert order_state(app, order_id)[:2] == ("cancelled", "paid")
+
+
+def test_a_failed_refund_of_no_order_is_ignored(client, app, pending_order):
+    order_id, _ = pending_order()
+    response = post_event(client, stripe_event("refund.failed", refund(order_id + 1000, payment_intent="pi_other")))
+    assert response.json == {"status": "processed"}
+    assert order_state(app, order_id) == ("placed", "pending", True)
 
 
 def test_unknown_types_and_foreign_sessions_are_recorded_and_ignored(client, app, pending_order):

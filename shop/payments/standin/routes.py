@@ -218,7 +218,13 @@ def _expire(objects: ObjectStore, session: dict[str, Any]) -> dict[str, Any]:
     return session
 
 
-def _complete(objects: ObjectStore, session: dict[str, Any], *, paid: bool) -> list[tuple[str, dict[str, Any]]]:
+# Stripe's test card whose refunds are accepted, then fail: refund.created and charge.refunded, later refund.failed.
+REFUNDS_FAIL_CARD = "5126"
+
+
+def _complete(
+    objects: ObjectStore, session: dict[str, Any], *, paid: bool, last4: str = "4242"
+) -> list[tuple[str, dict[str, Any]]]:
     """The shopper paid (or chose a method that settles later): the PaymentIntent, the charge, the events."""
     now = int(time.time())
     intent_id, charge_id = _id("pi"), _id("ch")
@@ -254,7 +260,7 @@ def _complete(objects: ObjectStore, session: dict[str, Any], *, paid: bool) -> l
                 "paid": True,
                 "payment_intent": intent_id,
                 "payment_method_details": {
-                    "card": {"brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2034},
+                    "card": {"brand": "visa", "last4": last4, "exp_month": 12, "exp_year": 2034},
                     "type": "card",
                 },
                 "refunded": False,
@@ -313,8 +319,17 @@ def create_refund():
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
         objects.put(charge)
-    deliver(intent["_webhook_url"], [("refund.created", refund), ("charge.refunded", charge)])
-    return jsonify(refund), 200
+        events = [("refund.created", dict(refund)), ("charge.refunded", dict(charge))]
+        if charge["payment_method_details"]["card"]["last4"] == REFUNDS_FAIL_CARD:
+            # The card's bank sends the money back: the refund fails and the charge is as before it.
+            refund.update(status="failed", failure_reason="expired_or_canceled_card")
+            charge["amount_refunded"] -= amount
+            charge["refunded"] = False
+            objects.put(refund)
+            objects.put(charge)
+            events.append(("refund.failed", refund))
+    deliver(intent["_webhook_url"], events)
+    return jsonify(events[0][1]), 200
 
 
 # --- the hosted-checkout page ----------------------------------------------------------------------------
@@ -335,12 +350,13 @@ def checkout_submit(session_id: str):
         session = objects.get(session_id)
         if session is None or session.get("object") != "checkout.session":
             return render_template("payments/standin_checkout.html", session=None), 404
-        if session["status"] != "open" or action not in ("pay", "pay_then_fail", "expire"):
+        if session["status"] != "open" or action not in ("pay", "pay_refunds_fail", "pay_then_fail", "expire"):
             return render_template("payments/standin_checkout.html", session=session), 409
         if action == "expire":
             _expire(objects, session)
             return redirect(session["cancel_url"] or "/", code=303)
-        events = _complete(objects, session, paid=action == "pay")
+        last4 = REFUNDS_FAIL_CARD if action == "pay_refunds_fail" else "4242"
+        events = _complete(objects, session, paid=action in ("pay", "pay_refunds_fail"), last4=last4)
         if action == "pay_then_fail":
             intent = objects.get(session["payment_intent"])
             assert intent is not None, "_complete has just stored the session's payment intent"
