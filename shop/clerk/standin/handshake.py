@@ -75,10 +75,13 @@ def _directives() -> list[str]:
             f"{CLIENT_UAT_COOKIE}=0; Path=/; Max-Age={YEAR}; SameSite=Lax",
             clear_nonce,
         ]
+    # The client's time is read before the token is minted: a token issued in an earlier second than
+    # __client_uat is refused as older than the client (and /api/me said 401 after a handshake under load).
+    client_updated_at = int(time.time())
     token = routes._session_token(*signed_in)
     return [
         f"{SESSION_COOKIE}={token}; Path=/; SameSite=Lax",
-        f"{CLIENT_UAT_COOKIE}={int(time.time())}; Path=/; Max-Age={YEAR}; SameSite=Lax",
+        f"{CLIENT_UAT_COOKIE}={client_updated_at}; Path=/; Max-Age={YEAR}; SameSite=Lax",
         clear_nonce,
     ]
 
