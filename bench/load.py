@@ -22,7 +22,9 @@ What it does:
      check out: GET /checkout for the form (CSRF token, idempotency key, expected total), then
      POST /checkout; a checkout answered with an error is submitted again with the same key,
      as a shopper pressing the button again would. An order counts as accepted when the
-     shopper is sent to its page.
+     shopper is sent on to pay: to Stripe, played by the shop's own Stripe stand-in on a
+     gunicorn of its own (development mode, the same database), which the production gunicorn
+     reaches through STRIPE_API_BASE. Shoppers do not pay: that is Stripe's page, not the shop's.
    - webhook senders play Clerk and Svix (tests/scale/support.py): users are created, updated
      and deleted in Clerk, each change is a signed `user.*` delivery; a delivery that gets no
      2xx is retried with the same svix-id, signed again with a fresh timestamp, on Svix's
@@ -50,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -86,7 +89,6 @@ from tests.scale.support import (  # noqa: E402
     checkout_form,
     csrf_token,
     deliver,
-    order_id_from,
     order_problems,
     webhook_problems,
 )
@@ -120,6 +122,7 @@ class Run:
     clerk: Clerk
     cross_share: float
     slugs: list[str]
+    payment_url: str  # where a placed order sends the shopper: the Stripe stand-in's pages
     samples: list[Sample] = field(default_factory=list)
     placed: list[PlacedOrder] = field(default_factory=list)
     refused_checkouts: list[str] = field(default_factory=list)
@@ -218,16 +221,15 @@ class Shopper(HttpUser):
         RUN.checkouts_in_progress += 1
         try:
             for _ in range(CHECKOUT_RETRIES):
-                answer = self.page("POST", "/checkout", "/checkout", expect=(302,), data=form.data())
-                if answer.status_code == 302:
-                    order_id = order_id_from(answer.headers["Location"])
-                    if order_id is None:  # sent back to the cart or the form: refused, with a message
-                        RUN.refused_checkouts.append(answer.headers["Location"])
+                answer = self.page("POST", "/checkout", "/checkout", expect=(302, 303), data=form.data())
+                if answer.status_code in (302, 303):
+                    if not answer.headers["Location"].startswith(RUN.payment_url):
+                        RUN.refused_checkouts.append(answer.headers["Location"])  # sent back, with a message
                         return
+                    # On to Stripe's page: the order is placed; its id is found by its key in the audit.
                     RUN.placed.append(
-                        PlacedOrder(order_id, self.clerk_id, form.idempotency_key, form.expected_total, form.lines)
+                        PlacedOrder(0, self.clerk_id, form.idempotency_key, form.expected_total, form.lines)
                     )
-                    self.follow(answer, "/orders/<id>")
                     return
                 if 0 < answer.status_code < 500:
                     RUN.refused_checkouts.append(f"status {answer.status_code}")
@@ -320,15 +322,37 @@ class PrivatePostgres:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def app_env(database_url: str, minter: TokenMinter) -> dict[str, str]:
-    """Production mode: no FLASK_DEBUG, no stand-in; Clerk configured networklessly with our key."""
+STRIPE_KEY = "sk_test_bench_load_standin"
+STRIPE_WEBHOOK_SECRET = "whsec_bench_load_standin"  # noqa: S105  (the run's own, signs nothing real)
+
+
+def app_env(database_url: str, minter: TokenMinter, stripe_url: str) -> dict[str, str]:
+    """Production mode: no FLASK_DEBUG, no stand-in; Clerk configured networklessly with our key,
+    Stripe's API at `stripe_url` (the stand-in's gunicorn)."""
     return {
         "DATABASE_URL": database_url,
         "SECRET_KEY": "bench-secret-key",
         "CLERK_PUBLISHABLE_KEY": TEST_PUBLISHABLE_KEY,
         "CLERK_JWT_KEY": minter.public_pem,
         "CLERK_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "STRIPE_SECRET_KEY": STRIPE_KEY,
+        "STRIPE_API_BASE": stripe_url,
+        "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
     }
+
+
+def stripe_standin(database_url: str, minter: TokenMinter, folder: str) -> tuple[subprocess.Popen, str]:
+    """The shop's Stripe stand-in (development mode: it is refused in production) on a one-worker gunicorn."""
+    port = free_port()
+    env = {
+        **app_env(database_url, minter, ""),
+        "FLASK_DEBUG": "1",
+        "SHOP_DEV_STRIPE": "1",
+        "SHOP_DEV_STRIPE_DIR": folder,
+        "STRIPE_API_BASE": "",
+    }
+    server = start_gunicorn(env, port, RESULTS / "load-stripe-standin.log", ["--workers", "1"])
+    return server, f"http://127.0.0.1:{port}/dev-stripe"
 
 
 def shopper_users(count: int) -> list[dict]:
@@ -349,7 +373,7 @@ def prepare(database_url: str, minter: TokenMinter, users: list[dict]) -> list[s
     from shop.extensions import db
     from shop.store.seed import DEMO_PRODUCTS, seed
 
-    app = create_app(app_env(database_url, minter))
+    app = create_app(app_env(database_url, minter, stripe_url=""))  # the set-up takes no payment
     logging.getLogger("shop").setLevel(logging.WARNING)
     with app.app_context():
         flask_migrate.upgrade()
@@ -562,25 +586,37 @@ def run(args: argparse.Namespace) -> Outcome:
     shoppers = shopper_users(args.shoppers)
     pg = PrivatePostgres()
     servers: list[subprocess.Popen] = []
+    servers_apart: list[subprocess.Popen] = []  # the Stripe stand-in: not the shop, not in its figures
     try:
         clerk = Clerk(users=args.clerk_users + args.new_users, existing=args.clerk_users, create_share=0.3)
         slugs = prepare(pg.url, minter, shoppers + clerk.live_users())
         with psycopg.connect(pg.libpq, autocommit=True) as conn:  # no autovacuum or checkpoint of the set-up mid-run
             conn.execute("VACUUM ANALYZE")
             conn.execute("CHECKPOINT")
+        stripe_server, stripe_url = stripe_standin(pg.url, minter, tempfile.mkdtemp(prefix="bench-stripe-"))
+        servers_apart.append(stripe_server)
         urls = []
         for n in range(args.instances):
             port = free_port()
             log_path = RESULTS / f"load-{label}-gunicorn-{n + 1}.log"
             workers = ["--workers", str(args.workers)] if args.workers else []
-            servers.append(start_gunicorn(app_env(pg.url, minter), port, log_path, workers))
+            servers.append(start_gunicorn(app_env(pg.url, minter, stripe_url), port, log_path, workers))
             urls.append(f"http://127.0.0.1:{port}")
         out = Outcome(label, settled_workers(servers[0]))
         print(f"gunicorn: {args.instances} × {out.workers} workers (gunicorn.conf.py); PostgreSQL: pgserver, its own")
 
         now = int(time.time())
         tokens = {u["id"]: minter.mint(u["id"], iat=now, nbf=now - 5, exp=now + 3600, azp=None) for u in shoppers}
-        RUN = Run(urls, [u["id"] for u in shoppers], tokens, now, clerk, cross_share=0.2, slugs=slugs)
+        RUN = Run(
+            urls,
+            [u["id"] for u in shoppers],
+            tokens,
+            now,
+            clerk,
+            cross_share=0.2,
+            slugs=slugs,
+            payment_url=stripe_url.removesuffix("/dev-stripe") + "/dev-stripe/checkout/",
+        )
         Shopper.wait_time = between(*args.think)
         WebhookSender.fixed_count = args.senders
         WebhookSender.wait_time = constant_throughput(args.webhook_rate / args.senders)
@@ -621,14 +657,22 @@ def run(args: argparse.Namespace) -> Outcome:
 
         with psycopg.connect(pg.libpq) as conn:
             out.hook_problems, out.hook_counts = webhook_problems(conn, clerk)
-            out.order_problems, out.order_counts = order_problems(conn, RUN.placed, RUN.shoppers)
+            out.order_problems, out.order_counts = order_problems(conn, with_order_ids(conn, RUN.placed), RUN.shoppers)
         if args.instances == 2:
             out.race = sync_race(pg.url, clerk, shoppers)
         return out
     finally:
-        for server in servers:
+        for server in servers + servers_apart:
             stop_gunicorn(server)
         pg.close()
+
+
+def with_order_ids(conn, placed: list[PlacedOrder]) -> list[PlacedOrder]:
+    """The orders shoppers were sent to pay for, with the ids their checkout keys have in the database
+    (0, reported missing, for a key with no order)."""
+    keys = [order.idempotency_key for order in placed]
+    ids = dict(conn.execute("SELECT idempotency_key, id FROM orders WHERE idempotency_key = ANY(%s)", (keys,)))
+    return [dataclasses.replace(order, order_id=ids.get(order.idempotency_key, 0)) for order in placed]
 
 
 class CpuMeter:
