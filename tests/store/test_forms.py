@@ -58,7 +58,7 @@ def test_cart_quantity_form_never_fails_on_what_is_typed(app, client, sign_in, m
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     def typed(quantity: str) -> None:
         with app.app_context():
-            if cart.count(shopper) == 0:  # the first example, or an earlier one typed 0 (or 00, or ０)
+            if cart.count(shopper) == 0:  # the first example, or an earlier one typed 0 (or 00, or a full-width zero)
                 cart.add(shopper, product_id=mug, quantity=1)
         response = post_form(f"/cart/items/{mug}", {"quantity": quantity}, form_page="/cart")
         assert response.status_code == 302
