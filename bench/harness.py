@@ -38,7 +38,7 @@ def start_gunicorn(
     ready_path: str = "/api/health",
 ) -> subprocess.Popen:
     """`gunicorn -c gunicorn.conf.py wsgi:app` on 127.0.0.1:`port` with `settings`; returns once it answers."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "GUNICORN_", "CLERK_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "GUNICORN_", "CLERK_", "PROMETHEUS_"))}
     env.pop("PORT", None)
     env.update(dict.fromkeys(BLANK_SETTINGS, ""), **settings)
     command = [str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]

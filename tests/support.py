@@ -182,3 +182,14 @@ def wait_for_a_lock_wait(database_url: str, timeout: float = 10) -> None:
         ).fetchone()[0]:  # type: ignore[index]
             assert time.monotonic() < deadline, "no session started waiting on a lock"
             time.sleep(0.01)
+
+
+# The checkout's "new address" fields, as a shopper fills them in.
+NEW_ADDRESS = {
+    "address_id": "new",
+    "new-name": "Ada Lovelace",
+    "new-line1": "12 Rue de la Paix",
+    "new-postal_code": "75002",
+    "new-city": "Paris",
+    "new-country": "FR",
+}

@@ -25,8 +25,7 @@ from shop.extensions import db
 from shop.models import Role, User
 from shop.store import cart, checkout
 from shop.store.models import Order, Product
-from tests.store.conftest import NEW_ADDRESS
-from tests.support import csrf_token
+from tests.support import NEW_ADDRESS, csrf_token
 
 HUGE = [str(2**31), str(2**63 - 1), str(2**63), str(2**64), "9" * 30, "9" * 5000]
 NASTY = ["\x00", "x\x00", "-1", "0", "1.5", "%", "' OR '1'='1", "../../etc/passwd", "\\evil.example/", "a" * 3000, ""]

@@ -15,17 +15,17 @@ import signal
 import subprocess
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
 import psycopg
 import requests
 
+from bench import harness
+from bench.harness import free_port
 from shop import PROJECT_ROOT
 from tests.conftest import TOKENS, database_settings
 from tests.metrics.support import AUTH, TOKEN, Samples, requests_counted, samples, value
-from tests.scale.test_faults import free_port
 from tests.scale.test_two_instances import libpq
 from tests.support import TEST_PUBLISHABLE_KEY, WEBHOOK_SECRET, clerk_user, event, signed_headers
 from tests.sync.conftest import user
@@ -36,38 +36,19 @@ ANSWERED = re.compile(r"^<(\d+)> GET /metrics ", re.MULTILINE)
 
 
 def start_gunicorn(database_url: str, clerk_url: str, port: int, log: Path, **extra_env: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "GUNICORN_", "CLERK_", "PROMETHEUS_"))}
-    env.pop("PORT", None)
-    env.update(
+    settings = {
         **database_settings(database_url),  # and the direct URL, through the CI's pooler
-        SECRET_KEY="test-secret-key",
-        METRICS_TOKEN=TOKEN,
-        CLERK_WEBHOOK_SECRET=WEBHOOK_SECRET,
-        CLERK_PUBLISHABLE_KEY=TEST_PUBLISHABLE_KEY,
-        CLERK_JWT_KEY=TOKENS.public_pem,
-        CLERK_SECRET_KEY=SECRET_KEY,
-        CLERK_API_URL=clerk_url,
-        SHOP_DEV_AUTH="",
+        "SECRET_KEY": "test-secret-key",
+        "METRICS_TOKEN": TOKEN,
+        "CLERK_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "CLERK_PUBLISHABLE_KEY": TEST_PUBLISHABLE_KEY,
+        "CLERK_JWT_KEY": TOKENS.public_pem,
+        "CLERK_SECRET_KEY": SECRET_KEY,
+        "CLERK_API_URL": clerk_url,
         **extra_env,
-    )
-    command = [
-        str(PROJECT_ROOT / ".venv" / "bin" / "gunicorn"),
-        *("-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", "--workers", "2"),
-        *("--access-logfile", "-", "--access-logformat", "%(p)s %(r)s %(s)s"),  # which worker answered
-        "wsgi:app",
-    ]
-    server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert server.poll() is None, log.read_text()[-3000:]
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return server
-        except OSError:
-            time.sleep(0.1)
-    server.kill()
-    raise AssertionError(f"gunicorn did not answer: {log.read_text()[-3000:]}")
+    }
+    access_log = ("--access-logfile", "-", "--access-logformat", "%(p)s %(r)s %(s)s")  # which worker answered
+    return harness.start_gunicorn(settings, port, log, ["--workers", "2", *access_log])
 
 
 def comparable(found: Samples) -> Samples:

@@ -16,13 +16,13 @@ from shop.payments import client as stripe_client
 from shop.store.models import Address, Order
 from tests.store.conftest import (
     CHECKOUT_FIELDS,
-    NEW_ADDRESS,
     checkout_fields,
     csrf_token_from,
     latest_order_id,
     on_standin_page,
     wait_for,
 )
+from tests.support import NEW_ADDRESS
 
 
 def text(response) -> str:

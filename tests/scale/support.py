@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.support import WEBHOOK_SECRET, clerk_user, deleted_event, event, signed_headers
+from tests.support import NEW_ADDRESS, WEBHOOK_SECRET, clerk_user, deleted_event, event, signed_headers
 
 WEBHOOK_PATH = "/api/webhooks/clerk"
 # Svix retries immediately, then after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h. The same eight
@@ -392,21 +392,10 @@ class CheckoutForm:
     lines: tuple[tuple[str, int], ...]
 
     def data(self) -> dict[str, str]:
-        data = {"csrf_token": self.csrf_token, "idempotency_key": self.idempotency_key, **SHIPPING_ADDRESS}
+        data = {"csrf_token": self.csrf_token, "idempotency_key": self.idempotency_key, **NEW_ADDRESS}
         if self.expected_total is not None:
             data["expected_total"] = str(self.expected_total)
         return data
-
-
-# The checkout's "new address" fields, as a shopper fills them in.
-SHIPPING_ADDRESS = {
-    "address_id": "new",
-    "new-name": "Ada Lovelace",
-    "new-line1": "12 Rue de la Paix",
-    "new-postal_code": "75002",
-    "new-city": "Paris",
-    "new-country": "FR",
-}
 
 
 def checkout_form(page: str) -> CheckoutForm | None:

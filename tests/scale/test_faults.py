@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import flask_migrate
@@ -24,7 +22,9 @@ import psycopg
 import pytest
 import requests
 
-from shop import PROJECT_ROOT, create_app, mirror
+from bench import harness
+from bench.harness import free_port
+from shop import create_app, mirror
 from shop.clerk.users import parse_user
 from shop.extensions import db
 from shop.store.seed import seed
@@ -132,39 +132,14 @@ def test_svix_retries_bring_every_delivery_in_through_a_database_restart(stoppab
         db.engine.dispose()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_gunicorn(database_url: str, port: int, log: Path) -> subprocess.Popen:
     """gunicorn with the committed gunicorn.conf.py, two workers, in production mode."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "GUNICORN_", "CLERK_"))}
-    env.pop("PORT", None)
-    env.update(
-        database_settings(database_url),  # and the direct URL, through the CI's pooler
-        SECRET_KEY="test-secret-key",
-        CLERK_WEBHOOK_SECRET=WEBHOOK_SECRET,
-        # empty, not missing: wsgi.py's load_dotenv() must not fill them from a developer's .env
-        CLERK_SECRET_KEY="",
-        CLERK_PUBLISHABLE_KEY="",
-        SHOP_DEV_AUTH="",
-    )
-    gunicorn = PROJECT_ROOT / ".venv" / "bin" / "gunicorn"
-    command = [str(gunicorn), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", "--workers", "2", "wsgi:app"]
-    server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert server.poll() is None, log.read_text()[-3000:]
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return server
-        except OSError:
-            time.sleep(0.1)
-    server.kill()
-    raise AssertionError(f"gunicorn did not answer: {log.read_text()[-3000:]}")
+    settings = {
+        **database_settings(database_url),  # and the direct URL, through the CI's pooler
+        "SECRET_KEY": "test-secret-key",
+        "CLERK_WEBHOOK_SECRET": WEBHOOK_SECRET,
+    }
+    return harness.start_gunicorn(settings, port, log, ["--workers", "2"])
 
 
 def running_worker(master: psutil.Process, seconds: float) -> tuple[int, bool]:

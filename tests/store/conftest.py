@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from shop.extensions import db
 from shop.models import User
 from shop.store.models import Order, Product
+from tests.support import NEW_ADDRESS
 
 CSRF_FIELD = re.compile(r'name="csrf_token"(?: type="hidden")? value="([^"]+)"')
 
@@ -86,14 +87,6 @@ def post_form(client: FlaskClient):
 # --- checkout through the form, and paying on the local Stripe stand-in's page ------------------------------
 
 CHECKOUT_FIELDS = re.compile(r'name="(csrf_token|idempotency_key|expected_total)" value="([^"]+)"')
-NEW_ADDRESS = {
-    "address_id": "new",
-    "new-name": "Ada Lovelace",
-    "new-line1": "12 Rue de la Paix",
-    "new-postal_code": "75002",
-    "new-city": "Paris",
-    "new-country": "FR",
-}
 
 
 def checkout_fields(client: FlaskClient, **extra: str) -> dict[str, str]:
