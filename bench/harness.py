@@ -36,15 +36,17 @@ def start_gunicorn(
     extra_args: Sequence[str] = (),
     *,
     ready_path: str = "/api/health",
+    root: Path = ROOT,
 ) -> subprocess.Popen:
-    """`gunicorn -c gunicorn.conf.py wsgi:app` on 127.0.0.1:`port` with `settings`; returns once it answers."""
+    """`gunicorn -c gunicorn.conf.py wsgi:app` on 127.0.0.1:`port` with `settings`; returns once it answers.
+    `root`: the tree whose gunicorn.conf.py and wsgi.py it runs (bench/inbox.py's baseline worktree)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "GUNICORN_", "CLERK_", "PROMETHEUS_"))}
     env.pop("PORT", None)
     env.update(dict.fromkeys(BLANK_SETTINGS, ""), **settings)
     command = [str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
     log = open(log_path, "wb")  # noqa: SIM115 (the server writes to it until it stops)
     server = subprocess.Popen(
-        [*command, *extra_args, "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        [*command, *extra_args, "wsgi:app"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

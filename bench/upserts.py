@@ -31,7 +31,7 @@ from sqlalchemy import text  # noqa: E402
 from bench.harness import fresh_database  # noqa: E402
 from shop import create_app, mirror  # noqa: E402
 from shop.extensions import db  # noqa: E402
-from shop.webhooks import service  # noqa: E402
+from shop.webhooks import inbox  # noqa: E402
 
 
 def per_execution(conn, run: Callable[[], object], runs: int) -> tuple[float, float]:
@@ -79,7 +79,7 @@ def main() -> None:
             }
             with db.engine.connect() as conn:
                 # The statements as built, and as the app runs them (compiled_once)
-                upsert, claim_statement = mirror._upsert_statement(unless_email_held=True), service._claim_statement()
+                upsert, claim_statement = mirror._upsert_statement(unless_email_held=True), inbox._claim_statement()
                 upsert_sql = upsert.compile(dialect=conn.dialect)
                 claim_sql = claim_statement.compile(dialect=conn.dialect)
                 ways = {
@@ -89,7 +89,7 @@ def main() -> None:
                         upsert_sql.string, {**upsert_sql.params, **user}
                     ),
                     "webhook claim, executed directly": lambda: conn.execute(claim_statement, claim),
-                    "webhook claim, compiled_once": lambda: conn.execute(service._CLAIM, claim),
+                    "webhook claim, compiled_once": lambda: conn.execute(inbox._CLAIM, claim),
                     "webhook claim, exec_driver_sql (floor)": lambda: conn.exec_driver_sql(
                         claim_sql.string, {**claim_sql.params, **claim, "payload": json.dumps(payload), "attempts": 1}
                     ),

@@ -1,13 +1,16 @@
-"""The mirror's health as the database records it: read by `/metrics` and by the admin dashboard.
+"""The mirror's health (and the outbox's) as the database records it: read by `/metrics` and by the
+admin dashboard.
 
 Everything here comes from PostgreSQL, not from a process's memory, so every gunicorn worker
 (and every instance) answers with the same figures, and they survive restarts:
 - the last delivery each webhook source got through (received and processed, or ignored);
 - failed deliveries waiting for a replay (Svix's retry or `flask webhooks replay`);
 - users that a first sign-in had to create because their webhook had not arrived;
-- the last real `flask sync-clerk sync`: when, whether it completed, what it had to repair.
+- the last real `flask sync-clerk sync`: when, whether it completed, what it had to repair;
+- order e-mails the outbox gave up on, waiting for `flask mail retry`.
 
-Each read is one short indexed query, cheap enough for every scrape.
+Each read is one short query, cheap enough for every scrape. All but one follow an index: the
+failed e-mails' count scans the outbox (two rows per order at most; no index covers `failed`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ _FAILED = text("SELECT source, count(*) FROM webhook_events WHERE status = 'fail
 _PROVISIONED = text(
     "SELECT count(*) FROM users WHERE provisioned_at > now() - make_interval(hours => :hours)"
 ).bindparams(bindparam("hours", PROVISIONING_WINDOW_HOURS))
+_FAILED_MAIL = text("SELECT count(*) FROM mail_outbox WHERE status = 'failed'")
 _LAST_SYNC = text(
     """
     SELECT started_at, finished_at, ok, clerk_count, created, updated, tombstoned, failed, error
@@ -72,6 +76,7 @@ class MirrorHealth:
     webhooks: dict[str, WebhookHealth]
     provisioned_recently: int  # in the last PROVISIONING_WINDOW_HOURS
     last_sync: SyncRunSummary | None
+    failed_mail: int = 0  # outbox rows given up on (status failed)
 
 
 def read(conn: Connection) -> MirrorHealth:
@@ -88,4 +93,5 @@ def read(conn: Connection) -> MirrorHealth:
         webhooks=webhooks,
         provisioned_recently=conn.execute(_PROVISIONED).scalar_one(),
         last_sync=SyncRunSummary(**last_sync._mapping) if last_sync else None,
+        failed_mail=conn.execute(_FAILED_MAIL).scalar_one(),
     )

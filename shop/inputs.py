@@ -28,8 +28,9 @@ class DatabaseId(IntegerConverter):
     # Every id below 9 * 10**18 (BIGINT ends at 9.22 * 10**18) and nothing else: a URL beyond does not
     # match at all. Bounding in the regex, not in to_python, matters: a rule whose converter refuses
     # the value still counts as matched for its methods, so a POST-only twin of a GET route (or the
-    # other way round) would answer 405 instead of 404.
-    regex = r"[1-9]\d{0,17}|[1-8]\d{18}"
+    # other way round) would answer 405 instead of 404. [0-9], not \d, which also matches other scripts'
+    # digits (/orders/ and an Arabic-Indic one was order 1 again). Werkzeug ends the pattern with \Z.
+    regex = r"[1-9][0-9]{0,17}|[1-8][0-9]{18}"
 
     def __init__(self, map: Map) -> None:
         super().__init__(map, min=1, max=MAX_DATABASE_ID)

@@ -170,6 +170,12 @@ class _HealthCollector:
             failed.add_metric([source], webhooks.failed)
         yield from (last, age, failed)
         yield from _sync_metrics(figures.last_sync)
+        yield GaugeMetricFamily(
+            "shop_mail_failed",
+            "Order e-mails the outbox gave up on (could not be built, or refused at every attempt): "
+            "waiting for `flask mail retry`.",
+            value=figures.failed_mail,
+        )
 
 
 def _sync_metrics(run: health.SyncRunSummary | None) -> Iterator[Metric]:

@@ -9,6 +9,9 @@ whichever path a change arrives by:
 - e-mail is unique among live users: the newest claim wins, the other row gives it up and is
   marked for re-sync; accounts are never merged. "The same e-mail" means the same `email_key`
   (below), computed here in Python and nowhere else: SQL only compares stored keys;
+- an e-mail address with a control character (a line break, a tab, a NUL …) is stored as no
+  address, and the rest of the snapshot applies (`storable`): read back into an order e-mail's
+  headers it could add some (a `Bcc:`), and no real mailbox has one;
 - `role` is never written from Clerk data.
 
 Every rule is a condition inside one SQL statement, so concurrent writers cannot interleave
@@ -18,8 +21,10 @@ is written in SQLAlchemy Core, so a caller with no ORM session (the webhook) pay
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
+import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -60,6 +65,9 @@ EMAIL_LOCK_SPACE = 0x6D61696C  # first key of the two-key advisory lock: "mail"
 _CLERK_COLUMNS = ("email", "email_key", "first_name", "last_name", "image_url")
 _SNAPSHOT_COLUMNS = ("clerk_id", *_CLERK_COLUMNS, "clerk_updated_at")
 T = TypeVar("T")
+# C0 and C1 controls (CR, LF, TAB, NUL …), DEL, Unicode's line and paragraph separators, and lone
+# surrogates (JSON's "\ud800" escape; no UTF-8 form, so PostgreSQL could not store the row).
+_CONTROL_IN_EMAIL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 @overload
@@ -85,6 +93,22 @@ def email_key(address: str | None) -> str | None:
         return None
     visible = "".join(char for char in unicodedata.normalize("NFKC", address) if unicodedata.category(char) != "Cf")
     return unicodedata.normalize("NFKC", visible.lower())
+
+
+def storable(snapshot: UserSnapshot) -> UserSnapshot:
+    """`snapshot` as the mirror stores it: an e-mail address with a control character becomes none.
+
+    The user keeps their row and can sign in; only the address is dropped: its `email_key` is NULL
+    too, so it claims no address and takes none from another user. Every snapshot comes through here:
+    `apply_snapshot`, and the batches' `_latest_per_user` (`apply_snapshots`, `preview_snapshots`).
+    The warning names the user, never the address: it is personal data.
+    """
+    if snapshot.email is None or not _CONTROL_IN_EMAIL.search(snapshot.email):
+        return snapshot
+    log.warning(
+        "user %s: Clerk's e-mail address has a control character (a line break?); stored as none", snapshot.clerk_id
+    )
+    return dataclasses.replace(snapshot, email=None)
 
 
 class Change(enum.StrEnum):
@@ -236,6 +260,7 @@ def apply_snapshot(conn: Connection, snapshot: UserSnapshot) -> Change:
     by the unique index, which aborts the transaction (IntegrityError, `is_email_conflict`):
     run such a transaction through `retry_email_conflicts`, or `apply_snapshots`, which retries.
     """
+    snapshot = storable(snapshot)
     change = _upsert(conn, snapshot, unless_email_held=True)
     if change is not None:
         return change
@@ -318,9 +343,10 @@ def _erase_address_book(conn: Connection, user_id: int) -> None:
 
 
 def _latest_per_user(snapshots: Iterable[UserSnapshot]) -> list[UserSnapshot]:
-    """One snapshot per Clerk id (the newest), sorted by id so concurrent writers lock rows in one order."""
+    """One snapshot per Clerk id (the newest), sorted by id so concurrent writers lock rows in one order;
+    each as `storable` makes it (every batch, applied or previewed, starts here)."""
     latest: dict[str, UserSnapshot] = {}
-    for snapshot in snapshots:
+    for snapshot in map(storable, snapshots):
         kept = latest.get(snapshot.clerk_id)
         if kept is None or snapshot.updated_at >= kept.updated_at:
             latest[snapshot.clerk_id] = snapshot

@@ -7,6 +7,7 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, StringField, TextAreaField
 from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp, ValidationError
+from wtforms.widgets import HiddenInput
 
 from shop.inputs import MAX_SLUG_LENGTH, SLUG
 from shop.models import Role
@@ -16,12 +17,22 @@ from shop.store.money import parse_price
 
 MAX_STOCK = 1_000_000  # products.stock is INTEGER; a larger number is a typo
 STOCK_RANGE = f"Stock: a whole number from 0 to {MAX_STOCK:,}."
+MAX_STOCK_COLUMN = 2**31 - 1  # products.stock is INTEGER: what a page can have shown as the stock
+STOCK_SHOWN = "This form is out of date or was altered: reload the page and try again."
 IMAGE_RULE = "Image: a file under static/, such as products/ceramic-mug.svg."
-IMAGE_PATH = r"^(?=.{1,200}$)[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*\.(?:svg|png|jpe?g|webp|gif)$"
+# \Z, not $, ends every pattern: Regexp calls re.match, and $ also matches before a final newline.
+IMAGE_PATH = r"^(?=.{1,200}\Z)[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*\.(?:svg|png|jpe?g|webp|gif)\Z"
 
 
 def _stock(label: str = "Stock", **kwargs) -> WholeNumberField:
     return WholeNumberField(label, least=0, most=MAX_STOCK, message=STOCK_RANGE, **kwargs)
+
+
+def _stock_shown(**kwargs) -> WholeNumberField:
+    """The stock the page showed (hidden), compared with the column's in SQL: bounded by the column,
+    not by MAX_STOCK (a stock above it, set in psql or grown by cancellations, can still be shown),
+    so that PostgreSQL is never asked to compare with a number INTEGER cannot hold."""
+    return WholeNumberField(least=0, most=MAX_STOCK_COLUMN, message=STOCK_SHOWN, widget=HiddenInput(), **kwargs)
 
 
 class ProductForm(FlaskForm):
@@ -34,7 +45,7 @@ class ProductForm(FlaskForm):
         validators=[
             DataRequired(),
             Length(max=MAX_SLUG_LENGTH, message=f"Slug: at most {MAX_SLUG_LENGTH} characters."),
-            Regexp(rf"^{SLUG}$", message="Lower-case letters, digits and single dashes, such as blue-mug."),
+            Regexp(rf"^{SLUG}\Z", message="Lower-case letters, digits and single dashes, such as blue-mug."),
         ],
     )
     description = TextAreaField("Description", filters=[strip], validators=[Optional(), Length(max=5000)])
@@ -43,10 +54,10 @@ class ProductForm(FlaskForm):
         "Currency",
         default="EUR",
         filters=[strip],
-        validators=[DataRequired(), Regexp(r"^[A-Z]{3}$", message="A three-letter code such as EUR.")],
+        validators=[DataRequired(), Regexp(r"^[A-Z]{3}\Z", message="A three-letter code such as EUR.")],
     )
     stock = _stock(default=0)
-    seen_stock = HiddenField()
+    seen_stock = _stock_shown(optional=True)  # none sent: the stock is saved without that check
     active = BooleanField("Active (shown in the catalogue)", default=True)
     image = StringField(
         "Image (a file under static/, such as products/ceramic-mug.svg)",
@@ -63,6 +74,13 @@ class ProductForm(FlaskForm):
             self.price_cents = parse_price(field.data or "")
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
+        except ArithmeticError:  # decimal.Overflow: "1e999999999999999999" times 100 is past Decimal's range
+            raise ValidationError("Enter a price such as 12.50.") from None
+
+    def show_stock(self, stock: int) -> None:
+        """Draw the form again with `stock` as the stock it shows (it moved while the page was open)."""
+        self.seen_stock.data = stock
+        self.seen_stock.raw_data = None  # else the field draws what was submitted, not `data`
 
     def fields(self) -> dict:
         """The product's columns as typed, for catalogue.create_product/update_product."""
@@ -82,7 +100,7 @@ class StockForm(FlaskForm):
     """The products list's stock box; `seen_stock` is what the list showed (see catalogue.set_stock)."""
 
     stock = _stock()
-    seen_stock = _stock()
+    seen_stock = _stock_shown()
 
 
 class ActiveForm(FlaskForm):
@@ -98,4 +116,10 @@ class OrderStatusForm(FlaskForm):
     status = StringField(
         validators=[AnyOf([s.value for s in OrderStatus], message="Choose one of the statuses offered.")]
     )
+    next = HiddenField()
+
+
+class MailRetryForm(FlaskForm):
+    """The E-mail pages' "Send again" button on a failed e-mail: its CSRF token, and the page to go back to."""
+
     next = HiddenField()

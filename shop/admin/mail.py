@@ -1,18 +1,23 @@
-"""Staff: the e-mail outbox, and in development the messages written under instance/mail/."""
+"""Staff: the e-mail outbox, and in development the messages written under instance/mail/; a failed
+e-mail can be sent again (the same `outbox.retry_failed` as `flask mail retry`)."""
 
 from __future__ import annotations
 
 from email import message_from_bytes, policy
 from pathlib import Path
 
-from flask import abort, current_app, render_template
+from flask import abort, current_app, flash, redirect, render_template, url_for
 from sqlalchemy import select
 
 from shop.admin import bp
+from shop.admin.forms import MailRetryForm
 from shop.auth.decorators import admin_required
+from shop.auth.redirects import safe_next
 from shop.extensions import db
+from shop.mail import outbox
 from shop.mail.models import OutboxMail
 from shop.mail.transport import mail_folder
+from shop.store.forms import first_error
 
 LIMIT = 50
 SHOWN_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
@@ -40,3 +45,24 @@ def mail_detail(mail_id: int):
             headers = "".join(f"{name}: {value}\n" for name, value in message.items() if name in SHOWN_HEADERS)
             written = f"{headers}\n{message.get_content()}"
     return render_template("admin/mail_message.html", mail=mail, written=written)
+
+
+@bp.post("/mail/<id:mail_id>/retry")
+@admin_required
+def mail_retry(mail_id: int):
+    """A failed e-mail: pending again with fresh attempts, and sent now in the background."""
+    form = MailRetryForm()
+    back = safe_next(form.next.data, url_for("admin.mail_detail", mail_id=mail_id))
+    if not form.validate_on_submit():
+        flash(first_error(form), "error")
+        return redirect(back)
+    result = outbox.retry_failed([mail_id])
+    if result.unknown:
+        abort(404)
+    if result.retried:
+        outbox.kick()
+        flash(f"E-mail #{mail_id} is pending again and is being sent now.", "success")
+    else:
+        status = result.not_failed[mail_id]
+        flash(f"E-mail #{mail_id} is {status}, not failed: only a failed e-mail is sent again.", "error")
+    return redirect(back)

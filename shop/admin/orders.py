@@ -1,4 +1,4 @@
-"""Staff: every order, filtered by status, and moving an order along ALLOWED_TRANSITIONS."""
+"""Staff: every order, filtered by status, and moving an order along shop.store.lifecycle's table."""
 
 from __future__ import annotations
 
@@ -45,7 +45,11 @@ def order_detail(order_id: int):
         "admin/order.html",
         order=order,
         next_statuses=orders.next_statuses(order.status),
-        can_refund=order.status == OrderStatus.CANCELLED and order.payment_status == PaymentStatus.PAID,
+        can_refund=order.status == OrderStatus.CANCELLED
+        and (
+            order.payment_status == PaymentStatus.PAID
+            or (order.payment_status == PaymentStatus.REFUND_PENDING and not order.stripe_refund_id)
+        ),
     )
 
 
@@ -78,9 +82,16 @@ def order_move(order_id: int):
 @bp.post("/orders/<id:order_id>/refund")
 @admin_required
 def order_refund(order_id: int):
-    """A cancelled order whose payment arrived anyway: give the money back."""
+    """A cancelled order whose payment arrived anyway (or came back from a failed refund): give the money
+    back; or ask Stripe again for a refund it could not be asked for."""
+    order = orders.get(order_id)
+    if order is None:
+        abort(404)
     try:
-        payments.checkout.cancel(order_id, by=f"admin {g.user.clerk_id}")
+        if order.payment_status == PaymentStatus.REFUND_PENDING:
+            payments.checkout.ask_refund(order_id)
+        else:
+            payments.checkout.cancel(order_id, by=f"admin {g.user.clerk_id}")
     except orders.OrderNotFound:
         abort(404)
     except (orders.TransitionRefused, payments.PaymentsUnavailable) as exc:

@@ -10,7 +10,7 @@ from shop.admin.forms import ActiveForm, ProductForm, StockForm
 from shop.auth.decorators import admin_required
 from shop.extensions import db
 from shop.inputs import submitted
-from shop.store import catalogue
+from shop.store import catalogue, orders
 from shop.store.forms import first_error
 from shop.store.models import Product
 from shop.store.money import cents_to_text
@@ -24,7 +24,7 @@ def _by() -> str:
 @admin_required
 def products_list():
     products = db.session.scalars(select(Product).order_by(Product.active.desc(), Product.name)).all()
-    return render_template("admin/products.html", products=products)
+    return render_template("admin/products.html", products=products, held=orders.held_by_unpaid())
 
 
 @bp.route("/products/new", methods=["GET", "POST"])
@@ -51,20 +51,19 @@ def product_edit(product_id: int):
     form = ProductForm(obj=product)
     if request.method == "GET":
         form.price.data = cents_to_text(product.price_cents)
-        form.seen_stock.data = str(product.stock)
+        form.seen_stock.data = product.stock
     if form.validate_on_submit():
-        try:
-            seen = int(form.seen_stock.data or "")
-        except (TypeError, ValueError):
-            seen = product.stock
+        seen = product.stock if form.seen_stock.data is None else form.seen_stock.data
         try:
             catalogue.update_product(product_id, seen_stock=seen, **form.fields(), by=_by())
         except catalogue.ProductError as exc:
             flash(str(exc), "error")
-            form.seen_stock.data = str(db.session.get_one(Product, product_id, populate_existing=True).stock)
+            form.show_stock(db.session.get_one(Product, product_id, populate_existing=True).stock)
         else:
             flash(f"{form.name.data} is saved.", "success")
             return redirect(url_for("admin.products_list"))
+    elif form.seen_stock.errors:  # a hidden field: the page draws no error beside it
+        flash(form.seen_stock.errors[0], "error")
     return render_template("admin/product_form.html", form=form, product=product)
 
 

@@ -11,7 +11,7 @@ from shop.admin import bp
 from shop.auth.decorators import admin_required
 from shop.extensions import db
 from shop.models import WebhookEvent, WebhookStatus
-from shop.webhooks.sources import OUTCOMES, SOURCES, replay
+from shop.webhooks.inbox import OUTCOMES, replay, sources
 
 LIMIT = 50
 
@@ -23,7 +23,7 @@ def webhooks_list():
     if status is not None and status not in {s.value for s in WebhookStatus}:
         status = None
     source = request.args.get("source") or None
-    if source not in SOURCES:
+    if source not in sources():
         source = None
     statement = select(WebhookEvent)
     if source:
@@ -37,7 +37,7 @@ def webhooks_list():
         status=status,
         statuses=list(WebhookStatus),
         source=source,
-        sources=SOURCES,
+        sources=sources(),
         limit=LIMIT,
     )
 

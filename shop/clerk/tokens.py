@@ -311,8 +311,13 @@ def _cookie(cookies: Mapping[str, str], name: str) -> str | None:
 
 def _js_int(value: str | None) -> int:
     """`Number.parseInt(value) || 0`, as Clerk reads `__client_uat`."""
-    match = re.match(r"\s*([+-]?\d+)", value or "")
-    return int(match.group(1)) if match else 0
+    match = re.match(r"\s*([+-]?)([0-9]+)", value or "")
+    if not match:
+        return 0
+    sign, digits = match.groups()
+    if len(digits) > 18:  # JavaScript reads it as a huge number (Infinity past 309 digits); past any time
+        return -(2**63) if sign == "-" else 2**63
+    return int(sign + digits)
 
 
 def _number_or_zero(claims: Mapping[str, Any], name: str) -> float:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
+from shop.payloads import UNSTORABLE_TEXT
+
 MAX_ID_LENGTH = 64
 MAX_TIMESTAMP = 2**63 - 1  # PostgreSQL bigint
-# What PostgreSQL cannot store in text or JSONB: NUL, and lone surrogates (JSON's "\ud800" escape
-# decodes to one; it has no UTF-8 form).
-UNSTORABLE_TEXT = re.compile(r"[\x00\ud800-\udfff]")
 
 
 class NotAClerkUser(ValueError):
@@ -51,7 +49,10 @@ def primary_email(user: dict[str, Any]) -> str | None:
         return None
     for address in addresses:
         if isinstance(address, dict) and address.get("id") == primary_id:
-            return _text(address.get("email_address"))
+            # Not _text: an address PostgreSQL cannot store is the mirror's to drop (shop.mirror.storable),
+            # keeping the rest of the user, as it drops one with any other control character.
+            email = address.get("email_address")
+            return email.strip() or None if isinstance(email, str) else None
     return None
 
 

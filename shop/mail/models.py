@@ -29,7 +29,7 @@ from shop.extensions import Model
 class MailStatus(enum.StrEnum):
     PENDING = "pending"
     SENT = "sent"
-    FAILED = "failed"  # gave up after MAX_ATTEMPTS; `flask mail send-pending --retry-failed` tries again
+    FAILED = "failed"  # gave up: after MAX_ATTEMPTS, or at once if it cannot be built; `flask mail retry` tries again
 
 
 class OutboxMail(Model):

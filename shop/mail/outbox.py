@@ -6,25 +6,31 @@ senders never take the same row), and records success or the error with a later 
 callers: `kick()` right after a commit, in a thread of this process, and `flask mail send-pending`
 (cron, or by hand after an outage). A row is marked `sent` only after the server accepted it; a
 crash between the two would resend it once, with the same Message-ID so mail clients fold the copy.
+
+A row is built into a message before anything is sent. A row that cannot be built (an address
+with a line break, say) is marked `failed` at once with the reason: retrying cannot mend it, and
+left pending it would stay first in line and stop every e-mail after it. A send the server did
+not accept is retried later, and marked `failed` after MAX_ATTEMPTS. `retry_failed` makes failed
+rows pending again (`flask mail retry`, the admin's E-mail page) once their cause is fixed.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from flask import Flask, current_app, render_template
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, scoped_session, selectinload
 
 from shop.extensions import db
 from shop.mail import transport
 from shop.mail.models import MailStatus, OutboxMail
-from shop.store.models import Order
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +52,10 @@ def retry_delay(attempts: int) -> timedelta:
 def enqueue(session: Session | scoped_session[Any], order_id: int, kind: str) -> bool:
     """Add the order's e-mail of this kind to the outbox, in the caller's transaction (no commit).
     At most one per (order, kind); False when the order has no e-mail address or already has it."""
+    # Imported here: the store imports this module (its order moves enqueue e-mails), so importing the
+    # store's package from the top of this one would make a cycle whenever this module is imported first.
+    from shop.store.models import Order
+
     order = session.scalar(select(Order).where(Order.id == order_id).options(selectinload(Order.items)))
     if order is None or not order.email:
         return False
@@ -68,8 +78,10 @@ def enqueue(session: Session | scoped_session[Any], order_id: int, kind: str) ->
 @dataclass
 class SendReport:
     sent: int = 0
-    failed: int = 0
+    failed: int = 0  # not accepted by the server this time: retried later (or failed after MAX_ATTEMPTS)
     errors: list[str] = field(default_factory=list)
+    # Rows that could not be built, marked failed at once (a line each, no address): the run itself did its job.
+    unbuildable: list[str] = field(default_factory=list)
 
 
 _DUE = text(
@@ -90,6 +102,12 @@ def send_due(*, limit: int = 100, ignore_schedule: bool = False) -> SendReport:
     if config["MAIL_SMTP"] is None and config["SHOP_PRODUCTION"]:
         report.errors.append("No MAIL_URL or SMTP_HOST is set: e-mails stay in the outbox.")
         return report
+    sender = config["MAIL_FROM"]
+    try:
+        transport.check_sender(sender)
+    except transport.BuildError as exc:  # the setting's fault, not the rows': none of them is given up
+        report.errors.append(f"MAIL_FROM cannot be used as the sender ({exc}): e-mails stay in the outbox.")
+        return report
     mailbox = transport.Mailbox.from_config(config, current_app.instance_path)
     after = 0
     with Session(db.engine) as session:
@@ -100,27 +118,82 @@ def send_due(*, limit: int = 100, ignore_schedule: bool = False) -> SendReport:
                 break
             after = mail_id
             # _DUE just locked this row (FOR UPDATE), so nobody can delete it before our commit.
-            mail = session.get_one(OutboxMail, mail_id)
-            try:
-                mail.file_name = mailbox.send(mail, sender=config["MAIL_FROM"])
-            except transport.SendError as exc:
-                mail.attempts += 1
-                mail.last_error = str(exc)[:MAX_ERROR_LENGTH]
-                if mail.attempts >= MAX_ATTEMPTS:
-                    mail.status = MailStatus.FAILED
-                else:
-                    mail.next_attempt_at = func.now() + retry_delay(mail.attempts)
-                report.failed += 1
-                report.errors.append(f"mail {mail.id}: {mail.last_error}")
-                log.warning("mail %s (%s) not sent, attempt %d: %s", mail.id, mail.kind, mail.attempts, exc)
-            else:
-                mail.attempts += 1
-                mail.status = MailStatus.SENT
-                mail.sent_at = func.now()
-                mail.last_error = None
-                report.sent += 1
-                log.info("mail %s (%s) sent for order %s", mail.id, mail.kind, mail.order_id)
+            _send_one(session.get_one(OutboxMail, mail_id), mailbox, sender, report)
             session.commit()
+    return report
+
+
+def _send_one(mail: OutboxMail, mailbox: transport.Mailbox, sender: str, report: SendReport) -> None:
+    """Build, then send: a row that cannot be built is given up now; a send that fails is retried later."""
+    mail.attempts += 1
+    try:
+        message = transport.build_message(mail, sender)
+    except transport.BuildError as exc:
+        _give_up(mail, exc, report)
+        return
+    try:
+        mail.file_name = mailbox.send(mail, message)
+    except transport.SendError as exc:
+        _record_send_failure(mail, exc, report)
+    else:
+        mail.status = MailStatus.SENT
+        mail.sent_at = func.now()
+        mail.last_error = None
+        report.sent += 1
+        log.info("mail %s (%s) sent for order %s", mail.id, mail.kind, mail.order_id)
+
+
+def _give_up(mail: OutboxMail, exc: transport.BuildError, report: SendReport) -> None:
+    mail.status = MailStatus.FAILED
+    mail.last_error = f"The message could not be built: {exc}."[:MAX_ERROR_LENGTH]
+    report.unbuildable.append(f"mail {mail.id}: {mail.last_error}")
+    log.warning("mail %s (%s) cannot be built, marked failed: %s", mail.id, mail.kind, exc)
+
+
+def _record_send_failure(mail: OutboxMail, exc: transport.SendError, report: SendReport) -> None:
+    mail.last_error = str(exc)[:MAX_ERROR_LENGTH]
+    if mail.attempts >= MAX_ATTEMPTS:
+        mail.status = MailStatus.FAILED
+    else:
+        mail.next_attempt_at = func.now() + retry_delay(mail.attempts)
+    report.failed += 1
+    report.errors.append(f"mail {mail.id}: {mail.last_error}")
+    log.warning("mail %s (%s) not sent, attempt %d: %s", mail.id, mail.kind, mail.attempts, exc)
+
+
+@dataclass
+class RetryReport:
+    retried: list[int] = field(default_factory=list)  # pending again, due now
+    not_failed: dict[int, str] = field(default_factory=dict)  # id: its status (pending or sent), left alone
+    unknown: list[int] = field(default_factory=list)  # no such e-mail
+
+
+def retry_failed(mail_ids: Collection[int] | None = None) -> RetryReport:
+    """Make failed e-mails pending again, due now, with MAX_ATTEMPTS fresh attempts: those of
+    `mail_ids`, or every failed one (None). Committed here; the caller then sends them (`kick()`,
+    or `send_due()`). Only failed ones: a pending one is on its way already, a sent one must not go
+    twice. The last error stays until the next attempt replaces or clears it.
+    """
+    report = RetryReport()
+    if mail_ids is not None and not mail_ids:
+        return report
+    statement = (
+        update(OutboxMail)
+        .where(OutboxMail.status == MailStatus.FAILED)
+        .values(status=MailStatus.PENDING, attempts=0, next_attempt_at=func.now())
+        .returning(OutboxMail.id)
+    )
+    if mail_ids is not None:
+        statement = statement.where(OutboxMail.id.in_(set(mail_ids)))
+    with db.engine.begin() as conn:
+        report.retried = sorted(conn.scalars(statement))
+        others = set(mail_ids or ()) - set(report.retried)
+        if others:
+            found = conn.execute(select(OutboxMail.id, OutboxMail.status).where(OutboxMail.id.in_(others)))
+            report.not_failed = dict(sorted(found.tuples()))
+            report.unknown = sorted(others - set(report.not_failed))
+    if report.retried:
+        log.info("%d failed e-mail(s) pending again, retried by hand", len(report.retried))
     return report
 
 

@@ -1,38 +1,40 @@
-"""What a Stripe event does to an order: idempotent, and right in any order of arrival.
+"""What a Stripe event (or a Checkout Session read back from Stripe) does to an order.
 
-Each effect is a move the order's payment status allows from where it is, taken under the
-order's row lock, so a duplicate, a replay or a late event finds nothing left to do:
+Each effect is a move of the order's state machines (shop.store.lifecycle) taken under the order's
+row lock, only when the table allows it from where the order stands, so a duplicate, a replay or a
+late event finds nothing left to do:
 
-    pending ──completed (paid) / async_payment_succeeded──► paid ──charge.refunded──► refunded
-    pending ──expired / async_payment_failed──► failed  (stock back, order cancelled)
-    pending ──charge.refunded (before its completion)──► refunded (stock back, order cancelled)
-    refund_pending ──charge.refunded──► refunded
-    refund_pending / refunded ──refund.failed──► paid  (the money is still ours: staff refund it again)
+- `checkout.session.completed` (paid) and `…async_payment_succeeded`: PAY, only for a session the
+  order created and only when what Stripe charged matches what the order asked (`charge_mismatch`);
+  otherwise the order stays unpaid, a warning for staff is written on it, and the event is refused;
+- `checkout.session.expired` and `…async_payment_failed` of the order's newest session: FAIL;
+- `charge.refunded` (the whole amount): REFUNDED; a partial refund changes nothing yet;
+- `refund.failed`: REFUND_FAILED (the money is ours again; staff refund it anew).
 
-The event is recorded in `webhook_events` (source 'stripe', its evt_ id) by the same transaction
-as its effect (shop.webhooks.service.claim), so the log and the order never disagree.
+The event's claim in `webhook_events` commits with its effect (shop.webhooks.inbox).
 """
 
 from __future__ import annotations
 
-import enum
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 
-from shop.database import transaction
 from shop.extensions import db
 from shop.mail import outbox
-from shop.models import WebhookStatus
-from shop.store import orders
-from shop.store.models import Order, OrderStatus, PaymentStatus
-from shop.webhooks.service import claim, describe_error, record_failure
+from shop.payloads import storable
+from shop.store import lifecycle
+from shop.store.lifecycle import Move
+from shop.store.models import CheckoutSession, Order
+from shop.store.money import format_money
+from shop.webhooks.inbox import Applied
 
 log = logging.getLogger(__name__)
 
-SOURCE = "stripe"
 SESSION_COMPLETED = "checkout.session.completed"
 ASYNC_SUCCEEDED = "checkout.session.async_payment_succeeded"
 ASYNC_FAILED = "checkout.session.async_payment_failed"
@@ -41,12 +43,8 @@ CHARGE_REFUNDED = "charge.refunded"
 REFUND_FAILED = "refund.failed"
 HANDLED = frozenset({SESSION_COMPLETED, ASYNC_SUCCEEDED, ASYNC_FAILED, SESSION_EXPIRED, CHARGE_REFUNDED, REFUND_FAILED})
 MAX_ID_LENGTH = 255
-
-
-class Outcome(enum.StrEnum):
-    PROCESSED = "processed"
-    DUPLICATE = "duplicate"
-    IGNORED = "ignored"
+ORDER_ID = re.compile(r"[1-9][0-9]{0,17}")
+BY_STRIPE = "stripe"
 
 
 class NotAStripeEvent(ValueError):
@@ -55,10 +53,6 @@ class NotAStripeEvent(ValueError):
 
 class OrderNotKnownYet(Exception):
     """A refund of a payment we cannot match yet: fail, so Stripe retries after the completion."""
-
-
-class ProcessingFailed(Exception):
-    """Processing raised; the event is recorded as `failed`. The message is the stored error."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +70,8 @@ def parse(payload: Any) -> StripeEvent:
     """A Stripe event's envelope, checked: `{"id": "evt_…", "object": "event", "type": …, "data": {"object": {…}}}`."""
     if not isinstance(payload, dict) or payload.get("object") != "event":
         raise NotAStripeEvent("not an event object")
+    if storable(payload) != payload:
+        raise NotAStripeEvent("the body has text that cannot be stored (a NUL character or a lone surrogate)")
     event_id, kind, data = payload.get("id"), payload.get("type"), payload.get("data")
     if not isinstance(event_id, str) or not event_id.startswith("evt_") or len(event_id) > MAX_ID_LENGTH:
         raise NotAStripeEvent("no evt_ id")
@@ -95,80 +91,23 @@ def event_id_of(payload: Any) -> str | None:
     return None
 
 
-# --- the effects (caller's transaction; each locks the order first) ---------------------------------------
-
-
-def lock_order(order_id: int) -> Order | None:
-    statement = select(Order).where(Order.id == order_id).with_for_update()
-    return db.session.scalar(statement.execution_options(populate_existing=True))
-
-
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH else None
 
 
-def mark_paid(order_id: int, payment_intent: str | None) -> bool:
-    """The money arrived: pending → paid, and the "order confirmed" e-mail into the outbox."""
-    order = lock_order(order_id)
-    if order is None:
-        return False
-    if payment_intent and not order.stripe_payment_intent_id:
-        order.stripe_payment_intent_id = payment_intent
-    if order.payment_status == PaymentStatus.PENDING:
-        order.payment_status = PaymentStatus.PAID
-        db.session.flush()
-        return outbox.enqueue(db.session, order.id, outbox.ORDER_CONFIRMED)
-    if order.payment_status == PaymentStatus.FAILED:
-        # Stripe does not complete an expired session; if it ever did, the money is real: staff see
-        # a cancelled, paid order and refund it from its page.
-        order.payment_status = PaymentStatus.PAID
-        log.error("order %s: payment arrived after the session had failed; it needs a refund", order.id)
-    return False
+def _amount(value: Any) -> int | None:
+    """An amount in the currency's smallest unit, as Stripe writes it: a non-negative integer (not a bool)."""
+    return value if type(value) is int and 0 <= value < 2**63 else None
 
 
-def mark_failed(order_id: int) -> None:
-    """No money will come: pending → failed, the stock goes back (once), the order is cancelled."""
-    order = lock_order(order_id)
-    if order is None or order.payment_status != PaymentStatus.PENDING:
-        return
-    orders.release_stock(order.id)
-    order.payment_status = PaymentStatus.FAILED
-    if order.status == OrderStatus.PLACED:
-        order.status = OrderStatus.CANCELLED
-
-
-def mark_refunded(order_id: int) -> None:
-    """Stripe confirms the refund: refunded; an unshipped order is cancelled and its stock comes back."""
-    order = lock_order(order_id)
-    if order is None or order.payment_status in (PaymentStatus.REFUNDED, PaymentStatus.FAILED):
-        return
-    order.payment_status = PaymentStatus.REFUNDED
-    if order.status == OrderStatus.PLACED:
-        orders.release_stock(order.id)
-        order.status = OrderStatus.CANCELLED
-
-
-def mark_refund_failed(order_id: int, reason: str | None) -> None:
-    """The bank refused the refund (Stripe's `refund.failed`, after `charge.refunded` or before it): the
-    money is still ours, so the order is paid again. It stays cancelled, with its stock given back, and
-    its page offers staff to refund it again (with a new idempotency key: checkout.refund_key)."""
-    order = lock_order(order_id)
-    if order is None or order.payment_status not in (PaymentStatus.REFUND_PENDING, PaymentStatus.REFUNDED):
-        return
-    order.payment_status = PaymentStatus.PAID
-    # Stripe's failure_reason is a code (expired_or_canceled_card, lost_or_stolen_card, unknown): no personal data.
-    log.warning(
-        "order %s: Stripe could not refund the payment (%s); refund it again from the order's page",
-        order.id,
-        reason or "no reason given",
-    )
+# --- which order ------------------------------------------------------------------------------------------
 
 
 def _named_order(metadata: Any, reference: Any = None) -> Order | None:
     """The order an object's metadata (or client_reference_id) names, if its random key agrees."""
     metadata = metadata if isinstance(metadata, dict) else {}
     reference = reference if reference is not None else metadata.get("order_id")
-    if not (isinstance(reference, str) and reference.isdigit() and len(reference) < 19):
+    if not (isinstance(reference, str) and ORDER_ID.fullmatch(reference)):  # "²".isdigit() is True
         return None
     order = db.session.get(Order, int(reference))
     if order is None or metadata.get("order_key") != order.idempotency_key:
@@ -177,35 +116,28 @@ def _named_order(metadata: Any, reference: Any = None) -> Order | None:
 
 
 def session_order_id(session: dict[str, Any]) -> int | None:
-    """Our order of a Checkout Session: the one that saved this session's id, or (if the saving did not
-    happen) the one its client_reference_id and metadata name. None for a session of anyone else."""
+    """Our order of a Checkout Session: the one that created it (checkout_sessions), or, if saving the
+    new session's id did not happen (a crash right after Stripe answered), the order its metadata names
+    with its random key, which only this shop puts there; that session is remembered now. None for a
+    session of anyone else, or of an order from before a database reset."""
     session_id = _text(session.get("id"))
-    if session_id:
-        order_id = db.session.scalar(select(Order.id).where(Order.stripe_checkout_session_id == session_id))
-        if order_id is not None:
-            return order_id
+    if session_id is None:
+        return None
+    order_id = db.session.scalar(select(CheckoutSession.order_id).where(CheckoutSession.id == session_id))
+    if order_id is not None:
+        return order_id
     order = _named_order(session.get("metadata"), session.get("client_reference_id"))
-    return order.id if order is not None and order.stripe_checkout_session_id is None else None
+    if order is None:
+        return None
+    remember_session(order.id, session_id)
+    return order.id
 
 
-def apply_session(session: dict[str, Any], kind: str) -> bool:
-    """A Checkout Session event (or the same session read back from Stripe); True if an e-mail was queued."""
-    order_id = session_order_id(session)
-    if order_id is None:
-        return False
-    payment_intent = _text(session.get("payment_intent"))
-    if kind in (SESSION_COMPLETED, ASYNC_SUCCEEDED) and session.get("payment_status") in (
-        "paid",
-        "no_payment_required",
-    ):
-        return mark_paid(order_id, payment_intent)
-    if kind in (ASYNC_FAILED, SESSION_EXPIRED):
-        mark_failed(order_id)
-    elif payment_intent:  # completed, but an asynchronous method is still on its way
-        order = lock_order(order_id)
-        if order is not None and not order.stripe_payment_intent_id:
-            order.stripe_payment_intent_id = payment_intent
-    return False
+def remember_session(order_id: int, session_id: str) -> None:
+    """Record that the order created this Checkout Session (in the caller's transaction; idempotent)."""
+    db.session.execute(
+        insert(CheckoutSession).values(id=session_id, order_id=order_id).on_conflict_do_nothing(index_elements=["id"])
+    )
 
 
 def _refunded_order(charge: dict[str, Any]) -> int | None:
@@ -221,61 +153,105 @@ def _refunded_order(charge: dict[str, Any]) -> int | None:
     return order.id
 
 
-def apply(event: StripeEvent) -> bool:
-    """The event's effect, in the caller's transaction; True if an e-mail was queued."""
+# --- the money rule ----------------------------------------------------------------------------------------
+
+
+def charge_mismatch(order: Order, session: dict[str, Any]) -> str | None:
+    """Why this paid session does not pay this order, or None when it does: Stripe's `amount_subtotal`
+    (before tax, shipping and discounts) must be the order's line total, in the order's currency, and
+    `amount_total` must be an amount. Anything missing or odd is a mismatch: the rule fails closed."""
+    session_id = _text(session.get("id")) or "without an id"
+    subtotal, total, currency = (
+        _amount(session.get("amount_subtotal")),
+        _amount(session.get("amount_total")),
+        session.get("currency"),
+    )
+    if subtotal is None or total is None or not isinstance(currency, str) or len(currency) != 3:
+        return (
+            f"Stripe's session {session_id} does not state its amounts and currency, so order #{order.id} was not "
+            "marked paid; check the payment in Stripe's dashboard."
+        )
+    if currency.upper() != order.currency:
+        return (
+            f"Stripe's session {session_id} charged in {currency.upper()[:3]} but order #{order.id} is in "
+            f"{order.currency}, so it was not marked paid; check the payment in Stripe's dashboard and refund it."
+        )
+    if subtotal != order.total_cents:
+        return (
+            f"Stripe's session {session_id} charged a subtotal of {format_money(subtotal, order.currency)} but order "
+            f"#{order.id} asked for {format_money(order.total_cents, order.currency)}, so it was not marked paid; "
+            "check the payment in Stripe's dashboard and refund it."
+        )
+    return None
+
+
+# --- the effects (caller's transaction; each locks the order first) ---------------------------------------
+
+
+def _after(taken: lifecycle.Taken | None) -> Applied:
+    return Applied(after_commit=outbox.kick if taken is not None and taken.mailed else None)
+
+
+def apply_session(session: dict[str, Any], kind: str) -> Applied:
+    """A Checkout Session event (or the same session read back from Stripe), in the caller's transaction."""
+    order_id = session_order_id(session)
+    if order_id is None:
+        return Applied()
+    order = lifecycle.lock(order_id)
+    payment_intent = _text(session.get("payment_intent"))
+    if payment_intent and not order.stripe_payment_intent_id:
+        order.stripe_payment_intent_id = payment_intent
+    if kind in (SESSION_COMPLETED, ASYNC_SUCCEEDED) and session.get("payment_status") in (
+        "paid",
+        "no_payment_required",
+    ):
+        return _pay(order, session)
+    # Only the newest session speaks for the order: an older one expiring says nothing of the one the
+    # shopper is paying with now.
+    if kind in (ASYNC_FAILED, SESSION_EXPIRED) and order.stripe_checkout_session_id in (None, session.get("id")):
+        lifecycle.take_if_allowed(order, Move.FAIL, by=BY_STRIPE)
+    return Applied()  # completed, but an asynchronous method is still on its way
+
+
+def _pay(order: Order, session: dict[str, Any]) -> Applied:
+    problem = charge_mismatch(order, session)
+    if problem is not None:
+        order.payment_warning = problem
+        return Applied(refused=problem)
+    move = Move.PAY if lifecycle.allowed(order, Move.PAY) else Move.PAY_AFTER_FAILURE
+    taken = lifecycle.take_if_allowed(order, move, by=BY_STRIPE)
+    if taken is not None:
+        order.charged_total_cents = _amount(session.get("amount_total"))
+        if move == Move.PAY_AFTER_FAILURE:
+            # Stripe does not complete an expired session; if it ever did, the money is real: staff see
+            # a cancelled, paid order and refund it from its page.
+            log.error("order %s: payment arrived after the session had failed; it needs a refund", order.id)
+    return _after(taken)
+
+
+def apply(event: StripeEvent) -> Applied:
+    """The event's effect, in the caller's transaction."""
     if event.type == CHARGE_REFUNDED:
         if not event.object.get("refunded"):
-            return False  # a partial refund: the order stays paid (staff refund whole orders)
+            return Applied()  # a partial refund: the order stays paid (staff refund whole orders)
         order_id = _refunded_order(event.object)
         if order_id is None:
             raise OrderNotKnownYet("no order has this payment yet; Stripe will retry")
-        mark_refunded(order_id)
-        return False
+        lifecycle.take_if_allowed(lifecycle.lock(order_id), Move.REFUNDED, by=BY_STRIPE)
+        return Applied()
     if event.type == REFUND_FAILED:
         order_id = _refunded_order(event.object)
         if order_id is None:  # a refund made in Stripe's dashboard of a payment that is not an order's
             log.info("refund.failed %s names no order of this shop; nothing to do", event.id)
-            return False
-        mark_refund_failed(order_id, _text(event.object.get("failure_reason")))
-        return False
+            return Applied()
+        if lifecycle.take_if_allowed(lifecycle.lock(order_id), Move.REFUND_FAILED, by=BY_STRIPE) is not None:
+            # Stripe's failure_reason is a code (expired_or_canceled_card, lost_or_stolen_card): no personal data.
+            log.warning(
+                "order %s: Stripe could not refund the payment (%s); refund it again from the order's page",
+                order_id,
+                _text(event.object.get("failure_reason")) or "no reason given",
+            )
+        return Applied()
     if event.type in HANDLED:
         return apply_session(event.object, event.type)
-    return False
-
-
-# --- recording and processing ----------------------------------------------------------------------------
-
-
-def process(event: StripeEvent, payload: Any) -> Outcome:
-    """Claim the event and apply it in one transaction; a duplicate finds the claim taken."""
-    status = WebhookStatus.PROCESSED if event.is_handled else WebhookStatus.IGNORED
-    with transaction():
-        if claim(db.session.connection(), SOURCE, event.id, event.type, status, payload) is None:
-            return Outcome.DUPLICATE
-        mailed = apply(event)
-    if mailed:
-        outbox.kick()
-    return Outcome.PROCESSED if event.is_handled else Outcome.IGNORED
-
-
-def process_or_record_failure(event: StripeEvent, payload: Any) -> Outcome:
-    try:
-        return process(event, payload)
-    except Exception as exc:
-        error = describe_error(exc)
-        record_failure(event.id, event.type, None, payload, error, source=SOURCE)
-        raise ProcessingFailed(error) from exc
-
-
-def replay_event(event_id: str, payload: Any) -> str:
-    """Re-process a stored Stripe event through the live path (`flask webhooks replay`, the admin)."""
-    try:
-        event = parse(payload)
-    except NotAStripeEvent as exc:
-        return f"still not a Stripe event: {exc}"
-    if event.id != event_id:
-        return "failed again: the stored payload belongs to another event"
-    try:
-        return process_or_record_failure(event, payload).value
-    except ProcessingFailed as exc:
-        return f"failed again: {exc}"
+    return Applied()

@@ -20,23 +20,30 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from shop.database import transaction
 from shop.extensions import db
 from shop.models import User
 from shop.store.addresses import ShippingAddress
-from shop.store.models import Cart, CartItem, Order, OrderItem, OrderStatus, Product
+from shop.store.models import Cart, CartItem, Order, OrderItem, OrderStatus, PaymentStatus, Product
 from shop.store.money import format_money
 
 log = logging.getLogger(__name__)
 
-KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,64}\Z")  # \Z: $ would also match before a final newline
 OUT_OF_DATE = "The checkout form is out of date. Reload the page and place the order again."
 MAX_ORDER_TOTAL_CENTS = 2**31 - 1  # orders.total_cents is INTEGER
+# One shopper's hold on stock while unpaid (docs/payments.md, "Bounds"): a new checkout first expires
+# their earlier open sessions (shop.payments.checkout), so what is left unpaid is mostly orders whose
+# asynchronous payment (a bank debit) is on its way; these caps bound what one account can take off
+# the shelf without paying, whatever it does.
+MAX_UNPAID_ORDERS = 3
+MAX_HELD_PER_PRODUCT = 10  # units of one product in one shopper's unpaid orders (a cart line's own maximum)
 TOTAL_TOO_LARGE = "One order can total at most {}; split your cart into smaller orders."
 
 
@@ -56,6 +63,10 @@ class OutOfStock(CheckoutError):
 
 class CartChanged(CheckoutError):
     pass
+
+
+class HoldLimit(CheckoutError):
+    """The shopper's unpaid orders already hold as much as one shopper may."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,34 @@ def _shortages(cart_id: int) -> list[str]:
         elif stock < quantity:
             shortages.append(f"{name} (you want {quantity}, {stock} left)" if stock else f"{name} (sold out)")
     return shortages or ["an item that sold out while you were checking out"]
+
+
+def _check_holds(user_id: int, lines: Sequence[Row[tuple[int, int]]]) -> None:
+    """HoldLimit unless the shopper's unpaid orders, with this one, stay within the caps."""
+    unpaid = (
+        Order.user_id == user_id,
+        Order.status == OrderStatus.PLACED,
+        Order.payment_status == PaymentStatus.PENDING,
+    )
+    count = db.session.scalar(select(func.count()).select_from(Order).where(*unpaid)) or 0
+    if count >= MAX_UNPAID_ORDERS:
+        raise HoldLimit(
+            f"You have {count} unpaid orders; pay or cancel one of them (under Orders) before placing another."
+        )
+    rows = db.session.execute(
+        select(OrderItem.product_id, func.sum(OrderItem.quantity))
+        .join(Order, Order.id == OrderItem.order_id)
+        .where(*unpaid, Order.holds_stock.is_(True))
+        .group_by(OrderItem.product_id)
+    ).all()
+    held = {product_id: int(units) for product_id, units in rows}
+    for product_id, quantity in lines:
+        if held.get(product_id, 0) + quantity > MAX_HELD_PER_PRODUCT:
+            name = db.session.scalar(select(Product.name).where(Product.id == product_id))
+            raise HoldLimit(
+                f"Your unpaid orders already hold {held[product_id]} of {name}, and one shopper can hold at most "
+                f"{MAX_HELD_PER_PRODUCT} until paid; pay or cancel an earlier order, or lower the quantity."
+            )
 
 
 def _shipping_columns(address: ShippingAddress | None) -> dict[str, str | None]:
@@ -137,6 +176,7 @@ def place_order(
             if owner is None or owner.deleted_at is not None:
                 raise CheckoutError("This account has been deleted, so no order can be placed.")
             email = owner.email
+            _check_holds(user_id, lines)  # the cart row's lock serialises this shopper's checkouts
             taken = []
             for product_id, quantity in lines:
                 row = db.session.execute(
@@ -161,7 +201,6 @@ def place_order(
             order = Order(
                 user_id=user_id,
                 email=email,
-                status=OrderStatus.PLACED,
                 total_cents=total,
                 currency=currencies.pop(),
                 idempotency_key=idempotency_key,

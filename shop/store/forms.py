@@ -62,8 +62,10 @@ class CartQuantityForm(FlaskForm):
 class CheckoutForm(FlaskForm):
     """The checkout's guards and its choice of address (a new one is AddressForm(prefix="new"))."""
 
+    # \Z, not $, ends every pattern of the forms: Regexp calls re.match, and $ also matches before a
+    # final newline ("new\n" passed here, then failed int()).
     address_id = HiddenField(
-        default="new", validators=[Regexp(r"^(new|[1-9][0-9]{0,17})$", message="Choose a shipping address.")]
+        default="new", validators=[Regexp(r"^(new|[1-9][0-9]{0,17})\Z", message="Choose a shipping address.")]
     )
     idempotency_key = HiddenField(validators=[Regexp(KEY_PATTERN, message=OUT_OF_DATE)])
     expected_total = WholeNumberField(least=0, message=OUT_OF_DATE, optional=True)
@@ -97,7 +99,7 @@ class AddressForm(FlaskForm):
         "Country code",
         default="FR",
         filters=[_upper],
-        validators=[DataRequired(), Regexp(r"^[A-Z]{2}$", message="A two-letter country code such as FR or DE.")],
+        validators=[DataRequired(), Regexp(r"^[A-Z]{2}\Z", message="A two-letter country code such as FR or DE.")],
     )
     make_default = BooleanField("Use as my default address")
 

@@ -130,6 +130,15 @@ class Order(Model):
     stripe_checkout_url: Mapped[str | None] = mapped_column(Text)
     stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), index=True)
     payment_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # What Stripe charged (the session's amount_total), recorded when the payment is accepted.
+    charged_total_cents: Mapped[int | None] = mapped_column(Integer)
+    # Why an event about this order's money was refused (a session that did not charge what the order
+    # asked): shown to staff on the order's page until they have looked into it at Stripe.
+    payment_warning: Mapped[str | None] = mapped_column(Text)
+    # Refunds asked so far (shop.store.lifecycle counts them): part of each refund's idempotency key.
+    refund_requests: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # Stripe's id of the refund last asked for; None while it has not been accepted (the sweep asks again).
+    stripe_refund_id: Mapped[str | None] = mapped_column(String(255))
     # The shipping address as it was at checkout: later edits of the address book change no order.
     ship_name: Mapped[str | None] = mapped_column(Text)
     ship_line1: Mapped[str | None] = mapped_column(Text)
@@ -143,6 +152,9 @@ class Order(Model):
     )
 
     user: Mapped[User] = relationship()
+    checkout_sessions: Mapped[list[CheckoutSession]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="CheckoutSession.created_at"
+    )
     items: Mapped[list[OrderItem]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, order_by="OrderItem.id"
     )
@@ -171,6 +183,17 @@ class Order(Model):
         city = " ".join(part for part in (self.ship_postal_code, self.ship_city) if part)
         parts = (self.ship_name, self.ship_line1, self.ship_line2, city, self.ship_country)
         return [part for part in parts if part]
+
+
+class CheckoutSession(Model):
+    """Every Stripe Checkout Session an order created: an event naming any of them is about that order
+    (the order's `stripe_checkout_session_id` is the newest, the one its *Pay now* opens)."""
+
+    __tablename__ = "checkout_sessions"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # Stripe's cs_… id
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class OrderItem(Model):

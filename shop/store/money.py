@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 
 SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£"}
@@ -17,11 +18,17 @@ def format_money(cents: int, currency: str) -> str:
     return f"{sign}{symbol}{amount}" if symbol else f"{sign}{amount} {currency}"
 
 
+PRICE_TEXT = re.compile(r"-?[0-9]{1,15}(?:\.[0-9]{1,15})?")
+
+
 def parse_price(text: str) -> int:
     """ "12.5" → 1250. Raises ValueError with a sentence for the form."""
     cleaned = text.strip().replace(",", ".")
     for symbol in SYMBOLS.values():
         cleaned = cleaned.removeprefix(symbol)
+    # Plain ASCII digits only: Decimal also reads exponents ("1e-999999999"), "_" and other scripts' digits.
+    if not PRICE_TEXT.fullmatch(cleaned):
+        raise ValueError("Enter a price such as 12.50.")
     try:
         amount = Decimal(cleaned)
     except InvalidOperation:

@@ -1,11 +1,8 @@
-"""Orders: the shopper's history, and the status moves the staff (or the shopper, to cancel) make.
+"""Orders: the shopper's history, the staff's list, and the status moves staff make.
 
-    placed → shipped → delivered   (shipped only once the payment status is `paid`)
-    placed → cancelled             (the stock comes back, once)
-
-Any other move is refused with a message. A move locks the order's row first, so two staff
-members (or a shopper cancelling while staff ship) cannot both move it from `placed`. Cancelling
-an order that is paid or being paid goes through shop.payments (expire the session, or refund).
+The moves themselves (which are allowed, what each writes, the stock they give back) are
+shop.store.lifecycle's table; `move` locks the order, takes one, commits and sends its e-mail.
+Cancelling an order whose money is at Stripe goes through shop.payments (expire, or refund).
 """
 
 from __future__ import annotations
@@ -15,38 +12,23 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, Row, bindparam, func, select, text, update
+from sqlalchemy import Integer, Row, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import joinedload, selectinload
 
 from shop.database import transaction
 from shop.extensions import db
 from shop.mail import outbox
-from shop.store.models import Order, OrderItem, OrderStatus, PaymentStatus, Product
+from shop.store import lifecycle
+from shop.store.lifecycle import Move, OrderNotFound, TransitionRefused, next_statuses
+from shop.store.models import Order, OrderItem, OrderStatus, PaymentStatus
+
+__all__ = ["OrderNotFound", "TransitionRefused", "next_statuses"]
 
 log = logging.getLogger(__name__)
 
-ALLOWED_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
-    OrderStatus.PLACED: frozenset({OrderStatus.SHIPPED, OrderStatus.CANCELLED}),
-    OrderStatus.SHIPPED: frozenset({OrderStatus.DELIVERED}),
-    OrderStatus.DELIVERED: frozenset(),
-    OrderStatus.CANCELLED: frozenset(),
-}
 PER_PAGE = 20
-
-
-class OrderNotFound(LookupError):
-    pass
-
-
-class TransitionRefused(Exception):
-    """A status move the map does not allow; the message is for the person who asked."""
-
-
-def next_statuses(status: str | OrderStatus) -> list[OrderStatus]:
-    """The moves allowed from `status`, in the map's natural order."""
-    allowed = ALLOWED_TRANSITIONS[OrderStatus(status)]
-    return [s for s in OrderStatus if s in allowed]
+STAFF_MOVES = {OrderStatus.SHIPPED: Move.SHIP, OrderStatus.DELIVERED: Move.DELIVER, OrderStatus.CANCELLED: Move.CANCEL}
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,82 +184,31 @@ def count_by_status() -> dict[str, int]:
     return {status.value: 0 for status in OrderStatus} | {status: count for status, count in rows}
 
 
-def move(
-    order_id: int,
-    to: str | OrderStatus,
-    *,
-    by: str,
-    user_id: int | None = None,
-    payment_was: PaymentStatus | None = None,
-    payment_becomes: PaymentStatus | None = None,
-) -> Order:
-    """Move an order to status `to` if the map allows it; commits. With `user_id`, only that
-    user's order (the shopper's own cancel): another user's raises OrderNotFound. `payment_was`:
-    refuse if the payment status is no longer what the caller saw (shop.payments checked Stripe
-    on that basis); `payment_becomes`: the payment status written with the move."""
+def held_by_unpaid() -> dict[int, int]:
+    """Units of each product that unpaid orders hold off the shelf (for staff: stock that may come back)."""
+    rows = db.session.execute(
+        select(OrderItem.product_id, func.sum(OrderItem.quantity))
+        .join(Order, Order.id == OrderItem.order_id)
+        .where(Order.holds_stock.is_(True), Order.payment_status == PaymentStatus.PENDING)
+        .group_by(OrderItem.product_id)
+    ).all()
+    return {product_id: int(units) for product_id, units in rows if product_id is not None}
+
+
+def move(order_id: int, to: str | OrderStatus, *, by: str, user_id: int | None = None) -> Order:
+    """Move an order to fulfilment status `to` (ship, deliver, or cancel an unpaid one) if the table
+    allows it from where the order stands under its row lock; commits. With `user_id`, only that
+    user's order: another user's raises OrderNotFound."""
+    try:
+        target = OrderStatus(to)
+    except ValueError:
+        raise TransitionRefused(f"{to!r} is not an order status.") from None
     with transaction():
-        try:
-            target = OrderStatus(to)
-        except ValueError:
-            raise TransitionRefused(f"{to!r} is not an order status.") from None
-        statement = select(Order).where(Order.id == order_id).with_for_update()
-        if user_id is not None:
-            statement = statement.where(Order.user_id == user_id)
-        order = db.session.scalar(statement.execution_options(populate_existing=True))
-        if order is None:
-            raise OrderNotFound(order_id)
-        current = OrderStatus(order.status)
-        if target not in ALLOWED_TRANSITIONS[current]:
-            allowed = ", ".join(s.value for s in next_statuses(current)) or "none: it is final"
-            raise TransitionRefused(
-                f"Order #{order.id} is {current.value} and cannot be {target.value}; allowed from here: {allowed}."
-            )
-        if payment_was is not None and order.payment_status != payment_was:
-            raise TransitionRefused(f"The payment of order #{order.id} just changed; look at it again and retry.")
-        if target == OrderStatus.SHIPPED and order.payment_status != PaymentStatus.PAID:
-            raise TransitionRefused(
-                f"Order #{order.id} cannot be shipped: its payment is {order.payment_status_enum.label.lower()}."
-            )
-        if target == OrderStatus.CANCELLED:
-            release_stock(order.id)
-        if payment_becomes is not None:
-            order.payment_status = payment_becomes.value
-        order.status = target.value
-        mailed = target == OrderStatus.SHIPPED and outbox.enqueue(db.session(), order.id, outbox.ORDER_SHIPPED)
-    log.info("order %s moved from %s to %s by %s", order_id, current.value, target.value, by)
-    if mailed:
+        order = lifecycle.lock(order_id, user_id=user_id)
+        wanted = STAFF_MOVES.get(target)
+        if wanted is None:
+            raise TransitionRefused(lifecycle.refusal(order, target))
+        taken = lifecycle.take(order, wanted, by=by)
+    if taken.mailed:
         outbox.kick()
     return order
-
-
-def release_stock(order_id: int) -> bool:
-    """Give the order's quantities back to stock if it still holds them, in the caller's
-    transaction; False if they were already given back. The flag flips in the same statement
-    that checks it, so expiry, failure, cancel and the sweep together release once."""
-    released = db.session.execute(
-        update(Order)
-        .where(Order.id == order_id, Order.holds_stock.is_(True))
-        .values(holds_stock=False)
-        .returning(Order.id)
-        .execution_options(synchronize_session=False)
-    ).first()
-    if released is None:
-        return False
-    _return_stock(order_id)
-    return True
-
-
-def _return_stock(order_id: int) -> None:
-    """Give the order's quantities back to stock, in product-id order (as checkout takes them)."""
-    items = db.session.execute(
-        select(OrderItem.product_id, OrderItem.quantity)
-        .where(OrderItem.order_id == order_id, OrderItem.product_id.is_not(None))
-        .order_by(OrderItem.product_id)
-    ).all()
-    for product_id, quantity in items:
-        db.session.execute(
-            update(Product)
-            .where(Product.id == product_id)
-            .values(stock=Product.stock + quantity)
-            .execution_options(synchronize_session=False)
-        )

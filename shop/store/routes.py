@@ -202,6 +202,8 @@ def checkout_submit():
     if address is None:
         flash("Choose a shipping address, or complete the new one.", "error")
         return checkout_page(form, new_address=new_address, status=400)
+    # One checkout at a time per shopper: earlier open sessions are expired and their stock given back.
+    payments.checkout.expire_earlier_checkouts(g.user.id, keep_key=submitted(form.idempotency_key.data))
     try:
         placed = checkout.place_order(
             g.user.id,

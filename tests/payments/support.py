@@ -17,6 +17,7 @@ def checkout_session(order_id: int, session_id: str, *, order_key: str | None = 
     return {
         "id": session_id,
         "object": "checkout.session",
+        "amount_subtotal": 1000,
         "amount_total": 1000,
         "client_reference_id": str(order_id),
         "currency": "eur",

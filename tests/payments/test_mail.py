@@ -74,7 +74,9 @@ def paid_order(mail_app, make_user, make_product):
             user_id = db.session.scalar(select(db.text("id")).select_from(db.text("users")))
             cart.add(user_id, product_id=product, quantity=2)
             order_id = checkout.place_order(user_id, key, address=ADDRESS).order.id
-        session = checkout_session(order_id, f"cs_test_{order_id}", order_key=key)
+        session = checkout_session(
+            order_id, f"cs_test_{order_id}", order_key=key, amount_subtotal=2 * 1450, amount_total=2 * 1450
+        )
         event = stripe_event("checkout.session.completed", session)
         assert post_event(mail_app.test_client(), event).json == {"status": "processed"}
         return order_id

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from shop.clerk.events import MAX_DEPTH
 from shop.extensions import db
 from shop.models import Role, User, WebhookEvent
+from shop.payloads import MAX_DEPTH
 from tests.support import clerk_user, event, signed_headers
 
 URL = "/api/webhooks/clerk"

@@ -37,8 +37,13 @@ def _error(status: int, message: str, *, kind: str = "invalid_request_error", co
     return jsonify(error={"type": kind, "message": message, "code": code, **extra}), status
 
 
+class MalformedForm(ValueError):
+    """Two keys that cannot both hold (`a[b]=1` and `a[b][c]=2`): Stripe answers 400."""
+
+
 def decode_form(items: list[tuple[str, str]]) -> dict[str, Any]:
-    """Stripe's form encoding (`line_items[0][price_data][currency]=eur`) back into nested values."""
+    """Stripe's form encoding (`line_items[0][price_data][currency]=eur`) back into nested values;
+    MalformedForm when two keys clash."""
     root: dict[str, Any] = {}
     for key, value in items:
         parts = re.findall(r"[^\[\]]+", key)
@@ -48,7 +53,9 @@ def decode_form(items: list[tuple[str, str]]) -> dict[str, Any]:
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ValueError(key)
+                raise MalformedForm(key)
+        if isinstance(node.get(parts[-1]), dict):
+            raise MalformedForm(key)
         node[parts[-1]] = value
 
     def listify(value: Any) -> Any:
@@ -59,6 +66,13 @@ def decode_form(items: list[tuple[str, str]]) -> dict[str, Any]:
         return value
 
     return listify(root)
+
+
+@bp.errorhandler(MalformedForm)
+def malformed_form(exc: MalformedForm):
+    return _error(
+        400, f"Invalid parameters: the key {str(exc)[:100]!r} clashes with another.", code="parameter_invalid"
+    )
 
 
 @bp.before_request
