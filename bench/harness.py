@@ -96,3 +96,74 @@ def fresh_database(name: str) -> tuple[str, Callable[[], None]]:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     return make_url(server).set(database=name).render_as_string(hide_password=False), drop
+
+
+# --- Stripe deliveries: pending orders to pay, and their signed completions ---------------------------------
+
+STRIPE_SECRET = "whsec_bench_c3RyaXBlIGJlbmNoIHNlY3JldA"  # noqa: S105  (any whsec_ works)
+
+
+def seed_pending_orders(url: str, count: int) -> None:
+    """One shopper, one product, and orders 1..`count` of 10.00 EUR, pending, each with Checkout Session
+    cs_bench_<n> (and, where the schema has it, the checkout_sessions row checkout writes): what a
+    `checkout.session.completed` then pays. Written with SQL, so any commit's schema takes it."""
+    import psycopg
+
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        user = conn.execute(
+            "INSERT INTO users (clerk_id, email, email_key, role, clerk_updated_at) "
+            "VALUES ('user_bench_buyer', 'buyer@example.com', 'buyer@example.com', 'CLIENT', 1) RETURNING id"
+        ).fetchone()[0]
+        product = conn.execute(
+            "INSERT INTO products (slug, name, price_cents, currency, stock) "
+            "VALUES ('bench-mug', 'Mug', 1000, 'EUR', 100000000) RETURNING id"
+        ).fetchone()[0]
+        conn.execute(
+            "INSERT INTO orders (user_id, email, total_cents, currency, idempotency_key, stripe_checkout_session_id) "
+            "SELECT %s, 'buyer@example.com', 1000, 'EUR', 'bench-key-' || n, 'cs_bench_' || n "
+            "FROM generate_series(1, %s) AS n ORDER BY n",
+            (user, count),
+        )
+        conn.execute(
+            "INSERT INTO order_items (order_id, product_id, product_name, unit_price_cents, quantity) "
+            "SELECT id, %s, 'Mug', 1000, 1 FROM orders",
+            (product,),
+        )
+        if conn.execute("SELECT to_regclass('checkout_sessions') IS NOT NULL").fetchone()[0]:
+            conn.execute(
+                "INSERT INTO checkout_sessions (id, order_id) SELECT stripe_checkout_session_id, id FROM orders"
+            )
+        conn.execute("ANALYZE")
+
+
+def stripe_completion(order: int) -> tuple[str, str, str]:
+    """Order `order`'s `checkout.session.completed`, paying exactly what it asked: (event id, body, the
+    Stripe-Signature header, made by the stripe library's own signing)."""
+    import json
+    import uuid
+
+    import stripe
+
+    session = {
+        "id": f"cs_bench_{order}",
+        "object": "checkout.session",
+        "amount_subtotal": 1000,
+        "amount_total": 1000,
+        "client_reference_id": str(order),
+        "currency": "eur",
+        "metadata": {"order_id": str(order), "order_key": f"bench-key-{order}"},
+        "mode": "payment",
+        "payment_intent": f"pi_bench_{order}",
+        "payment_status": "paid",
+        "status": "complete",
+    }
+    event_id = f"evt_bench_{uuid.uuid4().hex}"
+    event = {
+        "id": event_id,
+        "object": "event",
+        "type": "checkout.session.completed",
+        "created": int(time.time()),
+        "data": {"object": session},
+    }
+    body = json.dumps(event, separators=(",", ":"))
+    return event_id, body, stripe.WebhookSignature.generate_signature_header(body, STRIPE_SECRET)

@@ -40,17 +40,21 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
-import stripe
 from svix.webhooks import Webhook
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import free_port, fresh_database, libpq, start_gunicorn  # noqa: E402
+from bench.harness import (  # noqa: E402
+    STRIPE_SECRET,
+    free_port,
+    fresh_database,
+    seed_pending_orders,
+    start_gunicorn,
+    stripe_completion,
+)
 
 CLERK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # noqa: S105  (the test suite's; any whsec_ works)
-STRIPE_SECRET = "whsec_bench_c3RyaXBlIGJlbmNoIHNlY3JldA"  # noqa: S105
 TEMPLATE = ROOT / "tests" / "vectors" / "openapi-specs_webhook_user_updated.json"
 RESULTS = ROOT / "bench" / "results"
 SENDERS = 4
@@ -87,36 +91,6 @@ def migrate(side: Side) -> None:
     subprocess.run([sys.executable, "-c", code], cwd=side.tree, env=env, check=True, capture_output=True)
 
 
-def seed(side: Side, orders: int) -> None:
-    """One shopper, one product, `orders` pending orders of 10.00 EUR, each with session cs_bench_<n>."""
-    with psycopg.connect(libpq(side.url), autocommit=True) as conn:
-        user = conn.execute(
-            "INSERT INTO users (clerk_id, email, email_key, role, clerk_updated_at) "
-            "VALUES ('user_bench_buyer', 'buyer@example.com', 'buyer@example.com', 'CLIENT', 1) RETURNING id"
-        ).fetchone()[0]
-        product = conn.execute(
-            "INSERT INTO products (slug, name, price_cents, currency, stock) "
-            "VALUES ('bench-mug', 'Mug', 1000, 'EUR', 1000000) RETURNING id"
-        ).fetchone()[0]
-        conn.execute(
-            "INSERT INTO orders (user_id, email, total_cents, currency, idempotency_key, stripe_checkout_session_id) "
-            "SELECT %s, 'buyer@example.com', 1000, 'EUR', 'bench-key-' || n, 'cs_bench_' || n "
-            "FROM generate_series(1, %s) AS n",
-            (user, orders),
-        )
-        conn.execute(
-            "INSERT INTO order_items (order_id, product_id, product_name, unit_price_cents, quantity) "
-            "SELECT id, %s, 'Mug', 1000, 1 FROM orders",
-            (product,),
-        )
-        has_sessions = conn.execute("SELECT to_regclass('checkout_sessions') IS NOT NULL").fetchone()[0]
-        if has_sessions:
-            conn.execute(
-                "INSERT INTO checkout_sessions (id, order_id) SELECT stripe_checkout_session_id, id FROM orders"
-            )
-        conn.execute("ANALYZE")
-
-
 def clerk_bodies(count: int, offset: int) -> list[tuple[bytes, dict[str, str]]]:
     template, signer, signed = json.loads(TEMPLATE.read_text()), Webhook(CLERK_SECRET), []
     for n in range(offset, offset + count):
@@ -151,29 +125,8 @@ def _utc(stamp: int):
 
 def stripe_bodies(count: int, offset: int) -> list[tuple[bytes, dict[str, str]]]:
     signed = []
-    for n in range(offset + 1, offset + count + 1):
-        session = {
-            "id": f"cs_bench_{n}",
-            "object": "checkout.session",
-            "amount_subtotal": 1000,
-            "amount_total": 1000,
-            "client_reference_id": str(n),
-            "currency": "eur",
-            "metadata": {"order_id": str(n), "order_key": f"bench-key-{n}"},
-            "mode": "payment",
-            "payment_intent": f"pi_bench_{n}",
-            "payment_status": "paid",
-            "status": "complete",
-        }
-        event = {
-            "id": f"evt_bench_{uuid.uuid4().hex}",
-            "object": "event",
-            "type": "checkout.session.completed",
-            "created": int(time.time()),
-            "data": {"object": session},
-        }
-        body = json.dumps(event)
-        header = stripe.WebhookSignature.generate_signature_header(body, STRIPE_SECRET)
+    for order in range(offset + 1, offset + count + 1):
+        _, body, header = stripe_completion(order)
         signed.append((body.encode(), {"Stripe-Signature": header, "Content-Type": "application/json"}))
     return signed
 
@@ -231,7 +184,7 @@ def main() -> None:
             side.url, drop = fresh_database(side.database)
             drops.append(drop)
             migrate(side)
-            seed(side, total)
+            seed_pending_orders(side.url, total)
             side.port = free_port()
             log = RESULTS / f"inbox-gunicorn-{side.label}.log"
             side.server = start_gunicorn(_settings(side), side.port, log, root=side.tree)

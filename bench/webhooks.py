@@ -18,7 +18,11 @@ What it does:
 4. Checks afterwards that every delivery answered 200 has exactly one `processed` row in
    `webhook_events`, that nothing else was recorded, and that `users` holds, for every user, the
    newest update that was processed.
-5. Prints one line per round and a summary: best round, and the spread over the rounds.
+5. Then the Stripe case (--stripe-rounds, 3 by default): signed `checkout.session.completed` events,
+   each paying one of the pending orders seeded before gunicorn started (bench.harness), through
+   POST /api/webhooks/stripe the same way; afterwards every 200 must have its processed row and as many
+   orders must be paid.
+6. Prints one line per round and a summary: best round, and the spread over the rounds.
 
 The load generator is wrk (C, epoll) driven by a Lua script that cycles through the pre-signed
 requests, one file per connection. Measured against /api/health at about 1,650 requests/s, wrk used
@@ -58,9 +62,18 @@ from svix.webhooks import Webhook
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import free_port, fresh_database, libpq, start_gunicorn  # noqa: E402
+from bench.harness import (  # noqa: E402
+    STRIPE_SECRET,
+    free_port,
+    fresh_database,
+    libpq,
+    seed_pending_orders,
+    start_gunicorn,
+    stripe_completion,
+)
 
 WEBHOOK_PATH = "/api/webhooks/clerk"
+STRIPE_PATH = "/api/webhooks/stripe"
 TRIVIAL_PATH = "/api/health"
 DATABASE = "bench_webhooks"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # noqa: S105  (the test suite's; any whsec_ works)
@@ -144,7 +157,13 @@ def prepare_database() -> tuple[str, Callable[[], None]]:
 
 def _app_env(database_url: str) -> dict[str, str]:
     # Production mode (no FLASK_DEBUG), as under a real deployment.
-    return {"DATABASE_URL": database_url, "SECRET_KEY": "bench-secret-key", "CLERK_WEBHOOK_SECRET": SECRET}
+    return {
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "bench-secret-key",
+        "CLERK_WEBHOOK_SECRET": SECRET,
+        "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
+        "STRIPE_SECRET_KEY": "sk_test_bench_never_called",  # a completion calls no Stripe API
+    }
 
 
 # --------------------------------------------------------------------------- the deliveries
@@ -231,6 +250,47 @@ class Deliveries:
                     sent.append(Delivery(svix_id, user, self.next_updated_at))
             plan.append(sent)
         return plan
+
+
+@dataclass
+class StripeDeliveries:
+    """Signed `checkout.session.completed` events, each paying the next of the pending orders seeded
+    for the run (bench.harness.seed_pending_orders): every one has an effect (pending to paid, the
+    "order confirmed" e-mail into the outbox)."""
+
+    senders: int
+    next_order: int = 0
+
+    def write(self, directory: Path, phase: str, per_sender: int, host: str) -> list[list[Delivery]]:
+        plan: list[list[Delivery]] = []
+        for sender in range(self.senders):
+            sent: list[Delivery] = []
+            with open(directory / f"{phase}-{sender}.req", "wb") as out:
+                for _ in range(per_sender):
+                    self.next_order += 1
+                    event_id, body, signature = stripe_completion(self.next_order)
+                    request = (
+                        f"POST {STRIPE_PATH} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                        f"Stripe-Signature: {signature}\r\nContent-Length: {len(body.encode())}\r\n\r\n{body}"
+                    ).encode()
+                    out.write(b"%d\n%s" % (len(request), request))
+                    sent.append(Delivery(event_id, self.next_order, 0))
+            plan.append(sent)
+        return plan
+
+
+def check_stripe(database_url: str, checker: Checker) -> list[str]:
+    """Every Stripe delivery answered 200 has one processed row, and as many orders are paid as rows say."""
+    with psycopg.connect(libpq(database_url)) as conn:
+        rows = dict(conn.execute("SELECT svix_id, status FROM webhook_events WHERE source = 'stripe'").fetchall())
+        paid = conn.execute("SELECT count(*) FROM orders WHERE payment_status = 'paid'").fetchone()[0]
+    problems = []
+    if any(rows.get(event_id) != "processed" for event_id in checker.ok):
+        problems.append("Stripe deliveries answered 200 without a processed row")
+    if paid != sum(status == "processed" for status in rows.values()):
+        problems.append(f"{paid} orders paid for {len(rows)} processed Stripe events")
+    checker.summary = f"{len(checker.ok)} Stripe deliveries answered 200, {paid} orders paid"
+    return problems
 
 
 def write_trivial(directory: Path, phase: str, senders: int, host: str) -> None:
@@ -362,11 +422,14 @@ class Checker:
     def check(self) -> list[str]:
         problems = []
         with psycopg.connect(libpq(self.database_url)) as conn:
-            events = conn.execute("SELECT svix_id, status, count(*) FROM webhook_events GROUP BY 1, 2").fetchall()
+            events = conn.execute(
+                "SELECT svix_id, status, count(*) FROM webhook_events WHERE source = 'clerk' GROUP BY 1, 2"
+            ).fetchall()
             users = {
                 row[0]: row[1:]
                 for row in conn.execute(
-                    "SELECT clerk_id, email, first_name, last_name, image_url, clerk_updated_at, deleted_at FROM users"
+                    "SELECT clerk_id, email, first_name, last_name, image_url, clerk_updated_at, deleted_at FROM users "
+                    "WHERE clerk_id <> 'user_bench_buyer'"  # the Stripe case's shopper
                 )
             }
         rows: dict[str, list[tuple[str, int]]] = {}
@@ -432,6 +495,8 @@ def main() -> None:
     parser.add_argument("--worker-class", help="override gunicorn.conf.py's worker_class (sync, gthread)")
     parser.add_argument("--threads", help="override gunicorn.conf.py's threads")
     parser.add_argument("--keep-database", action="store_true", help=f"keep {DATABASE} afterwards")
+    parser.add_argument("--stripe-rounds", type=int, default=3, help="rounds of Stripe completions (0: none)")
+    parser.add_argument("--stripe-max-rate", type=int, default=1500, help="Stripe deliveries/s signed in advance")
     args = parser.parse_args()
 
     if shutil.which("wrk") is None:
@@ -447,6 +512,10 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, {_cpu_model()}, load average {os.getloadavg()[0]:.2f}")
     print(effective_config(overrides))
     database_url, drop = prepare_database()
+    stripe_per_sender = math.ceil(args.stripe_max_rate * args.duration / args.senders) + 10
+    if args.stripe_rounds:
+        stripe_warm = math.ceil(args.stripe_max_rate * args.warmup / args.senders) + 10
+        seed_pending_orders(database_url, args.senders * (stripe_warm + stripe_per_sender * args.stripe_rounds))
     port = free_port()
     host = f"127.0.0.1:{port}"
     extra_args = [arg for name, value in overrides.items() for arg in (f"--{name}", value)]
@@ -454,7 +523,9 @@ def main() -> None:
     target = Target(host, server.pid, make_url(database_url).database)
     deliveries = Deliveries(users=args.users, senders=args.senders)
     checker = Checker(database_url, deliveries)
+    stripe_checker = Checker(database_url, deliveries)
     rows: list[tuple[Result, Result]] = []
+    stripe_rows: list[Result] = []
     try:
         with tempfile.TemporaryDirectory(prefix="bench-webhooks-") as tmp:
             directory = Path(tmp)
@@ -481,16 +552,38 @@ def main() -> None:
                 rows.append((hooks, trivial))
                 for label, result in (("POST " + WEBHOOK_PATH, hooks), ("GET " + TRIVIAL_PATH, trivial)):
                     print(_line(str(round_number), label, result))
+            if args.stripe_rounds:
+                stripe = StripeDeliveries(args.senders)
+                plan = stripe.write(directory, "stripe-warmup", stripe_warm, host)
+                stripe_checker.add(
+                    plan, run_wrk(target, STRIPE_PATH, directory, "stripe-warmup", args.senders, args.warmup)
+                )
+            for round_number in range(1, args.stripe_rounds + 1):
+                phase = f"stripe{round_number}"
+                plan = stripe.write(directory, phase, stripe_per_sender, host)
+                paid = run_wrk(target, STRIPE_PATH, directory, phase, args.senders, args.duration)
+                stripe_checker.add(plan, paid)
+                stripe_rows.append(paid)
+                print(_line(str(round_number), "POST " + STRIPE_PATH, paid))
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
 
     problems = checker.check()
+    problems += check_stripe(database_url, stripe_checker) if args.stripe_rounds else []
     if not args.keep_database:
         drop()
     summarize(rows)
-    print(f"\ncheck: {checker.summary}")
-    if problems or any(r.non_200 or r.socket_errors for pair in rows for r in pair):
+    if stripe_rows:
+        rates = [r.rate for r in stripe_rows]
+        best = max(stripe_rows, key=lambda r: r.rate)
+        print(
+            f"  stripe/s          {best.rate:8.0f}  (rounds {min(rates):.0f}–{max(rates):.0f}, median "
+            f"{statistics.median(rates):.0f}; p50 {best.p50_ms:.2f} ms, p99 {best.p99_ms:.2f} ms in the best)"
+        )
+    print(f"\ncheck: {checker.summary}" + (f"; {stripe_checker.summary}" if stripe_rows else ""))
+    everything = [r for pair in rows for r in pair] + stripe_rows
+    if problems or any(r.non_200 or r.socket_errors for r in everything):
         for problem in problems:
             print(f"  PROBLEM: {problem}")
         sys.exit("the benchmark found problems (non-200 answers, socket errors or a wrong mirror)")

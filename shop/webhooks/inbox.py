@@ -28,7 +28,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -56,7 +56,8 @@ class Outcome(enum.StrEnum):
     REFUSED = "refused"  # verified, but the source would not apply it (recorded as failed, with why)
 
 
-OUTCOMES = frozenset(outcome.value for outcome in Outcome)
+# What settles a delivery: a replay ending in one of these succeeded (a refused one is still failed).
+OUTCOMES = frozenset({Outcome.PROCESSED.value, Outcome.DUPLICATE.value, Outcome.IGNORED.value})
 
 
 class MissingSignature(Exception):
@@ -148,20 +149,19 @@ def _body_within(limit: int) -> bytes | None:
     return raw if len(raw) <= limit else None
 
 
+class InvalidSignature(Exception):
+    """The delivery is not signed by a configured secret; the message names what the verifier raised."""
+
+
 def _verified(source: Source, raw: bytes, secrets: list[str]) -> str | None:
-    """The delivery id from the source's check; InvalidDelivery for anything but a clean pass."""
+    """The delivery id from the source's check. MissingSignature passes through; anything else the
+    verifier raises is InvalidSignature: a verifier that raised has verified nothing."""
     try:
         return source.verify(raw, request.headers, secrets)
     except MissingSignature:
         raise
-    except Exception as exc:  # any failure of a verifier is a refusal, never a pass
-        raise _Refused(400, "Invalid signature", type(exc).__name__) from exc
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, message: str, reason: str = ""):
-        super().__init__(message)
-        self.status, self.message, self.reason = status, message, reason
+    except Exception as exc:
+        raise InvalidSignature(type(exc).__name__) from exc
 
 
 def receive(source_name: str) -> tuple[Any, int]:
@@ -179,9 +179,9 @@ def receive(source_name: str) -> tuple[Any, int]:
         delivery_id = _verified(source, raw, secrets)
     except MissingSignature as exc:
         return _answer(400, error=str(exc))
-    except _Refused as exc:
-        log.warning("%s webhook refused: invalid signature (%s)", source.title, exc.reason)
-        return _answer(exc.status, error=exc.message)
+    except InvalidSignature as exc:
+        log.warning("%s webhook refused: invalid signature (%s)", source.title, exc)
+        return _answer(400, error="Invalid signature")
 
     def done(outcome: str, event: Event | None) -> None:
         ms = (time.perf_counter() - started) * 1000
@@ -365,9 +365,3 @@ def record_failure(
     except SQLAlchemyError as exc:
         log.error("could not record failed %s webhook %s: %s", source, event_id[:100], describe_error(exc))
         return False
-
-
-def core_transaction() -> Iterator[Connection]:
-    """A unit of work on a Core connection of its own (for a source whose effect is Core statements)."""
-    with db.engine.connect() as conn, conn.begin():
-        yield conn

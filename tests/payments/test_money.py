@@ -393,3 +393,12 @@ def test_staff_see_the_stock_unpaid_orders_hold(app, pending_order, make_user, t
     staff.set_cookie("__session", tokens.mint("user_staff"))
     page = staff.get("/admin/products").get_data(as_text=True)
     assert re.search(r'data-testid="held-by-unpaid"[^>]*>\s*4\b', page), page
+
+
+def test_replaying_a_refused_event_is_refused_again_and_says_so(client, app, pending_order, runner):
+    order_id, _ = pending_order()
+    event = completed(order_id, amount_subtotal=1, amount_total=1)
+    assert post_event(client, event).json == {"status": "refused"}
+    result = app.test_cli_runner().invoke(args=["webhooks", "replay", event["id"]])
+    assert result.exit_code == 1 and f"{event['id']}: refused" in result.output
+    assert state(app, order_id) == ("placed", "pending", True)

@@ -204,7 +204,7 @@ def test_the_money_holds_whatever_happens(world):
                 db.session.rollback()
 
     Money.TestCase.settings = settings(
-        max_examples=12,
+        max_examples=8,
         stateful_step_count=25,
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
