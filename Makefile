@@ -51,7 +51,7 @@ run: db ## the app on http://$(HOST):$(PORT), with the demo catalogue (make run 
 	$(FLASK) run --host $(HOST) --port $(PORT)
 
 stop: install ## stop the embedded PostgreSQL that `make run` started (its data stays in instance/pgdata)
-	@$(BIN)/python -m shop.embedded_postgres stop
+	@$(BIN)/python -m devtools.embedded_postgres stop
 
 admin: db ## make someone staff: make admin EMAIL=ada@example.com (ROLE=CLIENT undoes it); they must have signed in once
 	@test -n "$(EMAIL)" || { echo "make admin needs EMAIL=<e-mail or Clerk user id>, e.g. make admin EMAIL=ada@example.com"; exit 2; }

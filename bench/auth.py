@@ -84,7 +84,8 @@ def page_costs(requests_per_run: int, path: str) -> dict[str, float]:
     import psycopg
     from sqlalchemy.engine import make_url
 
-    from shop import create_app, embedded_postgres, mirror
+    from devtools import embedded_postgres
+    from shop import create_app, mirror
     from shop.clerk.users import UserSnapshot
     from shop.extensions import db
 

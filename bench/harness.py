@@ -37,17 +37,17 @@ def start_gunicorn(
     *,
     ready_path: str = "/api/health",
     root: Path = ROOT,
+    app: str = "wsgi:app",
 ) -> subprocess.Popen:
     """`gunicorn -c gunicorn.conf.py wsgi:app` on 127.0.0.1:`port` with `settings`; returns once it answers.
-    `root`: the tree whose gunicorn.conf.py and wsgi.py it runs (bench/inbox.py's baseline worktree)."""
+    `root`: the tree whose gunicorn.conf.py and wsgi.py it runs (bench/inbox.py's baseline worktree);
+    `app`: another WSGI app under the same settings (bench/floor_app.py)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "GUNICORN_", "CLERK_", "PROMETHEUS_"))}
     env.pop("PORT", None)
     env.update(dict.fromkeys(BLANK_SETTINGS, ""), **settings)
     command = [str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
     log = open(log_path, "wb")  # noqa: SIM115 (the server writes to it until it stops)
-    server = subprocess.Popen(
-        [*command, *extra_args, "wsgi:app"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
+    server = subprocess.Popen([*command, *extra_args, app], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -84,7 +84,7 @@ def fresh_database(name: str) -> tuple[str, Callable[[], None]]:
             conn.execute("DROP SCHEMA public CASCADE")
             conn.execute("CREATE SCHEMA public")
         return url, lambda: None
-    from shop import embedded_postgres
+    from devtools import embedded_postgres
 
     server = embedded_postgres.start(ROOT / "instance" / "pgdata")
     with psycopg.connect(libpq(server), autocommit=True) as conn:

@@ -140,9 +140,9 @@ end
 # --------------------------------------------------------------------------- the database
 
 
-def prepare_database() -> tuple[str, Callable[[], None]]:
+def prepare_database(name: str = DATABASE) -> tuple[str, Callable[[], None]]:
     """A SQLAlchemy URL to an empty database with the schema, and how to drop it afterwards."""
-    url, drop = fresh_database(DATABASE)
+    url, drop = fresh_database(name)
     import flask_migrate
 
     from shop import create_app
@@ -291,6 +291,25 @@ def check_stripe(database_url: str, checker: Checker) -> list[str]:
         problems.append(f"{paid} orders paid for {len(rows)} processed Stripe events")
     checker.summary = f"{len(checker.ok)} Stripe deliveries answered 200, {paid} orders paid"
     return problems
+
+
+@dataclass
+class Floor:
+    target: Target
+    deliveries: Deliveries
+    server: subprocess.Popen
+    drop: Callable[[], None]
+
+
+def start_floor(args: argparse.Namespace, extra_args: list[str]) -> Floor:
+    """bench/floor_app.py under the same gunicorn settings, on a database of its own migrated the same way."""
+    url, drop = prepare_database(f"{DATABASE}_floor")
+    port = free_port()
+    settings = {**_app_env(url), "FLOOR_DATABASE_URL": libpq(url)}
+    log_path = RESULTS / "webhooks-floor-gunicorn.log"
+    server = start_gunicorn(settings, port, log_path, extra_args, app="bench.floor_app:app")
+    target = Target(f"127.0.0.1:{port}", server.pid, make_url(url).database)
+    return Floor(target, Deliveries(users=args.users, senders=args.senders), server, drop)
 
 
 def write_trivial(directory: Path, phase: str, senders: int, host: str) -> None:
@@ -495,6 +514,9 @@ def main() -> None:
     parser.add_argument("--worker-class", help="override gunicorn.conf.py's worker_class (sync, gthread)")
     parser.add_argument("--threads", help="override gunicorn.conf.py's threads")
     parser.add_argument("--keep-database", action="store_true", help=f"keep {DATABASE} afterwards")
+    parser.add_argument(
+        "--floor", action="store_true", help="also drive bench/floor_app.py (raw psycopg), rounds interleaved"
+    )
     parser.add_argument("--stripe-rounds", type=int, default=3, help="rounds of Stripe completions (0: none)")
     parser.add_argument("--stripe-max-rate", type=int, default=1500, help="Stripe deliveries/s signed in advance")
     args = parser.parse_args()
@@ -522,6 +544,8 @@ def main() -> None:
     server = start_gunicorn(_app_env(database_url), port, log_path, extra_args)
     target = Target(host, server.pid, make_url(database_url).database)
     deliveries = Deliveries(users=args.users, senders=args.senders)
+    floor = start_floor(args, extra_args) if args.floor else None
+    floor_rows: list[tuple[Result, Result]] = []
     checker = Checker(database_url, deliveries)
     stripe_checker = Checker(database_url, deliveries)
     rows: list[tuple[Result, Result]] = []
@@ -544,14 +568,32 @@ def main() -> None:
                 f"{'errors':>7}{'CPU ms/req':>11}   cores used: server / postgres / wrk / other"
             )
             print(header)
+            if floor is not None:
+                floor.deliveries.write(directory, "floor-warmup", per_sender(args.warmup), floor.target.host)
+                run_wrk(floor.target, WEBHOOK_PATH, directory, "floor-warmup", args.senders, args.warmup)
             for round_number in range(1, args.rounds + 1):
-                plan = deliveries.write(directory, f"round{round_number}", per_sender(args.duration), host)
-                hooks = run_wrk(target, WEBHOOK_PATH, directory, f"round{round_number}", args.senders, args.duration)
-                checker.add(plan, hooks)
-                trivial = run_wrk(target, TRIVIAL_PATH, directory, "trivial", args.senders, args.duration)
-                rows.append((hooks, trivial))
-                for label, result in (("POST " + WEBHOOK_PATH, hooks), ("GET " + TRIVIAL_PATH, trivial)):
-                    print(_line(str(round_number), label, result))
+
+                def shop_round(n: int = round_number) -> None:
+                    plan = deliveries.write(directory, f"round{n}", per_sender(args.duration), host)
+                    hooks = run_wrk(target, WEBHOOK_PATH, directory, f"round{n}", args.senders, args.duration)
+                    checker.add(plan, hooks)
+                    trivial = run_wrk(target, TRIVIAL_PATH, directory, "trivial", args.senders, args.duration)
+                    rows.append((hooks, trivial))
+                    for label, result in (("POST " + WEBHOOK_PATH, hooks), ("GET " + TRIVIAL_PATH, trivial)):
+                        print(_line(str(n), label, result))
+
+                def floor_round(n: int = round_number) -> None:
+                    assert floor is not None
+                    phase = f"floor{n}"
+                    floor.deliveries.write(directory, phase, per_sender(args.duration), floor.target.host)
+                    hooks = run_wrk(floor.target, WEBHOOK_PATH, directory, phase, args.senders, args.duration)
+                    floor_rows.append((hooks, hooks))
+                    print(_line(str(n), "floor (raw psycopg)", hooks))
+
+                # Interleaved: the shop first in odd rounds, the floor first in even ones.
+                steps = [shop_round] if floor is None else [shop_round, floor_round]
+                for step in steps if round_number % 2 else steps[::-1]:
+                    step()
             if args.stripe_rounds:
                 stripe = StripeDeliveries(args.senders)
                 plan = stripe.write(directory, "stripe-warmup", stripe_warm, host)
@@ -568,12 +610,23 @@ def main() -> None:
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
+        if floor is not None:
+            floor.server.send_signal(signal.SIGTERM)
+            floor.server.wait(timeout=60)
+            floor.drop()
 
     problems = checker.check()
     problems += check_stripe(database_url, stripe_checker) if args.stripe_rounds else []
     if not args.keep_database:
         drop()
     summarize(rows)
+    if floor_rows:
+        ratios = [shop.rate / floored.rate for (shop, _), (floored, _) in zip(rows, floor_rows, strict=True)]
+        floor_rate = statistics.median(r.rate for r, _ in floor_rows)
+        print(
+            f"  against the floor {statistics.median(ratios):8.2f}× (median of {len(ratios)} interleaved rounds; "
+            f"rounds {min(ratios):.2f}–{max(ratios):.2f}; floor {floor_rate:.0f}/s)"
+        )
     if stripe_rows:
         rates = [r.rate for r in stripe_rows]
         best = max(stripe_rows, key=lambda r: r.rate)

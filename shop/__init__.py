@@ -69,7 +69,7 @@ def is_one_shot_command() -> bool:
 def configure_database(app: Flask) -> None:
     url = app.config["DATABASE_URL"]
     if url is None:
-        from shop import embedded_postgres
+        from devtools import embedded_postgres  # development only: production requires DATABASE_URL
 
         url = embedded_postgres.start(Path(app.instance_path) / "pgdata")
         boot_log.info("Database: embedded PostgreSQL in %s (make stop stops it)", Path(app.instance_path) / "pgdata")
@@ -117,16 +117,18 @@ def register_extensions(app: Flask) -> None:
     from shop import models, read_only_commit  # noqa: F401  (the tables must be known to db.metadata and Alembic)
     from shop.extensions import csrf, db, migrate
     from shop.mail import models as mail_models  # noqa: F401  (the outbox)
+    from shop.store import erasure
     from shop.store import models as store_models  # noqa: F401  (products, carts, orders)
 
     db.init_app(app)
     read_only_commit.register(app)
+    erasure.register()  # a tombstone (shop.mirror) erases the store's carts and address books too
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     csrf.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
-    from shop import admin, api, auth, inputs, metrics, payments, store, webhooks
+    from shop import admin, api, auth, inputs, metrics, payments, storefront, webhooks
 
     inputs.register(app)  # first: the blueprints' routes name its URL converters
 
@@ -134,16 +136,16 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(api.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(admin.bp)
-    app.register_blueprint(store.bp)  # the catalogue, cart, checkout, orders; `flask seed`
+    app.register_blueprint(storefront.bp)  # the catalogue, cart, checkout, orders; `flask seed`
     app.register_blueprint(payments.bp)  # Stripe: the webhook, the return page; `flask payments sweep`
     metrics.register(app)  # GET /metrics, and the request counters it shows
     if app.config["SHOP_DEV_AUTH"]:
-        from shop.clerk import standin
+        from devtools import clerk_standin  # development and tests only: production refuses SHOP_DEV_AUTH
 
-        standin.configure(app)
+        clerk_standin.configure(app)
         boot_log.warning("The local Clerk stand-in is ON (SHOP_DEV_AUTH): sign-in is simulated, for development only.")
     if app.config["SHOP_DEV_STRIPE"]:
-        from shop.payments import standin as stripe_standin
+        from devtools import stripe_standin  # development and tests only: production refuses SHOP_DEV_STRIPE
 
         stripe_standin.configure(app)
         boot_log.warning(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlsplit
 from sqlalchemy.engine import make_url
 
 from shop.clerk import keys
+from shop.generated_secrets import generated_once
 
 log = logging.getLogger(__name__)
 
@@ -72,31 +73,40 @@ def _first(env: Mapping[str, str], *names: str) -> str:
     return ""
 
 
-def generated_once(path: Path, make: Callable[[], str]) -> str:
-    """A development secret made by `make` the first time, then kept in `path` (readable by its owner
-    only), so restarts reuse it: the Flask secret, the stand-ins' keys and webhook secrets."""
-    if not path.exists():
-        path.write_text(make())
-        path.chmod(0o600)
-    return path.read_text().strip()
-
-
 def _development_secret_key(instance_path: Path) -> str:
     """Generated once and kept in instance/, so sessions survive restarts in development."""
     return generated_once(instance_path / "secret_key", lambda: secrets.token_urlsafe(48))
 
 
 def load(env: Mapping[str, str], *, production: bool, instance_path: Path) -> dict[str, Any]:
-    """Turn the environment into Flask config, or raise ConfigError naming every problem."""
+    """Turn the environment into Flask config, or raise ConfigError naming every problem.
+
+    One loader per area; each adds its settings and appends its problems, in this order (the order
+    the problems are reported in)."""
     problems: list[str] = []
     settings: dict[str, Any] = {
         "SHOP_PRODUCTION": production,
-        "WEBHOOK_MAX_BYTES": WEBHOOK_MAX_BYTES,
         "MAX_CONTENT_LENGTH": REQUEST_MAX_BYTES,
         "MAX_FORM_MEMORY_SIZE": FORM_MEMORY_MAX_BYTES,
         "MAX_FORM_PARTS": FORM_MAX_PARTS,
     }
+    _load_database(env, production, settings, problems)
+    _load_security(env, production, instance_path, settings, problems)
+    _load_clerk_keys(env, production, settings, problems)
+    _load_webhooks(env, production, settings, problems)
+    _load_clerk_client(env, production, settings, problems)
+    _load_metrics(env, production, settings, problems)
+    _load_clerk_standin(env, production, settings, problems)
+    _load_payments(env, production, settings, problems)
+    _load_stripe_standin(env, production, settings, problems)
+    _load_mail(env, production, settings, problems)
+    if problems:
+        raise ConfigError(problems)
+    return settings
 
+
+def _load_database(env: Mapping[str, str], production: bool, settings: dict[str, Any], problems: list[str]) -> None:
+    """PostgreSQL: DATABASE_URL (unset in development: the embedded one), and DATABASE_URL_DIRECT."""
     database_url = _first(env, "DATABASE_URL")
     if database_url:
         try:
@@ -126,6 +136,11 @@ def load(env: Mapping[str, str], *, production: bool, instance_path: Path) -> di
         if not database_url:
             problems.append("DATABASE_URL_DIRECT is set without DATABASE_URL: set both, or neither.")
 
+
+def _load_security(
+    env: Mapping[str, str], production: bool, instance_path: Path, settings: dict[str, Any], problems: list[str]
+) -> None:
+    """Sessions and the proxy in front: SECRET_KEY (generated once in development), FORWARDED_ALLOW_IPS."""
     # The peers whose X-Forwarded-For and X-Forwarded-Proto are believed: the proxy in front (nginx
     # on this machine by default). gunicorn reads the same variable for the scheme.
     forwarders = _first(env, "FORWARDED_ALLOW_IPS") or DEFAULT_FORWARDED_ALLOW_IPS
@@ -148,6 +163,9 @@ def load(env: Mapping[str, str], *, production: bool, instance_path: Path) -> di
     else:
         settings["SECRET_KEY"] = _development_secret_key(instance_path)
 
+
+def _load_clerk_keys(env: Mapping[str, str], production: bool, settings: dict[str, Any], problems: list[str]) -> None:
+    """The Clerk instance: its publishable key (and the Frontend API host in it) and its secret key."""
     publishable_key = _first(env, "CLERK_PUBLISHABLE_KEY", "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY")
     settings["CLERK_PUBLISHABLE_KEY"] = publishable_key or None
     settings["CLERK_FRONTEND_API"] = None
@@ -171,6 +189,10 @@ def load(env: Mapping[str, str], *, production: bool, instance_path: Path) -> di
             "CLERK_PUBLISHABLE_KEY and CLERK_SECRET_KEY belong to different instances (one test, one live)."
         )
 
+
+def _load_webhooks(env: Mapping[str, str], production: bool, settings: dict[str, Any], problems: list[str]) -> None:
+    """The webhook endpoints: their body cap, and Clerk's signing secrets (Stripe's are read with payments)."""
+    settings["WEBHOOK_MAX_BYTES"] = WEBHOOK_MAX_BYTES
     webhook_secrets = _first(env, "CLERK_WEBHOOK_SECRET", "CLERK_WEBHOOK_SIGNING_SECRET").split()
     for position, webhook_secret in enumerate(webhook_secrets, start=1):
         try:
@@ -182,6 +204,10 @@ def load(env: Mapping[str, str], *, production: bool, instance_path: Path) -> di
             )
     settings["CLERK_WEBHOOK_SECRETS"] = webhook_secrets
 
+
+def _load_clerk_client(env: Mapping[str, str], production: bool, settings: dict[str, Any], problems: list[str]) -> None:
+    """How the shop checks Clerk's tokens and calls Clerk: the networkless key, the parties allowed in
+    `azp`, the Backend API URL, and the leeway, cooldown and back-off times."""
     jwt_key = _first(env, "CLERK_JWT_KEY")
     settings["CLERK_JWT_KEY"] = None
     if jwt_key:
@@ -217,6 +243,9 @@ def load(env: Mapping[str, str], *, production: bool, instance_path: Path) -> di
         except ValueError:
             problems.append(f"{name} must be {expected}")
 
+
+def _load_metrics(env: Mapping[str, str], production: bool, settings: dict[str, Any], problems: list[str]) -> None:
+    """GET /metrics: on only with a METRICS_TOKEN long enough to be a secret."""
     metrics_token = _first(env, "METRICS_TOKEN")
     if metrics_token and (len(metrics_token) < MIN_METRICS_TOKEN_LENGTH or any(c.isspace() for c in metrics_token)):
         problems.append(
@@ -225,6 +254,17 @@ def load(env: Mapping[str, str], *, production: bool, instance_path: Path) -> di
         )
     settings["METRICS_TOKEN"] = metrics_token or None
 
+
+# Development tools (the package devtools/, beside shop/): each stand-in is on only outside
+# production, and never beside a live key. The factory imports devtools only when one is on.
+
+
+def _load_clerk_standin(
+    env: Mapping[str, str], production: bool, settings: dict[str, Any], problems: list[str]
+) -> None:
+    """The local Clerk stand-in (SHOP_DEV_AUTH); after the Clerk keys, which "auto" looks at."""
+    publishable_key = settings["CLERK_PUBLISHABLE_KEY"] or ""
+    secret = settings["CLERK_SECRET_KEY"] or ""
     # "auto" (what .flaskenv sets for `make run`): the stand-in when no Clerk instance is configured.
     dev_auth_setting = _first(env, "SHOP_DEV_AUTH").lower()
     auto = dev_auth_setting == "auto"
@@ -238,16 +278,27 @@ def load(env: Mapping[str, str], *, production: bool, instance_path: Path) -> di
     settings["SHOP_DEV_AUTH"] = dev_auth
     settings["SHOP_DEV_CLERK_DIR"] = _first(env, "SHOP_DEV_CLERK_DIR") or None
 
-    _load_payments(env, production, settings, problems)
-    _load_mail(env, production, settings, problems)
 
-    if problems:
-        raise ConfigError(problems)
-    return settings
+def _load_stripe_standin(
+    env: Mapping[str, str], production: bool, settings: dict[str, Any], problems: list[str]
+) -> None:
+    """The local Stripe stand-in (SHOP_DEV_STRIPE); after payments, whose key "auto" looks at."""
+    key = settings["STRIPE_SECRET_KEY"] or ""
+    # Unset or "auto": the stand-in when no Stripe key is configured, in development and tests.
+    setting = _first(env, "SHOP_DEV_STRIPE").lower() or "auto"
+    standin = (not production and not key) if setting == "auto" else setting in TRUE_WORDS
+    if standin and production:
+        problems.append(
+            "SHOP_DEV_STRIPE=1 turns on the local Stripe stand-in, which is for development only: unset it."
+        )
+    if standin and key.startswith(("sk_live_", "rk_live_")):
+        problems.append("The local Stripe stand-in (SHOP_DEV_STRIPE) cannot be used with a live Stripe key.")
+    settings["SHOP_DEV_STRIPE"] = standin
+    settings["SHOP_DEV_STRIPE_DIR"] = _first(env, "SHOP_DEV_STRIPE_DIR") or None
 
 
 def _load_payments(env: Mapping[str, str], production: bool, settings: dict[str, Any], problems: list[str]) -> None:
-    """Stripe: the API key, the webhook signing secret(s), and the local stand-in (development only)."""
+    """Stripe: the API key, the webhook signing secret(s), the API base (the stand-in: `_load_stripe_standin`)."""
     key = _first(env, "STRIPE_SECRET_KEY")
     if key and not key.startswith(("sk_test_", "sk_live_", "rk_test_", "rk_live_")):
         problems.append(
@@ -267,17 +318,6 @@ def _load_payments(env: Mapping[str, str], production: bool, settings: dict[str,
     if api_base and urlsplit(api_base).scheme not in ("http", "https"):
         problems.append("STRIPE_API_BASE must be an http(s) URL such as https://api.stripe.com.")
     settings["STRIPE_API_BASE"] = api_base.rstrip("/") or None
-    # Unset or "auto": the stand-in when no Stripe key is configured, in development and tests.
-    setting = _first(env, "SHOP_DEV_STRIPE").lower() or "auto"
-    standin = (not production and not key) if setting == "auto" else setting in TRUE_WORDS
-    if standin and production:
-        problems.append(
-            "SHOP_DEV_STRIPE=1 turns on the local Stripe stand-in, which is for development only: unset it."
-        )
-    if standin and key.startswith(("sk_live_", "rk_live_")):
-        problems.append("The local Stripe stand-in (SHOP_DEV_STRIPE) cannot be used with a live Stripe key.")
-    settings["SHOP_DEV_STRIPE"] = standin
-    settings["SHOP_DEV_STRIPE_DIR"] = _first(env, "SHOP_DEV_STRIPE_DIR") or None
 
 
 def _load_mail(env: Mapping[str, str], production: bool, settings: dict[str, Any], problems: list[str]) -> None:

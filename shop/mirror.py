@@ -5,7 +5,9 @@ whichever path a change arrives by:
 
 - upsert by `clerk_id`, applied only if Clerk's `updated_at` is not older than the stored one;
 - a deletion leaves a tombstone (personal data erased, cart emptied) that nothing brings back,
-  even when it arrives before the creation;
+  even when it arrives before the creation; what other packages keep of the user (the store's
+  carts and address book) is erased by what they register with `on_tombstone`, in the same
+  transaction (this module imports nothing above it);
 - e-mail is unique among live users: the newest claim wins, the other row gives it up and is
   marked for re-sync; accounts are never merged. "The same e-mail" means the same `email_key`
   (below), computed here in Python and nowhere else: SQL only compares stored keys;
@@ -40,7 +42,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     column,
-    delete,
     exists,
     false,
     func,
@@ -316,8 +317,29 @@ def _tombstone_statement() -> Executable:
 _TOMBSTONE = compiled_once(_tombstone_statement)
 
 
+# What a tombstone erases beyond the user's row, registered by the packages that keep personal data
+# keyed by user (the store: its carts and address books, shop.store.erasure). The mirror is below
+# them and imports none of them; each eraser runs in the tombstone's transaction, on its connection.
+Eraser = Callable[[Connection, int], None]
+_erasers: list[Eraser] = []
+
+
+def on_tombstone(eraser: Eraser) -> Eraser:
+    """Register `eraser(conn, user_id)`, called in the same transaction each time a user becomes a
+    tombstone, whatever the path (webhook, sync, first sign-in). Registering one twice adds it once
+    (every app the factory builds registers again). Returns it, so it can decorate."""
+    if eraser not in _erasers:
+        _erasers.append(eraser)
+    return eraser
+
+
+def erasers() -> tuple[Eraser, ...]:
+    return tuple(_erasers)
+
+
 def apply_deletion(conn: Connection, clerk_id: str) -> Change:
-    """Tombstone the user: keep the row for orders' foreign keys, erase personal data.
+    """Tombstone the user: keep the row for orders' foreign keys, erase personal data (the row's own
+    columns here, the rest by the registered erasers, in this transaction).
 
     A deletion that arrives before the creation inserts the tombstone, so the late creation
     finds it and changes nothing.
@@ -325,21 +347,9 @@ def apply_deletion(conn: Connection, clerk_id: str) -> Change:
     row = conn.execute(_TOMBSTONE, {"clerk_id": clerk_id}).first()
     if row is None:
         return Change.ALREADY_DELETED
-    # The tombstone's cart goes with it (its lines cascade); orders stay. Imported here: the
-    # store's models depend on this module's, not the other way round.
-    from shop.store.models import Cart
-
-    conn.execute(delete(Cart).where(Cart.user_id == row.id))
-    _erase_address_book(conn, row.id)
+    for eraser in _erasers:
+        eraser(conn, row.id)
     return Change.TOMBSTONED
-
-
-def _erase_address_book(conn: Connection, user_id: int) -> None:
-    """The address book is personal data and goes with the tombstone. Orders keep their own copy
-    of the shipping address (accounting needs it); see docs/payments.md."""
-    from shop.store.models import Address
-
-    conn.execute(delete(Address).where(Address.user_id == user_id))
 
 
 def _latest_per_user(snapshots: Iterable[UserSnapshot]) -> list[UserSnapshot]:

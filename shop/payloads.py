@@ -19,6 +19,7 @@ MAX_DEPTH = 100
 # What PostgreSQL cannot store in text or JSONB: NUL, and lone surrogates (JSON's "\ud800" escape
 # decodes to one; it has no UTF-8 form).
 UNSTORABLE_TEXT = re.compile(r"[\x00\ud800-\udfff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 # A string, or what is left of an unterminated one: possessive and always matching from a quote, so
 # the scan is linear whatever the input (a required closing quote made it quadratic on `"\"\"\"…`).
 _JSON_STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"?', re.DOTALL)
@@ -61,6 +62,20 @@ def decode_json(raw: bytes) -> Any:
         raise NotJSON("it nests too deep") from exc
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, and the two hooks above
         raise NotJSON("it is not valid UTF-8 JSON") from exc
+
+
+def is_storable(value: Any) -> bool:
+    """Whether PostgreSQL can store `value` as it is (`storable(value) == value`), found fast.
+
+    Walking the payload in Python cost 0.2 ms a delivery, a tenth of a webhook's CPU (bench/README.md).
+    json's C encoder writes a NUL as the six characters `\\u0000` and a lone surrogate as itself
+    (ensure_ascii=False), so a text without either is storable; a text with `\\u0000` in it may only
+    hold those six characters as data (an escaped backslash before them), which the walk decides.
+    """
+    text = json.dumps(value, ensure_ascii=False)
+    if _SURROGATE.search(text):
+        return False
+    return "\\u0000" not in text or storable(value) == value
 
 
 def storable(value: Any) -> Any:

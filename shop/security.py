@@ -20,7 +20,7 @@ from flask import Flask, Response, current_app, g, request, session
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from shop.auth.session import SKIPPED_ENDPOINTS
-from shop.clerk.tokens import CLIENT_UAT_COOKIE, SESSION_COOKIE
+from shop.clerk.request_auth import CLIENT_UAT_COOKIE, SESSION_COOKIE
 
 CLERK_IMAGE_HOST = "https://img.clerk.com"
 CLOUDFLARE_CHALLENGES = "https://challenges.cloudflare.com"

@@ -50,7 +50,7 @@ def _fresh_database_url() -> tuple[str, Callable[[], None]]:
             conn.execute("DROP SCHEMA public CASCADE")
             conn.execute("CREATE SCHEMA public")
         return url, lambda: None
-    from shop import embedded_postgres
+    from devtools import embedded_postgres
 
     server_url = embedded_postgres.start(PROJECT_ROOT / "instance" / "pgdata")
     return _new_database(server_url, TEST_DATABASE)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench.harness import free_port, start_gunicorn
 from tests.conftest import database_settings
-from tests.support import WEBHOOK_SECRET
+from tests.support import WEBHOOK_SECRET, wait_for
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,6 @@ def pgbouncer(server: tuple[str, int] = ("127.0.0.1", 5432), *, user: str = "pos
     import os
     import subprocess
     import tempfile
-    import time
 
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="pgbouncer-") as name:
@@ -94,19 +93,23 @@ def pgbouncer(server: tuple[str, int] = ("127.0.0.1", 5432), *, user: str = "pos
             as_user = ["-u", "nobody"]
             directory.chmod(0o777)
         process = subprocess.Popen([str(PGBOUNCER), "-q", *as_user, str(directory / "pgbouncer.ini")])
+        log = directory / "pgbouncer.log"
+
+        def accepting() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                assert process.poll() is None, f"pgbouncer stopped: {log.read_text() if log.exists() else ''}"
+                return False
+
         try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        log = directory / "pgbouncer.log"
-                        raise AssertionError(
-                            f"pgbouncer did not start: {log.read_text() if log.exists() else ''}"
-                        ) from None
-                    time.sleep(0.05)
+            wait_for(
+                accepting,
+                timeout=20,
+                what=lambda: f"pgbouncer to start: {log.read_text() if log.exists() else ''}",
+                interval=0.05,
+            )
             yield port
         finally:
             process.terminate()

@@ -1,4 +1,4 @@
-"""Helpers shared by the tests: Clerk-shaped payloads, Svix signing, a live server."""
+"""Helpers shared by the tests: Clerk-shaped payloads, Svix signing, a live server, polling a condition."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from sqlalchemy.engine import make_url
@@ -20,6 +20,7 @@ from werkzeug.serving import make_server
 VECTORS = Path(__file__).parent / "vectors"
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OTHER_WEBHOOK_SECRET = "whsec_dGhpcyBpcyBhbm90aGVyIHNlY3JldCBrZXkh"
+T = TypeVar("T")
 
 
 def vector(name: str) -> Any:
@@ -171,17 +172,40 @@ def csrf_token(app, client) -> str:
     return token
 
 
+def wait_for(
+    condition: Callable[[], T],
+    *,
+    timeout: float = 10.0,
+    what: str | Callable[[], str] = "the condition",
+    interval: float = 0.02,
+    pause: Callable[[float], object] = time.sleep,
+) -> T:
+    """Poll a real condition (an event delivered, an e-mail received, a worker replaced) until it
+    returns something true, and return that: no fixed sleep orders anything. After `timeout` seconds,
+    AssertionError naming `what` (a callable: asked then, to describe the state it timed out in).
+    `pause(seconds)` waits between polls: a Playwright page's wait, say, which keeps its events flowing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what() if callable(what) else what}")
+        pause(interval)
+
+
 def wait_for_a_lock_wait(database_url: str, timeout: float = 10) -> None:
     """Return once some session of the database waits on a lock: a concurrent statement has
     reached the point the test wants it held at. Polls PostgreSQL itself instead of sleeping."""
     libpq = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    deadline = time.monotonic() + timeout
+    query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
     with psycopg.connect(libpq, autocommit=True) as conn:
-        while not conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        ).fetchone()[0]:  # type: ignore[index]
-            assert time.monotonic() < deadline, "no session started waiting on a lock"
-            time.sleep(0.01)
+        wait_for(
+            lambda: conn.execute(query).fetchone()[0],  # type: ignore[index]
+            timeout=timeout,
+            what="a session to start waiting on a lock",
+            interval=0.01,
+        )
 
 
 # The checkout's "new address" fields, as a shopper fills them in.

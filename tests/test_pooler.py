@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from shop import create_app
 from shop.config import ConfigError, load
 from shop.extensions import db
-from shop.sync import service
+from shop.sync import reconcile
 from tests.conftest import DIRECT_URLS, settings
 from tests.servers import PGBOUNCER, pgbouncer
 from tests.support import live_server
@@ -119,9 +119,9 @@ def test_one_sync_at_a_time_through_the_pooler(pooled):
     pooled_url, direct = pooled
     first = create_app(settings(pooled_url, DATABASE_URL_DIRECT=direct))
     second = create_app(settings(pooled_url, DATABASE_URL_DIRECT=direct))
-    with first.app_context(), service.sync_lock(), second.app_context(), pytest.raises(service.SyncAlreadyRunning):
-        service.sync_lock().__enter__()
-    with second.app_context(), service.sync_lock():
+    with first.app_context(), reconcile.sync_lock(), second.app_context(), pytest.raises(reconcile.SyncAlreadyRunning):
+        reconcile.sync_lock().__enter__()
+    with second.app_context(), reconcile.sync_lock():
         pass  # released: the next one runs
     for app in (first, second):
         with app.app_context():

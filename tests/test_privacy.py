@@ -10,6 +10,7 @@ import requests
 from shop.models import Role
 from shop.store.seed import seed
 from tests.servers import gunicorn
+from tests.support import wait_for
 
 # Every GET page or API that depends on who is signed in, reachable without path arguments.
 PERSONAL = ["/", "/account", "/cart", "/checkout", "/orders", "/api/me", "/api/orders", "/sign-in"]
@@ -91,9 +92,8 @@ def test_the_access_log_records_no_query_string_or_e_mail(database_url, tmp_path
             timeout=10,
         )
         requests.get(f"{server.url}/api/health?probe=dave@example.com", timeout=10)
-        deadline = time.monotonic() + 10
-        while "/api/health" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.05)  # the access line is written after the answer
+        # the access line is written after the answer
+        wait_for(lambda: "/api/health" in log.read_text(), what="the access line of /api/health", interval=0.05)
     text = log.read_text()
     lines = [line for line in text.splitlines() if '"GET /' in line]
     assert any('"GET /admin/users?[redacted] HTTP/1.1"' in line for line in lines), text

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.client
 import socket
-import time
 
 import pytest
 
@@ -17,6 +16,7 @@ from deploy import proxy
 from shop.config import WEBHOOK_MAX_BYTES
 from tests.servers import Server, gunicorn, read_head
 from tests.slow_clients import HealthChecks, SlowClients
+from tests.support import wait_for
 
 if not proxy.NGINX.exists():
     pytest.skip(
@@ -54,13 +54,11 @@ def _from(address: str, server: Server, request: bytes) -> tuple[int, dict[str, 
 
 
 def _access_line(log, marker: str) -> str:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        for line in log.read_text().splitlines():
-            if marker in line:
-                return line
-        time.sleep(0.05)
-    raise AssertionError(f"no access line with {marker!r} in {log}")
+    return wait_for(
+        lambda: next((line for line in log.read_text().splitlines() if marker in line), None),
+        what=f"an access line with {marker!r} in {log}",
+        interval=0.05,
+    )
 
 
 def test_the_client_address_reaches_the_app_and_cannot_be_forged(topology):

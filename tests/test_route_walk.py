@@ -39,8 +39,8 @@ from shop.admin.forms import STOCK_SHOWN
 from shop.extensions import db
 from shop.models import Role, User
 from shop.store import cart, checkout
-from shop.store import forms as store_forms
 from shop.store.models import Order, Product
+from shop.storefront import forms as store_forms
 from tests.conftest import STRIPE_WEBHOOK_SECRET
 from tests.payments.support import stripe_headers
 from tests.support import NEW_ADDRESS, WEBHOOK_SECRET, csrf_token, signed_headers

@@ -9,9 +9,10 @@ from wtforms import BooleanField, HiddenField, StringField, TextAreaField
 from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp, ValidationError
 from wtforms.widgets import HiddenInput
 
-from shop.inputs import MAX_SLUG_LENGTH, SLUG
+from shop.forms import WholeNumberField, strip
+from shop.inputs import MAX_SLUG_LENGTH, SLUG, submitted
 from shop.models import Role
-from shop.store.forms import WholeNumberField, strip
+from shop.store.catalogue import ProductFields
 from shop.store.models import OrderStatus
 from shop.store.money import parse_price
 
@@ -19,7 +20,6 @@ MAX_STOCK = 1_000_000  # products.stock is INTEGER; a larger number is a typo
 STOCK_RANGE = f"Stock: a whole number from 0 to {MAX_STOCK:,}."
 MAX_STOCK_COLUMN = 2**31 - 1  # products.stock is INTEGER: what a page can have shown as the stock
 STOCK_SHOWN = "This form is out of date or was altered: reload the page and try again."
-IMAGE_RULE = "Image: a file under static/, such as products/ceramic-mug.svg."
 # \Z, not $, ends every pattern: Regexp calls re.match, and $ also matches before a final newline.
 IMAGE_PATH = r"^(?=.{1,200}\Z)[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*\.(?:svg|png|jpe?g|webp|gif)\Z"
 
@@ -82,18 +82,18 @@ class ProductForm(FlaskForm):
         self.seen_stock.data = stock
         self.seen_stock.raw_data = None  # else the field draws what was submitted, not `data`
 
-    def fields(self) -> dict:
+    def fields(self) -> ProductFields:
         """The product's columns as typed, for catalogue.create_product/update_product."""
-        return {
-            "slug": self.slug.data,
-            "name": self.name.data,
-            "description": self.description.data or "",
-            "price_cents": self.price_cents,
-            "currency": self.currency.data,
-            "stock": self.stock.data,
-            "active": bool(self.active.data),
-            "image": self.image.data or None,
-        }
+        return ProductFields(
+            slug=submitted(self.slug.data),
+            name=submitted(self.name.data),
+            description=self.description.data or "",
+            price_cents=self.price_cents,
+            currency=submitted(self.currency.data),
+            stock=submitted(self.stock.data),
+            active=bool(self.active.data),
+            image=self.image.data or None,
+        )
 
 
 class StockForm(FlaskForm):

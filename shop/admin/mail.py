@@ -14,10 +14,10 @@ from shop.admin.forms import MailRetryForm
 from shop.auth.decorators import admin_required
 from shop.auth.redirects import safe_next
 from shop.extensions import db
+from shop.forms import first_error
 from shop.mail import outbox
 from shop.mail.models import OutboxMail
 from shop.mail.transport import mail_folder
-from shop.store.forms import first_error
 
 LIMIT = 50
 SHOWN_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")

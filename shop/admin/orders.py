@@ -9,9 +9,9 @@ from shop.admin import bp
 from shop.admin.forms import OrderStatusForm
 from shop.auth.decorators import admin_required
 from shop.auth.redirects import safe_next
-from shop.inputs import page_number, submitted
+from shop.forms import first_error
+from shop.inputs import one_page, submitted
 from shop.store import orders
-from shop.store.forms import first_error
 from shop.store.models import OrderStatus, PaymentStatus
 
 
@@ -21,13 +21,12 @@ def orders_list():
     status = request.args.get("status") or None
     if status is not None and status not in {s.value for s in OrderStatus}:
         status = None
-    page = page_number()
-    found = orders.list_all(status=status, limit=orders.PER_PAGE + 1, offset=(page - 1) * orders.PER_PAGE)
+    page = one_page(lambda limit, offset: orders.list_all(status=status, limit=limit, offset=offset), orders.PER_PAGE)
     return render_template(
         "admin/orders.html",
-        orders=found[: orders.PER_PAGE],
-        has_next=len(found) > orders.PER_PAGE,
-        page=page,
+        orders=page.items,
+        has_next=page.has_next,
+        page=page.number,
         status=status,
         counts=orders.count_by_status(),
         statuses=list(OrderStatus),

@@ -9,9 +9,9 @@ from shop.admin import bp
 from shop.admin.forms import ActiveForm, ProductForm, StockForm
 from shop.auth.decorators import admin_required
 from shop.extensions import db
+from shop.forms import first_error
 from shop.inputs import submitted
 from shop.store import catalogue, orders
-from shop.store.forms import first_error
 from shop.store.models import Product
 from shop.store.money import cents_to_text
 
@@ -33,7 +33,7 @@ def product_new():
     form = ProductForm()
     if form.validate_on_submit():
         try:
-            product = catalogue.create_product(**form.fields(), by=_by())
+            product = catalogue.create_product(form.fields(), by=_by())
         except catalogue.ProductError as exc:
             flash(str(exc), "error")
         else:
@@ -55,7 +55,7 @@ def product_edit(product_id: int):
     if form.validate_on_submit():
         seen = product.stock if form.seen_stock.data is None else form.seen_stock.data
         try:
-            catalogue.update_product(product_id, seen_stock=seen, **form.fields(), by=_by())
+            catalogue.update_product(product_id, form.fields(), seen_stock=seen, by=_by())
         except catalogue.ProductError as exc:
             flash(str(exc), "error")
             form.show_stock(db.session.get_one(Product, product_id, populate_existing=True).stock)

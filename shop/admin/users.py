@@ -10,11 +10,11 @@ from shop.admin.forms import RoleForm
 from shop.auth.decorators import admin_required
 from shop.auth.roles import change_role
 from shop.extensions import db
-from shop.inputs import page_number, search_text, submitted
+from shop.forms import first_error
+from shop.inputs import one_page, search_text, submitted
 from shop.mirror import email_key
 from shop.models import Role, User
 from shop.store.catalogue import escape_like
-from shop.store.forms import first_error
 
 PER_PAGE = 50
 MAX_QUERY_LENGTH = 200
@@ -25,7 +25,6 @@ MAX_QUERY_LENGTH = 200
 def users_list():
     query = search_text("q", MAX_QUERY_LENGTH)
     include_deleted = request.args.get("deleted") == "1"
-    page = page_number()
     statement = select(User).order_by(User.created_at.desc(), User.id.desc())
     if not include_deleted:
         statement = statement.where(User.deleted_at.is_(None))
@@ -39,12 +38,12 @@ def users_list():
                 func.concat_ws(" ", User.first_name, User.last_name).ilike(pattern, escape="\\"),
             )
         )
-    found = db.session.scalars(statement.limit(PER_PAGE + 1).offset((page - 1) * PER_PAGE)).all()
+    page = one_page(lambda limit, offset: db.session.scalars(statement.limit(limit).offset(offset)).all(), PER_PAGE)
     return render_template(
         "admin/users.html",
-        users=found[:PER_PAGE],
-        has_next=len(found) > PER_PAGE,
-        page=page,
+        users=page.items,
+        has_next=page.has_next,
+        page=page.number,
         query=query,
         include_deleted=include_deleted,
         roles=list(Role),

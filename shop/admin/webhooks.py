@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 from flask import abort, flash, redirect, render_template, request, url_for
-from sqlalchemy import select
 
 from shop.admin import bp
 from shop.auth.decorators import admin_required
 from shop.extensions import db
 from shop.models import WebhookEvent, WebhookStatus
+from shop.webhooks import history
 from shop.webhooks.inbox import OUTCOMES, replay, sources
 
 LIMIT = 50
@@ -25,12 +25,7 @@ def webhooks_list():
     source = request.args.get("source") or None
     if source not in sources():
         source = None
-    statement = select(WebhookEvent)
-    if source:
-        statement = statement.where(WebhookEvent.source == source)
-    if status:
-        statement = statement.where(WebhookEvent.status == status)
-    events = db.session.scalars(statement.order_by(WebhookEvent.created_at.desc()).limit(LIMIT)).all()
+    events = history.latest(limit=LIMIT, status=status, source=source)
     return render_template(
         "admin/webhooks.html",
         events=events,

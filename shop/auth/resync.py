@@ -2,8 +2,8 @@
 
 The mirror marks a row `needs_resync` when another Clerk user claims its e-mail: the row gave the
 address up, and whatever Clerk holds for it now (most likely a new address) has not arrived. When
-that user signs in, this fetches the current Clerk user and writes it through the mirror (the
-same path as `flask sync-clerk user`; a user Clerk no longer has is tombstoned).
+that user signs in, this fetches the current Clerk user and writes it through the mirror
+(shop.clerk_user, the path of `flask sync-clerk user` too; a user Clerk no longer has is tombstoned).
 
 The fetch runs on a background thread of the worker, after the response is on its way: the page is
 served with the row as it is and the next request sees the repaired one. At most one attempt per
@@ -25,8 +25,8 @@ from shop.auth import bp
 from shop.auth.session import backend_api
 from shop.clerk.api import ClerkAPIError
 from shop.clerk.users import NotAClerkUser
+from shop.clerk_user import sync_user
 from shop.extensions import db
-from shop.sync import service as sync  # a module, not its names: shop.sync.service imports shop.auth too
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class Resyncer:
     def _repair(self, clerk_id: str) -> None:
         with self.app.app_context():
             try:
-                change, _ = sync.sync_user(backend_api(), clerk_id)
+                change, _ = sync_user(backend_api(), clerk_id)
             except (ClerkAPIError, NotAClerkUser, SQLAlchemyError) as exc:
                 log.warning(
                     "re-sync of %s at sign-in failed, retried after %.0f s: %s", clerk_id, self.retry_seconds, exc

@@ -21,7 +21,7 @@ from flask import Flask, Response, current_app, g, jsonify, redirect, render_tem
 from shop.auth import bp, signed_in
 from shop.auth.provisioning import ProvisioningFailed, provision
 from shop.auth.redirects import current_page
-from shop.clerk import handshake, keys, tokens
+from shop.clerk import handshake, keys, request_auth, tokens
 from shop.clerk.api import ClerkAPI, ClerkAPIError
 from shop.errors import wants_json
 
@@ -43,15 +43,14 @@ def cookie_suffix() -> str | None:
     return keys.cookie_suffix(publishable_key) if publishable_key else None
 
 
-def clerk_instance() -> tokens.Instance:
+def clerk_instance() -> request_auth.Instance:
     config = current_app.config
     if config["SHOP_DEV_AUTH"]:
-        from shop.clerk.standin import ISSUER
-
-        # The stand-in behaves as a production instance: no dev-browser token, the nonce in a cookie.
-        return tokens.Instance(frontend_api_host=ISSUER.removeprefix("https://"), production=True)
+        # The stand-in (devtools/clerk_standin, which set CLERK_ISSUER to itself) behaves as a production
+        # instance: no dev-browser token, the nonce in a cookie.
+        return request_auth.Instance(frontend_api_host=config["CLERK_ISSUER"].removeprefix("https://"), production=True)
     publishable_key = config.get("CLERK_PUBLISHABLE_KEY")
-    return tokens.Instance(
+    return request_auth.Instance(
         frontend_api_host=config.get("CLERK_FRONTEND_API"),
         cookie_suffix=cookie_suffix(),
         production=bool(publishable_key and keys.is_live(publishable_key)),
@@ -62,7 +61,7 @@ def handshake_route() -> handshake.Handshake | None:
     """Where this app's handshakes go; None when none can be resolved (no secret key, or no Frontend API)."""
     config = current_app.config
     if config["SHOP_DEV_AUTH"]:
-        frontend_api = f"{request.host_url}dev-clerk/fapi"  # shop.clerk.standin.handshake
+        frontend_api = f"{request.host_url}dev-clerk/fapi"  # devtools/clerk_standin/handshake.py
     elif config.get("CLERK_SECRET_KEY") and config.get("CLERK_FRONTEND_API"):
         frontend_api = f"https://{config['CLERK_FRONTEND_API']}"
     else:
@@ -73,9 +72,7 @@ def handshake_route() -> handshake.Handshake | None:
 def backend_api() -> ClerkAPI:
     """The Backend API for first sign-ins and handshakes: a shopper is waiting, so one quick retry."""
     if current_app.config["SHOP_DEV_AUTH"]:
-        from shop.clerk.standin import standin_api
-
-        return standin_api()
+        return current_app.extensions["clerk_backend_api"]()  # the stand-in's, registered by devtools/clerk_standin
     if "clerk_provisioning_api" not in current_app.extensions:
         secret_key = current_app.config.get("CLERK_SECRET_KEY")
         if not secret_key:

@@ -9,39 +9,31 @@ page that costs several, and left deleted shoppers signed in for seconds in othe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, fields
 
 from sqlalchemy import bindparam, select
 
 from shop.extensions import db
-from shop.models import Role, User, UserFacts
-
-_users = User.__table__.c
-_LOOKUP = select(
-    _users.id,
-    _users.clerk_id,
-    _users.email,
-    _users.first_name,
-    _users.last_name,
-    _users.image_url,
-    _users.role,
-    _users.deleted_at,
-    _users.needs_resync,
-).where(_users.clerk_id == bindparam("clerk_id"))
+from shop.models import User, UserFacts
 
 
 @dataclass(frozen=True, slots=True)
 class SignedInUser(UserFacts):
-    id: int
-    clerk_id: str
-    email: str | None
-    first_name: str | None
-    last_name: str | None
-    image_url: str | None
-    role: Role
-    deleted_at: datetime | None
-    needs_resync: bool = False  # another user took this one's e-mail: shop.auth.resync repairs it
+    """The signed-in user's row: UserFacts, frozen, and whether the row waits for a re-sync.
+
+    Its fields are UserFacts' (declared there, once) and `needs_resync`: a dataclass takes its
+    fields from the class's own `__annotations__`, so they are given here instead of written out a
+    second time. The look-up selects exactly these columns.
+    """
+
+    __annotations__ = {**UserFacts.__annotations__, "needs_resync": "bool"}
+    needs_resync = False  # another user took this one's e-mail: shop.auth.resync repairs it
+
+
+_users = User.__table__.c
+_LOOKUP = select(*(_users[field.name] for field in fields(SignedInUser))).where(
+    _users.clerk_id == bindparam("clerk_id")
+)
 
 
 def lookup(clerk_id: str) -> SignedInUser | None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shop.clerk.users import NotAClerkUser, UserSnapshot, clerk_user_id, parse_user
-from shop.payloads import storable
+from shop.payloads import is_storable, storable
 
 USER_UPSERT_TYPES = frozenset({"user.created", "user.updated"})
 USER_DELETED = "user.deleted"
@@ -36,7 +36,7 @@ def event_type(payload: Any) -> str | None:
 
 def parse_event(payload: Any) -> ClerkEvent:
     """Parse an envelope, or raise NotAClerkEvent saying what is wrong with it."""
-    if storable(payload) != payload:
+    if not is_storable(payload):
         # The event is recorded with the payload it could store (see storable); never applied.
         raise NotAClerkEvent("the body has text that cannot be stored (a NUL character or a lone surrogate)")
     kind = event_type(payload)

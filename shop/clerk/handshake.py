@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote_plus
 
-from shop.clerk import tokens
+from shop.clerk import request_auth, tokens
 from shop.clerk.api import ClerkAPIError
 from shop.clerk.headers import HeaderLookup
 
@@ -134,12 +134,12 @@ def verify_handshake_token(token: str, verifier: tokens.SessionVerifier) -> list
 def authenticate(
     incoming: Incoming,
     verifier: tokens.SessionVerifier,
-    instance: tokens.Instance,
+    instance: request_auth.Instance,
     handshake: Handshake | None,
 ) -> Decision:
     """Clerk's decision for one request: signed in, signed out, or a handshake redirect. With
     `handshake` None (no secret key) nothing is resolved or redirected. Never raises."""
-    header_token = tokens.bearer_token(incoming.headers.get("Authorization"))
+    header_token = request_auth.bearer_token(incoming.headers.get("Authorization"))
     cookies = incoming.cookies
     if header_token is None and handshake is not None:
         nonce = incoming.param(NONCE) or cookies.get(NONCE)
@@ -157,7 +157,7 @@ def authenticate(
             if not _dev_browser(incoming, instance):
                 return _maybe_handshake(incoming, instance, handshake, DEV_BROWSER_MISSING)
 
-    auth = tokens.authenticate_request(verifier, incoming.method, incoming.headers, cookies, instance)
+    auth = request_auth.authenticate_request(verifier, incoming.method, incoming.headers, cookies, instance)
     if auth.session is not None:
         return Decision(SIGNED_IN, auth.session)
     if not auth.needs_refresh:
@@ -169,13 +169,15 @@ def authenticate(
     return _maybe_handshake(incoming, instance, handshake, auth.reason)
 
 
-def _dev_browser(incoming: Incoming, instance: tokens.Instance) -> str | None:
+def _dev_browser(incoming: Incoming, instance: request_auth.Instance) -> str | None:
     """The development instance's browser token (clerk-js keeps it in `__clerk_db_jwt`)."""
-    name = tokens.instance_cookie_name(DEV_BROWSER, incoming.cookies, instance)
+    name = request_auth.instance_cookie_name(DEV_BROWSER, incoming.cookies, instance)
     return incoming.param(DEV_BROWSER) or incoming.cookies.get(name) or None
 
 
-def _maybe_handshake(incoming: Incoming, instance: tokens.Instance, handshake: Handshake, reason: str) -> Decision:
+def _maybe_handshake(
+    incoming: Incoming, instance: request_auth.Instance, handshake: Handshake, reason: str
+) -> Decision:
     """Clerk's `handleMaybeHandshakeStatus`: redirect a page navigation, sign anything else out."""
     if not is_document_request(incoming.method, incoming.headers):
         return Decision(SIGNED_OUT, reason=reason)
@@ -189,8 +191,10 @@ def _maybe_handshake(incoming: Incoming, instance: tokens.Instance, handshake: H
         )
         return Decision(SIGNED_OUT, reason=reason)
     cookies = incoming.cookies
-    suffixed = tokens.uses_suffixed_cookies(cookies, instance)
-    session = tokens.session_cookie(cookies, instance) or tokens.bearer_token(incoming.headers.get("Authorization"))
+    suffixed = request_auth.uses_suffixed_cookies(cookies, instance)
+    session = request_auth.session_cookie(cookies, instance) or request_auth.bearer_token(
+        incoming.headers.get("Authorization")
+    )
     query = [
         ("redirect_url", incoming.url_without(DEV_BROWSER, LEGACY_DEV_BROWSER)),
         ("__clerk_api_version", API_VERSION),
@@ -212,7 +216,7 @@ def _maybe_handshake(incoming: Incoming, instance: tokens.Instance, handshake: H
 def _resolve(
     incoming: Incoming,
     verifier: tokens.SessionVerifier,
-    instance: tokens.Instance,
+    instance: request_auth.Instance,
     handshake: Handshake,
     nonce: str | None,
     handshake_token: str | None,
@@ -238,7 +242,7 @@ def _resolve(
 
     session_token = ""
     for directive in directives:
-        if _cookie_name(directive).startswith(tokens.SESSION_COOKIE):
+        if _cookie_name(directive).startswith(request_auth.SESSION_COOKIE):
             session_token = _cookie_value(directive)
     location = None
     if not instance.production:

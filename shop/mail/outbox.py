@@ -1,11 +1,16 @@
-"""Order e-mails through the outbox: written in the state change's transaction, sent after commit.
+"""E-mails through the outbox: written in the state change's transaction, sent after commit.
+
+The outbox is generic: `enqueue` takes a ready `Message` (recipient, subject, body, a kind and a
+de-duplication key) from whoever renders it (the store renders the order's mails in
+shop/store/order_mail.py) and knows nothing of what the mail is about.
 
 `enqueue` adds the row inside the caller's transaction (a rolled-back change leaves none, so no
-e-mail); `send_due` sends what is due, one row at a time under `FOR UPDATE SKIP LOCKED` (several
-senders never take the same row), and records success or the error with a later retry. Its
-callers: `kick()` right after a commit, in a thread of this process, and `flask mail send-pending`
-(cron, or by hand after an outage). A row is marked `sent` only after the server accepted it; a
-crash between the two would resend it once, with the same Message-ID so mail clients fold the copy.
+e-mail), at most one per `dedup_key`; `send_due` sends what is due, one row at a time under
+`FOR UPDATE SKIP LOCKED` (several senders never take the same row), and records success or the
+error with a later retry. Its callers: `kick()` right after a commit, in a thread of this process,
+and `flask mail send-pending` (cron, or by hand after an outage). A row is marked `sent` only after
+the server accepted it; a crash between the two would resend it once, with the same Message-ID (made
+of the row's id and key) so mail clients fold the copy.
 
 A row is built into a message before anything is sent. A row that cannot be built (an address
 with a line break, say) is marked `failed` at once with the reason: retrying cannot mend it, and
@@ -17,29 +22,28 @@ rows pending again (`flask mail retry`, the admin's E-mail page) once their caus
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, current_app, render_template
+from flask import Flask, current_app
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session, scoped_session, selectinload
+from sqlalchemy.orm import Session, scoped_session
 
 from shop.extensions import db
 from shop.mail import transport
-from shop.mail.models import MailStatus, OutboxMail
+from shop.mail.models import DEDUP_KEY_LENGTH, MailStatus, OutboxMail
 
 log = logging.getLogger(__name__)
 
-ORDER_CONFIRMED = "order_confirmed"
-ORDER_SHIPPED = "order_shipped"
-SUBJECTS = {
-    ORDER_CONFIRMED: "Order #{id} confirmed: payment received",
-    ORDER_SHIPPED: "Order #{id} shipped",
-}
+# A de-duplication key: dot-separated words of letters, digits, '_' and '-' ("order-12.order_confirmed").
+# It is part of the Message-ID, whose left-hand side allows no more than that (and no '@' or space).
+DEDUP_KEY = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
+KIND = re.compile(r"[a-z0-9_]{1,32}")  # also the development mailbox's file name: 000012-order_confirmed.eml
 MAX_ATTEMPTS = 8
 MAX_ERROR_LENGTH = 500
 
@@ -49,27 +53,37 @@ def retry_delay(attempts: int) -> timedelta:
     return timedelta(minutes=min(2 ** (attempts - 1), 60))
 
 
-def enqueue(session: Session | scoped_session[Any], order_id: int, kind: str) -> bool:
-    """Add the order's e-mail of this kind to the outbox, in the caller's transaction (no commit).
-    At most one per (order, kind); False when the order has no e-mail address or already has it."""
-    # Imported here: the store imports this module (its order moves enqueue e-mails), so importing the
-    # store's package from the top of this one would make a cycle whenever this module is imported first.
-    from shop.store.models import Order
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A mail ready to send, as its writer rendered it."""
 
-    order = session.scalar(select(Order).where(Order.id == order_id).options(selectinload(Order.items)))
-    if order is None or not order.email:
-        return False
-    body = render_template(f"mail/{kind}.txt", order=order)
+    to: str
+    subject: str
+    body: str
+    kind: str  # what sort of mail, for staff and the development mailbox's file name
+    dedup_key: str  # the mail's own name: the outbox writes one row per key, ever
+    order_id: int | None = None  # the order it is about, if any: only a link on the staff pages
+
+
+def enqueue(session: Session | scoped_session[Any], message: Message) -> bool:
+    """Add `message` to the outbox in the caller's transaction (no commit), unless a mail with its
+    `dedup_key` is there already (written by a retry or a replay of the same change): False then.
+    ValueError for a key or kind of the wrong form (a bug of the caller, not of the data)."""
+    if len(message.dedup_key) > DEDUP_KEY_LENGTH or not DEDUP_KEY.fullmatch(message.dedup_key):
+        raise ValueError(f"not a de-duplication key: {message.dedup_key!r}")
+    if not KIND.fullmatch(message.kind):
+        raise ValueError(f"not a mail kind: {message.kind!r}")
     statement = (
         insert(OutboxMail)
         .values(
-            order_id=order.id,
-            kind=kind,
-            to_address=order.email,
-            subject=SUBJECTS[kind].format(id=order.id),
-            body=body,
+            dedup_key=message.dedup_key,
+            kind=message.kind,
+            order_id=message.order_id,
+            to_address=message.to,
+            subject=message.subject,
+            body=message.body,
         )
-        .on_conflict_do_nothing(constraint="uq_mail_outbox_order_kind")
+        .on_conflict_do_nothing(constraint="uq_mail_outbox_dedup_key")
         .returning(OutboxMail.id)
     )
     return session.execute(statement).first() is not None
@@ -140,7 +154,7 @@ def _send_one(mail: OutboxMail, mailbox: transport.Mailbox, sender: str, report:
         mail.sent_at = func.now()
         mail.last_error = None
         report.sent += 1
-        log.info("mail %s (%s) sent for order %s", mail.id, mail.kind, mail.order_id)
+        log.info("mail %s (%s) sent", mail.id, mail.dedup_key)
 
 
 def _give_up(mail: OutboxMail, exc: transport.BuildError, report: SendReport) -> None:

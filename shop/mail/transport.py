@@ -77,7 +77,9 @@ def _message(mail: Any, sender: str) -> EmailMessage:
     message["Subject"] = mail.subject
     message["Date"] = formatdate(localtime=False)
     # The same id on every attempt: a resent copy (crash after the server accepted) is folded by clients.
-    message["Message-ID"] = f"<mail-{mail.id}.order-{mail.order_id}.{mail.kind}@shop.invalid>"
+    # The row's id and key; a row written before the keys (0007) has the key "order-<id>.<kind>", so
+    # its Message-ID is the one it had then ("<mail-5.order-12.order_confirmed@shop.invalid>").
+    message["Message-ID"] = f"<mail-{mail.id}.{mail.dedup_key}@shop.invalid>"
     message.set_content(mail.body)
     return message
 

@@ -1,13 +1,14 @@
-"""Stripe: Checkout Sessions, the signed webhook, refunds, and the local stand-in.
+"""Stripe: Checkout Sessions, the signed webhook, refunds, and the shopper's return page.
 
-Only this package talks to Stripe or imports `stripe`. The order's rules (stock, statuses) stay
+Only this package talks to Stripe or imports `stripe` (and devtools/stripe_standin, the offline Stripe
+the `stripe` library talks to over HTTP in development and tests). The order's rules (stock, statuses) stay
 in shop.store; this package decides *when* they apply, from what Stripe says:
 
 - `checkout.py`: a Checkout Session per order (stock is already held), the return page's check,
-  the sweep of sessions past `expires_at`, and cancel-and-refund;
+  the sweep of sessions past `expires_at`, expiring a shopper's earlier sessions, cancel-and-refund;
 - `events.py`: what each Stripe event does to an order, idempotently and in any order;
-- `webhook.py`: `POST /api/webhooks/stripe` (signature on the raw bytes, several secrets);
-- `standin/`: the offline Stripe the `stripe` library talks to over HTTP in development and tests.
+- `webhook.py`: `POST /api/webhooks/stripe`, Stripe's source of the shared webhook inbox;
+- `routes.py`: the return page from Stripe Checkout; `cli.py`: `flask payments sweep`.
 """
 
 from __future__ import annotations

@@ -1,13 +1,8 @@
-"""The storefront: catalogue, cart, checkout and orders (pages, /api/orders, and `flask seed`).
+"""The store's services and tables: what the pages (shop/storefront/, shop/admin/), the API, the CLI and the
+tests call, and what Stripe's events move.
 
-Views are thin; the rules live in services the CLI and tests call directly:
-`catalogue.py` (products), `cart.py`, `checkout.py` (stock taken atomically, idempotent),
-`orders.py` (the allowed status moves).
+`models.py` (products, carts, orders, addresses), `catalogue.py` (products), `cart.py`, `checkout.py` (stock
+taken atomically, idempotent, bounded per shopper), `lifecycle.py` (the order's two state machines: the one
+writer of an order's status), `orders.py` (history, lists, staff moves), `addresses.py`, `money.py`, `seed.py`.
+No views here: nothing in this package imports a page, or Stripe.
 """
-
-from flask import Blueprint
-
-# cli_group=None: the blueprint's commands are top-level (`flask seed`).
-bp = Blueprint("store", __name__, cli_group=None)
-
-from shop.store import address_routes, api, cli, context, routes  # noqa: E402,F401  (they attach to bp)

@@ -4,7 +4,7 @@ checked by shop.admin.forms.ProductForm, which is what people type them into).""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from sqlalchemy import Integer, bindparam, func, select, update
 
@@ -119,65 +119,38 @@ def slug_taken(slug: str, except_id: int | None = None) -> bool:
     return db.session.scalar(statement) is not None
 
 
-def create_product(
-    *,
-    slug: str,
-    name: str,
-    description: str,
-    price_cents: int,
-    currency: str,
-    stock: int,
-    active: bool,
-    image: str | None,
-    by: str,
-) -> Product:
-    if slug_taken(slug):
-        raise ProductError(f"Slug: another product already uses {slug!r}.")
-    product = Product(
-        slug=slug,
-        name=name,
-        description=description,
-        price_cents=price_cents,
-        currency=currency,
-        stock=stock,
-        active=active,
-        image=image,
-    )
+@dataclass(frozen=True, slots=True)
+class ProductFields:
+    """A product's columns as staff set them (the admin's ProductForm makes one)."""
+
+    slug: str
+    name: str
+    description: str
+    price_cents: int
+    currency: str
+    stock: int
+    active: bool
+    image: str | None
+
+
+def create_product(fields: ProductFields, *, by: str) -> Product:
+    if slug_taken(fields.slug):
+        raise ProductError(f"Slug: another product already uses {fields.slug!r}.")
+    product = Product(**asdict(fields))
     db.session.add(product)
     db.session.commit()
-    log.info("product %s (%s) created by %s", product.id, slug, by)
+    log.info("product %s (%s) created by %s", product.id, fields.slug, by)
     return product
 
 
-def update_product(
-    product_id: int,
-    *,
-    seen_stock: int,
-    slug: str,
-    name: str,
-    description: str,
-    price_cents: int,
-    currency: str,
-    stock: int,
-    active: bool,
-    image: str | None,
-    by: str,
-) -> Product:
+def update_product(product_id: int, fields: ProductFields, *, seen_stock: int, by: str) -> Product:
     """Save the form. Stock is written only if it is still what the form showed (`seen_stock`):
     an order placed meanwhile is never silently undone by an older number."""
-    if slug_taken(slug, except_id=product_id):
-        raise ProductError(f"Slug: another product already uses {slug!r}.")
-    values = {
-        "slug": slug,
-        "name": name,
-        "description": description,
-        "price_cents": price_cents,
-        "currency": currency,
-        "active": active,
-        "image": image,
-    }
-    if stock != seen_stock:
-        values["stock"] = stock
+    if slug_taken(fields.slug, except_id=product_id):
+        raise ProductError(f"Slug: another product already uses {fields.slug!r}.")
+    values = asdict(fields)
+    if fields.stock == seen_stock:
+        del values["stock"]  # unchanged: never written, so an order placed meanwhile keeps its take
     row = db.session.execute(
         update(Product)
         .where(Product.id == product_id, Product.stock == seen_stock)
@@ -195,7 +168,7 @@ def update_product(
             "nothing was saved. Check the form and save again."
         )
     db.session.commit()
-    log.info("product %s (%s) updated by %s", product_id, slug, by)
+    log.info("product %s (%s) updated by %s", product_id, fields.slug, by)
     return db.session.get_one(Product, product_id, populate_existing=True)  # just updated; never deleted
 
 

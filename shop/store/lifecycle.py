@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 
 from shop.extensions import db
-from shop.mail import outbox
+from shop.store import order_mail
 from shop.store.models import Order, OrderItem, OrderStatus, PaymentStatus, Product
 
 log = logging.getLogger(__name__)
@@ -80,10 +80,10 @@ P, S = PaymentStatus, OrderStatus
 # A move may have several rows (charge.refunded cancels an unshipped order, and only marks a shipped
 # one refunded); the first row whose states hold applies. No row: the move is refused.
 TRANSITIONS: dict[Move, tuple[Transition, ...]] = {
-    Move.PAY: (_t({S.PLACED}, {P.PENDING}, payment=P.PAID, mail=outbox.ORDER_CONFIRMED),),
+    Move.PAY: (_t({S.PLACED}, {P.PENDING}, payment=P.PAID, mail=order_mail.ORDER_CONFIRMED),),
     Move.PAY_AFTER_FAILURE: (_t({S.CANCELLED}, {P.FAILED}, payment=P.PAID),),
     Move.FAIL: (_t({S.PLACED}, {P.PENDING}, status=S.CANCELLED, payment=P.FAILED, releases_stock=True),),
-    Move.SHIP: (_t({S.PLACED}, {P.PAID}, status=S.SHIPPED, mail=outbox.ORDER_SHIPPED),),
+    Move.SHIP: (_t({S.PLACED}, {P.PAID}, status=S.SHIPPED, mail=order_mail.ORDER_SHIPPED),),
     Move.DELIVER: (_t({S.SHIPPED}, ANY_PAYMENT, status=S.DELIVERED),),
     Move.CANCEL: (_t({S.PLACED}, {P.PENDING}, status=S.CANCELLED, payment=P.FAILED, releases_stock=True),),
     Move.CANCEL_AND_REFUND: (
@@ -158,7 +158,7 @@ def take(order: Order, move: Move, *, by: str) -> Taken:
         order.stripe_refund_id = None
         refund_key = f"refund-{order.refund_requests}"
     db.session.flush()
-    mailed = found.mail is not None and outbox.enqueue(db.session, order.id, found.mail)
+    mailed = found.mail is not None and order_mail.enqueue(db.session, order.id, found.mail)
     if order.status != was[0]:
         log.info("order %s moved from %s to %s by %s (%s)", order.id, was[0], order.status, by, move)
     if order.payment_status != was[1]:

@@ -81,7 +81,7 @@ class Product(Model):
 
 
 class Cart(Model):
-    """One per user; its lines go with it (a tombstoned user's cart is deleted by shop.mirror)."""
+    """One per user; its lines go with it (a tombstoned user's cart is deleted: shop.store.erasure)."""
 
     __tablename__ = "carts"
 

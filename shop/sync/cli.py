@@ -15,9 +15,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shop.clerk.api import ClerkAPI, ClerkAPIError, clerk_api
 from shop.clerk.users import NotAClerkUser
+from shop.clerk_user import sync_user
 from shop.database import DirectURLMissing, describe_error
 from shop.mirror import Change
-from shop.sync import service
+from shop.sync import drift, reconcile
+from shop.sync.listing import DEFAULT_MAX_TOMBSTONES, PAGE_SIZE, Progress
 
 EXIT_FAILED = 1
 EXIT_DRIFT = 1  # status: Clerk and the mirror differ
@@ -67,7 +69,7 @@ class _Lines:
 
     def start(self, total: int) -> None:
         self.total = total
-        click.echo(f"Clerk has {total} users; listing them oldest first, {service.PAGE_SIZE} per page.")
+        click.echo(f"Clerk has {total} users; listing them oldest first, {PAGE_SIZE} per page.")
 
     def advance(self, listed: int) -> None:
         self.done += listed
@@ -81,7 +83,7 @@ class _Lines:
 
 
 @contextmanager
-def _progress() -> Iterator[service.Progress]:
+def _progress() -> Iterator[Progress]:
     progress = _Bar() if sys.stdout.isatty() else _Lines()
     try:
         yield progress
@@ -101,14 +103,14 @@ def _ids(title: str, ids: list[str], limit: int) -> None:
 @click.option("--dry-run", is_flag=True, help="Report what would change; write nothing.")
 @click.option(
     "--batch-size",
-    default=service.DEFAULT_BATCH_SIZE,
+    default=reconcile.DEFAULT_BATCH_SIZE,
     show_default=True,
-    type=click.IntRange(1, service.MAX_BATCH_SIZE),
+    type=click.IntRange(1, reconcile.MAX_BATCH_SIZE),
     help="Users written per transaction.",
 )
 @click.option(
     "--max-tombstones",
-    default=service.DEFAULT_MAX_TOMBSTONES,
+    default=DEFAULT_MAX_TOMBSTONES,
     show_default=True,
     type=click.IntRange(0),
     help="Refuse to tombstone when more live users than this are missing from Clerk's listing.",
@@ -118,14 +120,14 @@ def sync_command(dry_run: bool, batch_size: int, max_tombstones: int, if_drift: 
     """Bring every user of the mirror up to what Clerk holds: create, update, tombstone."""
     api = _api()
     try:
-        with service.sync_lock():
+        with reconcile.sync_lock():
             if if_drift and not _drifts(api):
                 return
             with _progress() as progress:
-                report = service.sync(
+                report = reconcile.sync(
                     api, batch_size=batch_size, dry_run=dry_run, max_tombstones=max_tombstones, progress=progress
                 )
-    except service.SyncAlreadyRunning as exc:
+    except reconcile.SyncAlreadyRunning as exc:
         _fail(str(exc), EXIT_LOCKED)
     except DirectURLMissing as exc:
         _fail(str(exc))
@@ -146,13 +148,13 @@ def sync_command(dry_run: bool, batch_size: int, max_tombstones: int, if_drift: 
             f"{pending} users would change; run without --dry-run to apply." if pending else "Nothing to change."
         )
     else:
-        live, _ = service.mirror_counts()
+        live, _ = drift.mirror_counts()
         click.echo(f"Consistent: the mirror has {live} live users.")
 
 
 def _drifts(api: ClerkAPI) -> bool:
     """--if-drift: whether a sync is needed; a comparison that cannot be made stops here (exit 2)."""
-    report = service.status(api)
+    report = drift.status(api)
     for error in report.errors:
         click.echo(f"Error: {error}", err=True)
     if report.errors:
@@ -181,12 +183,12 @@ def status_command(details: bool, limit: int, as_json: bool) -> None:
     try:
         api = clerk_api()
         with _progress() if details and not as_json else nullcontext() as progress:
-            report = service.status(api, progress=progress)
+            report = drift.status(api, progress=progress)
     except ClerkAPIError as exc:  # no CLERK_SECRET_KEY
-        report = service.DriftReport(errors=[str(exc)])
+        report = drift.DriftReport(errors=[str(exc)])
     except SQLAlchemyError as exc:
         problem = f"The database is unreachable ({describe_error(exc)}); check DATABASE_URL."
-        report = service.DriftReport(errors=[problem])
+        report = drift.DriftReport(errors=[problem])
     code = EXIT_UNCHECKED if report.errors else EXIT_DRIFT if report.drifted else 0
     if as_json:
         click.echo(json.dumps(_status_json(report, code, limit)))
@@ -195,7 +197,7 @@ def status_command(details: bool, limit: int, as_json: bool) -> None:
     raise SystemExit(code)
 
 
-def _status_json(report: service.DriftReport, code: int, limit: int) -> dict[str, object]:
+def _status_json(report: drift.DriftReport, code: int, limit: int) -> dict[str, object]:
     kinds = {
         "missing_locally": report.missing_locally,
         "stale": report.stale,
@@ -217,7 +219,7 @@ def _status_json(report: service.DriftReport, code: int, limit: int) -> dict[str
     }
 
 
-def _print_status(report: service.DriftReport, details: bool, limit: int) -> None:
+def _print_status(report: drift.DriftReport, details: bool, limit: int) -> None:
     clerk = "unknown" if report.clerk_count is None else str(report.clerk_count)
     click.echo(f"Clerk:  {clerk} users")
     click.echo(f"Mirror: {report.mirror_live} live users, {report.mirror_tombstones} tombstones")
@@ -251,7 +253,7 @@ def user_command(user_id: str, dry_run: bool) -> None:
     """Re-sync one user (USER_ID is Clerk's user_…) through the same path as the full sync."""
     api = _api()
     try:
-        change, in_clerk = service.sync_user(api, user_id, dry_run=dry_run)
+        change, in_clerk = sync_user(api, user_id, dry_run=dry_run)
     except ClerkAPIError as exc:
         _fail(str(exc))
     except NotAClerkUser as exc:

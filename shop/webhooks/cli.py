@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from shop.extensions import db
 from shop.models import WebhookEvent, WebhookStatus
-from shop.webhooks import bp
+from shop.webhooks import bp, history
 from shop.webhooks.inbox import OUTCOMES, replay, sources
 
 webhooks_cli = bp.cli  # `flask webhooks …`
@@ -22,12 +22,7 @@ def list_events(status: str | None, limit: int, source: str | None) -> None:
     """Show the latest webhook deliveries (both sources), newest first."""
     if source is not None and source not in sources():  # the sources register when the app is built
         raise click.BadParameter(f"{source!r} is not one of {', '.join(sources())}.", param_hint="--source")
-    query = select(WebhookEvent)
-    if source:
-        query = query.where(WebhookEvent.source == source)
-    if status:
-        query = query.where(WebhookEvent.status == status)
-    events = db.session.scalars(query.order_by(WebhookEvent.created_at.desc()).limit(limit)).all()
+    events = history.latest(limit=limit, status=status, source=source)
     if not events:
         click.echo("No webhook events.")
         return

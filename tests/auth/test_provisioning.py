@@ -123,3 +123,13 @@ def test_role_is_the_shops_even_on_first_sign_in(provisioning_app, tokens):
     client.set_cookie("__session", tokens.mint("user_meta"))
     assert client.get("/admin/").status_code == 403
     assert row(app, "user_meta").role == Role.CLIENT
+
+
+def test_an_answer_about_another_user_is_refused(provisioning_app, tokens):
+    app, api = provisioning_app({"user_asked": clerk_user("user_other", email="other@example.com")})
+    client = app.test_client()
+    client.set_cookie("__session", tokens.mint("user_asked"))
+    response = client.get("/api/me")
+    assert response.status_code == 503 and "being set up" in response.json["error"]
+    assert api.calls == 1
+    assert row(app, "user_asked") is None and row(app, "user_other") is None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from sqlalchemy import select
 from werkzeug.wrappers import Response
@@ -14,7 +12,7 @@ from shop.clerk.users import parse_user
 from shop.extensions import db
 from shop.metrics import SIGN_IN_RESYNCS
 from shop.models import User
-from tests.support import clerk_user
+from tests.support import clerk_user, wait_for
 from tests.sync.standin import SECRET_KEY, StandInClerk, serve
 
 OLD = 1_700_000_000_000
@@ -51,14 +49,6 @@ def repairs_counted(outcome: str) -> float:
     return next((s.value for s in samples if s.name.endswith("_total") and s.labels == {"outcome": outcome}), 0.0)
 
 
-def wait_until(condition, seconds: float = 15.0):
-    deadline = time.monotonic() + seconds
-    while not (found := condition()):
-        assert time.monotonic() < deadline, "the condition never came true"
-        time.sleep(0.02)
-    return found
-
-
 def drained(app) -> None:
     """Every repair asked for so far has finished: the single background thread runs them in order."""
     with app.app_context():
@@ -83,12 +73,16 @@ def test_a_stale_user_is_repaired_after_her_next_signed_in_request(resync_app, c
     first = client.get("/api/me")
     assert first.status_code == 200 and first.json["email"] is None  # served at once, with the row as it was
 
-    repaired = wait_until(lambda: (user := stored(resync_app, "user_ada")) and not user.needs_resync and user)
+    repaired = wait_for(
+        lambda: (user := stored(resync_app, "user_ada")) and not user.needs_resync and user,
+        timeout=15,
+        what="the user repaired",
+    )
     assert repaired.email == "ada-new@example.com" and repaired.deleted_at is None
     assert client.get("/api/me").json["email"] == "ada-new@example.com"
     assert stored(resync_app, "user_bob").email == "shared@example.com"  # the other user keeps the address
     assert clerk.user_requests() == ["user_ada"]
-    wait_until(lambda: repairs_counted("updated") == repairs_before + 1)  # the repair ran to its end
+    wait_for(lambda: repairs_counted("updated") == repairs_before + 1, timeout=15, what="the repair's end")
 
 
 def test_a_stale_user_clerk_no_longer_has_is_tombstoned(resync_app, clerk, tokens):
@@ -97,7 +91,7 @@ def test_a_stale_user_clerk_no_longer_has_is_tombstoned(resync_app, clerk, token
     client = resync_app.test_client()
     client.set_cookie("__session", tokens.mint("user_ada"))
     client.get("/api/me")
-    wait_until(lambda: stored(resync_app, "user_ada").deleted_at is not None)
+    wait_for(lambda: stored(resync_app, "user_ada").deleted_at is not None, timeout=15, what="the tombstone")
 
 
 def test_attempts_are_limited_per_user_while_clerk_fails(resync_app, clerk, tokens):

@@ -1,29 +1,17 @@
 """The local Clerk stand-in: real HTTP, real signed webhooks, the same code paths as Clerk."""
 
-import time
-
 import pytest
 import requests
 from sqlalchemy import select
 
 from shop.extensions import db
 from shop.models import User, WebhookEvent
-from tests.support import live_server
+from tests.support import live_server, wait_for
 
 
 @pytest.fixture
 def standin_app(make_app, tmp_path):
     return make_app(SHOP_DEV_AUTH="1", SHOP_DEV_CLERK_DIR=str(tmp_path))
-
-
-def wait_for(check, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 def mirrored(app, clerk_id):
@@ -76,7 +64,7 @@ def test_sign_in_mints_a_session_and_delivers_a_signed_webhook(standin_app):
                     )
                 )
 
-        assert wait_for(delivered).type == "user.created"
+        assert wait_for(delivered, what="the signed webhook processed").type == "user.created"
         assert mirrored(standin_app, clerk_id).email == "ada@example.com"
 
         me = browser.get(f"{url}/api/me")
@@ -86,7 +74,7 @@ def test_sign_in_mints_a_session_and_delivers_a_signed_webhook(standin_app):
         assert fresh.status_code == 200 and fresh.json()["jwt"].count(".") == 2
 
         browser.post(f"{url}/dev-clerk/profile", json={"first_name": "Augusta", "last_name": "King"})
-        wait_for(lambda: mirrored(standin_app, clerk_id).first_name == "Augusta")
+        wait_for(lambda: mirrored(standin_app, clerk_id).first_name == "Augusta", what="the new name mirrored")
 
         browser.post(f"{url}/dev-clerk/sign-out", json={})
         assert browser.cookies.get("__client_uat") == "0"
@@ -96,7 +84,7 @@ def test_sign_in_mints_a_session_and_delivers_a_signed_webhook(standin_app):
 
 def test_first_sign_in_is_provisioned_through_the_standins_backend_api(standin_app):
     """If the page arrives before the webhook, the app asks the stand-in's Backend API over HTTP."""
-    from shop.clerk.standin.store import UserStore
+    from devtools.clerk_standin.store import UserStore
 
     user, _ = UserStore(standin_app.config["SHOP_DEV_CLERK_DIR"]).sign_in(
         "early@example.com", "Early", None, "https://img.clerk.com/early"
@@ -113,15 +101,15 @@ def test_deleting_the_account_tombstones_it(standin_app):
     with live_server(standin_app) as url:
         browser = requests.Session()
         clerk_id = browser.post(f"{url}/dev-clerk/sign-in", json={"email": "bye@example.com"}).json()["user"]["id"]
-        wait_for(lambda: mirrored(standin_app, clerk_id))
+        wait_for(lambda: mirrored(standin_app, clerk_id), what="the mirror row")
         browser.post(f"{url}/dev-clerk/delete-account", json={})
-        wait_for(lambda: mirrored(standin_app, clerk_id).deleted_at is not None)
+        wait_for(lambda: mirrored(standin_app, clerk_id).deleted_at is not None, what="the tombstone")
 
 
 def test_the_shim_sets_the_cookies_clerk_js_sets(standin_app):
     """`__session` and `__client_uat`, each also suffixed for the instance, readable by scripts, SameSite=Lax."""
+    from devtools.clerk_standin import PUBLISHABLE_KEY
     from shop.clerk.keys import cookie_suffix
-    from shop.clerk.standin import PUBLISHABLE_KEY
 
     suffix = cookie_suffix(PUBLISHABLE_KEY)
     with live_server(standin_app) as url:

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from werkzeug import Response
 from werkzeug.http import parse_cookie
 
-from shop.clerk import handshake, keys, tokens
+from shop.clerk import handshake, keys, request_auth, tokens
 from shop.clerk.api import ClerkAPI
 from tests.clerk.clerk_sdk import require_clerk_backend, run_oracle, sign
 from tests.conftest import TOKENS
@@ -194,7 +194,9 @@ def ours(backend: BackendAPI, publishable_key: str, shape: dict[str, Any]) -> di
         headers=headers,
         cookies=parse_cookie(headers.get("Cookie", "")),
     )
-    instance = tokens.Instance(TEST_FRONTEND_API, keys.cookie_suffix(publishable_key), keys.is_live(publishable_key))
+    instance = request_auth.Instance(
+        TEST_FRONTEND_API, keys.cookie_suffix(publishable_key), keys.is_live(publishable_key)
+    )
     api = ClerkAPI(f"{backend.url}/v1", SECRETS[publishable_key], retries=0)
     route = handshake.Handshake(f"https://{TEST_FRONTEND_API}", api.handshake_payload)
     decision = handshake.authenticate(incoming, VERIFIERS[publishable_key], instance, route)

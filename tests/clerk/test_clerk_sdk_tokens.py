@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from werkzeug.http import parse_cookie
 
-from shop.clerk import handshake, keys, tokens
+from shop.clerk import handshake, keys, request_auth, tokens
 from tests.clerk.clerk_sdk import run_oracle, sign
 from tests.conftest import TOKENS
 from tests.support import TEST_FRONTEND_API, TEST_ISSUER
@@ -157,8 +157,8 @@ def test_tokens_are_judged_as_clerks_authenticate_request_judges_a_bearer_token(
     )
     differences = {}
     for (name, token), theirs in zip(corpus.items(), clerk, strict=True):
-        auth = tokens.authenticate_request(
-            VERIFIER, "GET", {"Authorization": f"Bearer {token}"}, {}, tokens.Instance(TEST_FRONTEND_API)
+        auth = request_auth.authenticate_request(
+            VERIFIER, "GET", {"Authorization": f"Bearer {token}"}, {}, request_auth.Instance(TEST_FRONTEND_API)
         )
         ours = auth.session.user_id if auth.session else None
         if ours != theirs["userId"]:
@@ -281,7 +281,9 @@ def ours_for(shape: dict[str, Any], publishable_key: str) -> dict[str, Any]:
         headers=headers,
         cookies=parse_cookie(headers.get("Cookie", "")),
     )
-    instance = tokens.Instance(TEST_FRONTEND_API, keys.cookie_suffix(publishable_key), keys.is_live(publishable_key))
+    instance = request_auth.Instance(
+        TEST_FRONTEND_API, keys.cookie_suffix(publishable_key), keys.is_live(publishable_key)
+    )
     route = handshake.Handshake(f"https://{TEST_FRONTEND_API}", lambda nonce: [])
     decision = handshake.authenticate(incoming, VERIFIER, instance, route)
     return {

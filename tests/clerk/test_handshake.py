@@ -8,15 +8,15 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from shop.clerk import handshake, tokens
+from shop.clerk import handshake, request_auth, tokens
 from shop.clerk.api import ClerkAPIError
 from tests.clerk.clerk_sdk import sign
 from tests.conftest import TOKENS
 from tests.support import TEST_FRONTEND_API, TEST_ISSUER
 
 VERIFIER = tokens.SessionVerifier(pem_key=TOKENS.public_pem, issuer=TEST_ISSUER)
-PROD = tokens.Instance(TEST_FRONTEND_API, "suffix01", production=True)
-DEV = tokens.Instance(TEST_FRONTEND_API, "suffix01", production=False)
+PROD = request_auth.Instance(TEST_FRONTEND_API, "suffix01", production=True)
+DEV = request_auth.Instance(TEST_FRONTEND_API, "suffix01", production=False)
 PAGE = {"Accept": "text/html,application/xhtml+xml", "Sec-Fetch-Dest": "document"}
 NOW = int(time.time())
 UAT = str(NOW - 300)

@@ -7,11 +7,11 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from shop.clerk.standin import ISSUER, KEY_ID
-from shop.clerk.standin.keys import mint
+from devtools.clerk_standin import ISSUER, KEY_ID
+from devtools.clerk_standin.keys import mint
 from shop.extensions import db
 from shop.models import User
-from tests.support import live_server
+from tests.support import live_server, wait_for
 
 PAGE = {"Accept": "text/html", "Sec-Fetch-Dest": "document"}
 
@@ -25,12 +25,12 @@ def signed_in_browser(url: str, app, email: str = "ada@example.com") -> tuple[re
     browser = requests.Session()
     response = browser.post(f"{url}/dev-clerk/sign-in", json={"email": email, "first_name": "Ada", "last_name": "L"})
     clerk_id = response.json()["user"]["id"]
-    deadline = time.monotonic() + 10  # the stand-in's webhook creates the mirror row
-    while time.monotonic() < deadline:
+
+    def mirrored() -> int | None:
         with app.app_context():
-            if db.session.scalar(select(User.id).where(User.clerk_id == clerk_id)):
-                break
-        time.sleep(0.05)
+            return db.session.scalar(select(User.id).where(User.clerk_id == clerk_id))
+
+    wait_for(mirrored, what=f"the stand-in's webhook to create the mirror row of {clerk_id}")
     return browser, clerk_id
 
 

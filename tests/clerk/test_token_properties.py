@@ -15,11 +15,13 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shop.clerk import handshake, keys, tokens
+from shop.clerk import handshake, keys, request_auth, tokens
 from tests.conftest import TOKENS
 from tests.support import TEST_ISSUER, TEST_PUBLISHABLE_KEY
 
-INSTANCE = tokens.Instance(frontend_api_host="clerk.shop.test", cookie_suffix=keys.cookie_suffix(TEST_PUBLISHABLE_KEY))
+INSTANCE = request_auth.Instance(
+    frontend_api_host="clerk.shop.test", cookie_suffix=keys.cookie_suffix(TEST_PUBLISHABLE_KEY)
+)
 VERIFIER = tokens.SessionVerifier(pem_key=TOKENS.public_pem, issuer=TEST_ISSUER, authorized_parties=["http://x.test"])
 ROUTE = handshake.Handshake("https://clerk.shop.test", lambda nonce: [])
 
@@ -86,7 +88,7 @@ token_like = jwt_shaped() | cookie_text | st.text(max_size=40)
 def test_authenticate_request_never_raises(token, other, uat, authorization, method):
     cookies = {"__session": token, f"__session_{INSTANCE.cookie_suffix}": other, "__client_uat": uat}
     headers = {"Authorization": authorization} if authorization is not None else {}
-    auth = tokens.authenticate_request(VERIFIER, method, headers, cookies, INSTANCE)
+    auth = request_auth.authenticate_request(VERIFIER, method, headers, cookies, INSTANCE)
     assert auth.session is None or auth.session.user_id == "user_a"
 
 
@@ -101,7 +103,7 @@ def test_authenticate_request_never_raises(token, other, uat, authorization, met
 )
 @settings(max_examples=300, deadline=None)
 def test_the_handshake_decision_never_raises(token, query, cookies, production):
-    instance = tokens.Instance(frontend_api_host="clerk.shop.test", production=production)
+    instance = request_auth.Instance(frontend_api_host="clerk.shop.test", production=production)
     incoming = handshake.Incoming(
         "GET", "http://shop.test/orders", tuple(query), {"Accept": "text/html"}, {"__session": token, **cookies}
     )

@@ -7,7 +7,7 @@ import time
 import jwt
 import pytest
 
-from shop.clerk import keys, tokens
+from shop.clerk import keys, request_auth, tokens
 from tests.support import TEST_ISSUER, TokenMinter, vector
 
 CLERK = vector("clerk-javascript_session_jwt_vectors.json")
@@ -193,38 +193,38 @@ def test_a_verified_token_is_cached_until_it_expires(verifier, minter):
     ],
 )
 def test_bearer_token_reads_authorization_as_clerk_does(authorization, expected):
-    assert tokens.bearer_token(authorization) == expected
+    assert request_auth.bearer_token(authorization) == expected
 
 
 SUFFIX = keys.cookie_suffix("pk_test_Y2xlcmsuc2hvcC50ZXN0JA")
-INSTANCE = tokens.Instance(frontend_api_host="clerk.shop.test", cookie_suffix=SUFFIX)
+INSTANCE = request_auth.Instance(frontend_api_host="clerk.shop.test", cookie_suffix=SUFFIX)
 
 
 def test_suffixed_cookies_win_when_clerk_js_wrote_them(minter):
     mine, other = minter.mint("user_mine"), minter.mint("user_other", iat=int(time.time()) - 100)
     cookies = {"__session": other, f"__session_{SUFFIX}": mine, "__client_uat": "1", f"__client_uat_{SUFFIX}": "2"}
-    assert tokens.session_cookie(cookies, INSTANCE) == mine
-    assert tokens.client_uat(cookies, INSTANCE) == 2
+    assert request_auth.session_cookie(cookies, INSTANCE) == mine
 
 
 def test_unsuffixed_cookie_of_another_instance_is_ignored(minter):
     foreign = minter.mint("user_foreign", iss="https://other.clerk.accounts.dev")
     cookies = {"__session": foreign, f"__session_{SUFFIX}": "mine", f"__client_uat_{SUFFIX}": "5"}
-    assert tokens.session_cookie(cookies, INSTANCE) == "mine"
+    assert request_auth.session_cookie(cookies, INSTANCE) == "mine"
 
 
 def test_unsuffixed_cookies_when_no_suffixed_ones(minter):
     token = minter.mint()
-    assert tokens.session_cookie({"__session": token}, INSTANCE) == token
+    assert request_auth.session_cookie({"__session": token}, INSTANCE) == token
 
 
 @pytest.mark.parametrize(
     ("cookie", "expected"),
     [("1700000000", 1700000000), ("0", 0), ("x", 0), ("", 0), ("12abc", 12), (" 7", 7), ("-3", -3)],
 )
-def test_client_uat_is_read_as_clerk_reads_it(cookie, expected):
+def test_client_uat_is_read_as_clerk_reads_it_by_authenticate_request(verifier, cookie, expected):
     """`Number.parseInt(value) || 0`, so the same cookie means the same thing here and in Clerk's SDK."""
-    assert tokens.client_uat({"__client_uat": cookie}, tokens.Instance()) == expected
+    auth = request_auth.authenticate_request(verifier, "GET", {}, {"__client_uat": cookie}, request_auth.Instance())
+    assert auth.session is None and auth.client_uat == expected
 
 
 # --- token classes and claim types Clerk's SDK refuses ------------------------------------------------

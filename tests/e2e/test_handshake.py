@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from shop.clerk.standin import ISSUER, KEY_ID
-from shop.clerk.standin.keys import mint
+from devtools.clerk_standin import ISSUER, KEY_ID
+from devtools.clerk_standin.keys import mint
 from tests.support import live_server
 
 pytestmark = pytest.mark.browser

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import pytest
 from playwright.sync_api import expect
@@ -21,7 +20,7 @@ from shop.extensions import db
 from shop.models import Role
 from shop.store.models import Product
 from tests.e2e.conftest import save_screenshot
-from tests.support import clerk_user, event, live_server, signed_headers
+from tests.support import clerk_user, event, live_server, signed_headers, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -239,10 +238,12 @@ class PhoneChecker:
     def wait_for_clerk(self) -> None:
         """Until Clerk (the stand-in) has loaded, so its mounts have drawn: polled, as the CSP forbids
         the eval wait_for_function needs (and "networkidle" cost half a second a page)."""
-        deadline = time.monotonic() + 15
-        while not self.page.evaluate(CLERK_LOADED):
-            assert time.monotonic() < deadline, f"Clerk did not load on {self.page.url}"
-            self.page.wait_for_timeout(20)
+        wait_for(
+            lambda: self.page.evaluate(CLERK_LOADED),
+            timeout=15,
+            what=lambda: f"Clerk to load on {self.page.url}",
+            pause=lambda seconds: self.page.wait_for_timeout(seconds * 1000),
+        )
 
     def check_current(self, path: str, screenshot: str | None = None) -> None:
         if screenshot:

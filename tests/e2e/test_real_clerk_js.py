@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -22,7 +21,7 @@ from shop.clerk.keys import cookie_suffix
 from tests.conftest import TOKENS
 from tests.e2e.frontend_api import EMAIL_CODE, FrontendAPI, bundles_installed
 from tests.servers import gunicorn
-from tests.support import TEST_FRONTEND_API, TEST_PUBLISHABLE_KEY, clerk_user, event, signed_headers
+from tests.support import TEST_FRONTEND_API, TEST_PUBLISHABLE_KEY, clerk_user, event, signed_headers, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -102,10 +101,13 @@ def cookies(page) -> dict[str, str]:
 
 def wait_for_clerk(page) -> None:
     """Until clerk-js has loaded (polled from Python: the CSP forbids the eval wait_for_function needs)."""
-    deadline = time.monotonic() + 15
-    while not page.evaluate("Boolean(window.Clerk && window.Clerk.loaded)"):
-        assert time.monotonic() < deadline, "clerk-js did not load"
-        page.wait_for_timeout(50)
+    wait_for(
+        lambda: page.evaluate("Boolean(window.Clerk && window.Clerk.loaded)"),
+        timeout=15,
+        what="clerk-js to load",
+        interval=0.05,
+        pause=lambda seconds: page.wait_for_timeout(seconds * 1000),
+    )
 
 
 def sign_in_with_email_code(page, origin: str, next_path: str) -> None:
@@ -167,10 +169,13 @@ def test_clerk_runs_on_a_plain_page_and_renews_the_token(watched, fapi, shop):
     # Renewed in the background, before the token lapses: the Frontend API minted a new token (asked
     # for at .../tokens, or carried by a client resource clerk-js polled) and the cookie changed. Both,
     # because a token minted just before the baseline can still reach the cookie just after it.
-    deadline = time.monotonic() + 30
-    while cookies(page)["__session"] == first or fapi.tokens_minted <= minted:
-        assert time.monotonic() < deadline, fapi
-        page.wait_for_timeout(200)
+    wait_for(
+        lambda: cookies(page)["__session"] != first and fapi.tokens_minted > minted,
+        timeout=30,
+        what=lambda: f"a token renewed in the background ({fapi})",
+        interval=0.2,
+        pause=lambda seconds: page.wait_for_timeout(seconds * 1000),
+    )
 
     page.get_by_role("button", name="Add Ceramic mug to cart").click()
     expect(page.get_by_text("Added 1 × Ceramic mug to your cart.")).to_be_visible()
@@ -188,14 +193,14 @@ def test_add_to_cart_after_the_token_lapsed_unrenewed(watched, fapi, shop):
     wait_for_clerk(page)
 
     fapi.reachable = False
-    deadline = time.monotonic() + 20
+
     # The server's real clock passes the expiry of whatever token the page holds (a renewal that was on its
     # way when the Frontend API went away may still land).
-    while (
-        requests.get(f"{shop}/api/me", cookies={"__session": cookies(page)["__session"]}, timeout=5).status_code != 401
-    ):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    def refused() -> bool:
+        token = cookies(page)["__session"]
+        return requests.get(f"{shop}/api/me", cookies={"__session": token}, timeout=5).status_code == 401
+
+    wait_for(refused, timeout=20, what="the server to refuse the page's token", interval=0.1)
     lapsed = cookies(page)["__session"]  # refused by the server: a plain POST would be signed out
     fapi.reachable = True
     minted = fapi.tokens_minted

@@ -9,15 +9,13 @@ until the server really refuses the old token.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import requests
 from playwright.sync_api import expect
 from sqlalchemy import text
 
 from shop.extensions import db
-from tests.support import live_server
+from tests.support import live_server, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -38,15 +36,6 @@ def session_token(page) -> str:
 
 def server_refuses(url: str, token: str) -> bool:
     return requests.get(f"{url}/api/me", cookies={"__session": token}, timeout=5).status_code == 401
-
-
-def wait_until(condition, timeout: float = 20.0) -> None:
-    """Poll a real condition (the server's clock passing a token's expiry), never a fixed pause."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)
 
 
 def mugs_in_cart(app) -> int:
@@ -91,7 +80,12 @@ def test_add_to_cart_after_the_tab_slept_past_the_token(shop_app, page):
         # paused: pausing at a time it has passed meanwhile (a busy machine) is "Cannot fast-forward to the past".
         page.clock.pause_at(page.evaluate("Date.now() / 1000") + 2)
         # A renewal already on its way may still land: wait until whatever token the page holds is refused.
-        wait_until(lambda: server_refuses(url, session_token(page)))
+        wait_for(
+            lambda: server_refuses(url, session_token(page)),
+            timeout=20,
+            what="the server to refuse the page's token",
+            interval=0.1,
+        )
         lapsed = session_token(page)
         page.clock.set_system_time(page.evaluate("Date.now() / 1000") + 120)  # two minutes later, lid open
         assert session_token(page) == lapsed  # nothing refreshed it: a plain POST would be signed out
@@ -118,7 +112,7 @@ def test_an_open_page_keeps_the_session_fresh_in_the_background(shop_app, page):
                 renewed.append(token)
             return len(renewed) >= 2 and server_refuses(url, first)
 
-        wait_until(renewed_twice)
+        wait_for(renewed_twice, timeout=20, what="two renewals, the first token past its expiry", interval=0.1)
         assert not server_refuses(url, session_token(page))
 
         seen = detours(page)

@@ -3,6 +3,8 @@ e-mail can be sent again (`flask mail retry`, the admin's button); `shop_mail_fa
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from sqlalchemy import select
 
@@ -11,8 +13,8 @@ from shop.mail import outbox
 from shop.mail.models import MailStatus, OutboxMail
 from shop.models import Role
 from tests.metrics.support import AUTH, TOKEN, samples, value
-from tests.store.conftest import csrf_token_from, wait_for
-from tests.support import csrf_token
+from tests.store.conftest import csrf_token_from
+from tests.support import csrf_token, wait_for
 
 INJECTED = "a@example.com\r\nBcc: x@evil.example"
 LINE_BREAK = "The message could not be built: the recipient address contains a line break."
@@ -28,6 +30,7 @@ def add_mail(app, to_address: str | None, *, status: str = MailStatus.PENDING, a
     """An outbox row of no order (the outbox needs none), due now; its id."""
     with app.app_context():
         mail = OutboxMail(
+            dedup_key=f"test-{uuid.uuid4().hex}",
             kind="order_confirmed",
             to_address=to_address,
             subject="Order #1 confirmed: payment received",

@@ -27,7 +27,7 @@ from shop import PROJECT_ROOT
 from tests.conftest import TOKENS, database_settings
 from tests.metrics.support import AUTH, TOKEN, Samples, requests_counted, samples, value
 from tests.scale.test_two_instances import libpq
-from tests.support import TEST_PUBLISHABLE_KEY, WEBHOOK_SECRET, clerk_user, event, signed_headers
+from tests.support import TEST_PUBLISHABLE_KEY, WEBHOOK_SECRET, clerk_user, event, signed_headers, wait_for
 from tests.sync.conftest import user
 from tests.sync.standin import SECRET_KEY, StandInClerk, serve
 
@@ -132,10 +132,12 @@ def test_every_worker_answers_with_the_same_figures(make_app, database_url, tmp_
             # A worker dies: its replacement starts from nothing, the sums keep what the dead one counted.
             victim = next(iter(workers))
             os.kill(victim, signal.SIGKILL)
-            deadline = time.monotonic() + 30
-            while victim in (now := {child.pid for child in master.children()}) or len(now) < 2:
-                assert time.monotonic() < deadline, "gunicorn did not replace the worker"
-                time.sleep(0.05)
+
+            def replaced() -> set[int] | None:
+                now = {child.pid for child in master.children()}
+                return now if victim not in now and len(now) >= 2 else None
+
+            now = wait_for(replaced, timeout=30, what="gunicorn to replace the worker", interval=0.05)
             assert all(found == first for found in scrape_until_both_workers_answered(url, log, now))
         finally:
             server.send_signal(signal.SIGTERM)

@@ -20,9 +20,8 @@ from tests.store.conftest import (
     csrf_token_from,
     latest_order_id,
     on_standin_page,
-    wait_for,
 )
-from tests.support import NEW_ADDRESS
+from tests.support import NEW_ADDRESS, wait_for
 
 
 def text(response) -> str:

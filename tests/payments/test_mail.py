@@ -4,16 +4,20 @@ after an outage, never for a rolled-back change; in development without SMTP, fi
 import socket
 from email import message_from_bytes, policy
 
+import flask_migrate
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from shop.extensions import db
+from shop.mail import transport
 from shop.mail.models import OutboxMail
 from shop.models import Role
+from shop.store import order_mail
 from tests.payments.support import checkout_session, post_event, stripe_event
 from tests.payments.test_webhook import OrderFault
-from tests.store.conftest import csrf_token_from, wait_for
+from tests.store.conftest import csrf_token_from
+from tests.support import wait_for
 
 
 class Inbox:
@@ -186,3 +190,33 @@ def test_in_development_without_smtp_the_mailbox_is_files_linked_from_the_admin(
         mail_id = db.session.scalar(select(OutboxMail.id))
     detail = staff.get(f"/admin/mail/{mail_id}").get_data(as_text=True)
     assert written.name in detail and "Blue Mug" in detail and "Message-ID" in detail
+
+
+def test_the_migration_names_the_mails_written_before_it_and_keeps_their_message_id(mail_app, paid_order):
+    """0007 on rows written under 0006's one mail per (order, kind): an order's mail gets the key the store
+    gives it now, so it is not written twice and its Message-ID stays; a mail whose order went is named by
+    its own id."""
+    order_id = paid_order()  # the server is down: the confirmation stays pending
+    wait_for(lambda: outbox(mail_app) == [("order_confirmed", "pending", 1)], what="the failed attempt recorded")
+    with mail_app.app_context():
+        db.engine.dispose()
+        flask_migrate.downgrade(revision="0006_money")
+        try:
+            with db.engine.begin() as conn:
+                orphan = conn.scalar(
+                    text(
+                        "INSERT INTO mail_outbox (order_id, kind, to_address, subject, body) "
+                        "VALUES (NULL, 'order_shipped', 'gone@example.com', 'Order #9 shipped', '…') RETURNING id"
+                    )
+                )
+        finally:
+            db.engine.dispose()
+            flask_migrate.upgrade()
+        keys = dict(db.session.execute(select(OutboxMail.id, OutboxMail.dedup_key)).tuples().all())
+        mail = db.session.scalar(select(OutboxMail).where(OutboxMail.order_id == order_id))
+        assert keys == {mail.id: f"order-{order_id}.order_confirmed", orphan: f"mail-{orphan}.order_shipped"}
+        message = transport.build_message(mail, "Shop <orders@shop.test>")
+        assert message["Message-ID"] == f"<mail-{mail.id}.order-{order_id}.order_confirmed@shop.invalid>"  # as in 0006
+        assert order_mail.enqueue(db.session, order_id, order_mail.ORDER_CONFIRMED) is False  # the same mail
+        db.session.rollback()
+    assert len(outbox(mail_app)) == 2

@@ -19,7 +19,7 @@ import pytest
 import stripe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from shop import payments
 from shop.extensions import db
@@ -319,6 +319,21 @@ def test_a_refund_stripe_could_not_be_asked_for_is_asked_again_by_the_sweep(app,
         assert [refund.idempotency_key for refund in again.refunds] == [again.refunds[0].idempotency_key]
         assert again.refunds[0].idempotency_key.endswith("-refund-1")
         assert db.session.get(Order, order_id).stripe_refund_id == again.refunds[0].id
+
+
+def test_every_asker_of_one_refund_derives_its_key_and_stripe_makes_one(app, paid_checkout, stripe_api, shopper):
+    """The cancel asked Stripe for the refund, and its answer was never recorded (the process died between
+    the two): whoever asks again, here two askers at once as the sweep and a retry might, derives the same
+    key, so Stripe replays the first refund instead of making more (RecordingStripe makes what it is asked)."""
+    order_id = paid_checkout()
+    with app.app_context():
+        payments.checkout.cancel(order_id, by="shopper", user_id=shopper)
+        db.session.execute(update(Order).where(Order.id == order_id).values(stripe_refund_id=None))
+        db.session.commit()
+    in_threads(app, [partial(payments.checkout.ask_refund, order_id)] * 2)
+    assert len(stripe_api.refunds) == 1, [refund.idempotency_key for refund in stripe_api.refunds]
+    with app.app_context():
+        assert db.session.get(Order, order_id).stripe_refund_id == stripe_api.refunds[0].id
 
 
 def test_a_hold_is_given_back_once(app, pending_order, stock_of):

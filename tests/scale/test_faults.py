@@ -5,6 +5,9 @@
   recover, and the order placed again with the same idempotency key is there once.
 - A gunicorn worker is killed with SIGKILL in the middle of the traffic: the master starts
   another, and Svix's retries bring in whatever the dead worker dropped.
+
+Each phase lasts until what it is for has been seen (deliveries answered, pages served, a worker
+replaced), polled with tests.support.wait_for: no fixed sleep decides what happens when.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from tests.scale.support import (
     webhook_problems,
 )
 from tests.scale.test_two_instances import libpq
-from tests.support import WEBHOOK_SECRET, clerk_user, live_server
+from tests.support import WEBHOOK_SECRET, clerk_user, live_server, wait_for
 
 pytestmark = pytest.mark.slow  # seconds each: `pytest -m "not slow"` skips them while iterating
 
@@ -85,16 +88,29 @@ def test_svix_retries_bring_every_delivery_in_through_a_database_restart(stoppab
             assert added.status_code == 302
             form = checkout_form(browser.get(f"{url}/checkout", timeout=10).text)
             assert form is not None and form.lines == (("Ceramic mug", 2),)
-            time.sleep(0.5)
+            # Traffic flows while the database is up: deliveries accepted, the catalogue served.
+            wait_for(
+                lambda: clerk.statuses[200] >= 20 and any(status == 200 for _, status in pages),
+                what=lambda: f"deliveries and pages served before the outage ({clerk.statuses}, {len(pages)} pages)",
+            )
 
             stoppable_postgres.stop()
             stopped = time.monotonic()
-            time.sleep(2)
+            # The outage is seen on both paths: deliveries refused (Svix will retry them), pages asked during it.
+            wait_for(
+                lambda: clerk.statuses[500] >= 10 and sum(at > stopped + 0.1 for at, _ in pages) >= 3,
+                what=lambda: f"deliveries and pages answered during the outage ({clerk.statuses})",
+            )
             refused = browser.post(f"{url}/checkout", data=form.data(), allow_redirects=False, timeout=10)
             started = time.monotonic()
             stoppable_postgres.start()
             up = time.monotonic()
-            time.sleep(1)
+            accepted_when_up = clerk.statuses[200]
+            # Back: deliveries accepted again, and pages asked well after the restart answered.
+            wait_for(
+                lambda: clerk.statuses[200] >= accepted_when_up + 20 and any(at > up + 0.5 for at, _ in pages),
+                what=lambda: f"deliveries and pages served after the restart ({clerk.statuses})",
+            )
         finally:
             running.clear()
             for thread in threads:
@@ -144,16 +160,26 @@ def start_gunicorn(database_url: str, port: int, log: Path) -> subprocess.Popen:
 
 def running_worker(master: psutil.Process, seconds: float) -> tuple[int, bool]:
     """A worker caught running (in the middle of a request), or any worker after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+
+    def running() -> int | None:
         for child in master.children():
             try:
                 if child.status() == psutil.STATUS_RUNNING:
-                    return child.pid, True
+                    return child.pid
             except psutil.NoSuchProcess:
                 continue
-        time.sleep(0.001)
-    return master.children()[0].pid, False
+        return None
+
+    try:
+        return wait_for(running, timeout=seconds, what="a worker in the middle of a request", interval=0.001), True
+    except AssertionError:  # none caught running: any worker will do
+        return master.children()[0].pid, False
+
+
+def replaced(master: psutil.Process, victim: int) -> list[int] | None:
+    """The master's two workers once the killed one is replaced, else None."""
+    workers = [child.pid for child in master.children()]
+    return workers if victim not in workers and len(workers) == 2 else None
 
 
 def test_a_worker_killed_mid_request_loses_nothing(make_app, database_url, tmp_path):
@@ -170,19 +196,21 @@ def test_a_worker_killed_mid_request_loses_nothing(make_app, database_url, tmp_p
         master = psutil.Process(server.pid)
         for thread in senders:
             thread.start()
-        time.sleep(1)
+        # Traffic flows through both workers before one is killed.
+        wait_for(lambda: clerk.statuses[200] >= 100, what=lambda: f"deliveries accepted ({clerk.statuses})")
         victim, caught_running = running_worker(master, seconds=3)
         os.kill(victim, signal.SIGKILL)
-        killed = time.monotonic()
-        time.sleep(1.5)
+        # Traffic goes on until the master has started another worker, and for a hundred deliveries more.
+        wait_for(lambda: replaced(master, victim), timeout=30, what="the master to replace the killed worker")
+        accepted_when_replaced = clerk.statuses[200]
+        wait_for(
+            lambda: clerk.statuses[200] >= accepted_when_replaced + 100,
+            what=lambda: f"deliveries accepted after the worker was replaced ({clerk.statuses})",
+        )
         running.clear()
         for thread in senders:
             thread.join()
         took = drain(clerk, [url], limit=40)
-        while time.monotonic() - killed < 30 and (
-            victim in (workers := [c.pid for c in master.children()]) or len(workers) < 2
-        ):
-            time.sleep(0.05)
         workers = [c.pid for c in master.children()]
     finally:
         running.clear()

@@ -114,20 +114,6 @@ def on_standin_page(client: FlaskClient, payment_url: str, action: str = "pay"):
     return client.post(f"/{path}", data={"csrf_token": token, "action": action})
 
 
-def wait_for(condition, *, timeout: float = 10.0, what: str = "the condition"):
-    """Poll a real condition (an event delivered, an e-mail received): no fixed sleep orders anything."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 @pytest.fixture
 def mark_paid(app):
     """Set an order's payment status to paid (test set-up, as if Stripe's event had arrived)."""

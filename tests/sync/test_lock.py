@@ -7,7 +7,7 @@ import threading
 
 from shop import PROJECT_ROOT
 from shop.clerk.api import clerk_api
-from shop.sync import service
+from shop.sync import reconcile
 from shop.sync.cli import EXIT_LOCKED
 from tests.conftest import database_settings
 from tests.sync.conftest import mirror_rows, user
@@ -40,8 +40,8 @@ def test_a_second_sync_started_meanwhile_says_so_and_exits(clerk, cli, sync_app,
     outcome = {}
 
     def first_sync():
-        with sync_app.app_context(), service.sync_lock():
-            outcome["report"] = service.sync(clerk_api())
+        with sync_app.app_context(), reconcile.sync_lock():
+            outcome["report"] = reconcile.sync(clerk_api())
 
     first = threading.Thread(target=first_sync)
     first.start()

@@ -180,3 +180,14 @@ def test_user_when_clerk_fails(make_app, clerk):
     result = app.test_cli_runner().invoke(args=["sync-clerk", "user", "user_00001"])
     assert result.exit_code == 1
     assert "Clerk rejected the secret key (clerk_key_invalid)" in result.output
+
+
+def test_user_answered_with_another_user_is_refused(clerk, cli, sync_app):
+    seed(sync_app, user(1))
+    clerk.put(user(2, first_name="Other", updated_at=BASE_TIME + 10))
+    before = mirror_rows(sync_app)
+    clerk.faults = [(lambda path: path == "/v1/users/user_00001", Response(json.dumps(user(2))))]
+    result = cli("user", "user_00001")
+    assert result.exit_code == 1
+    assert "user_00001: Clerk answered with another user, user_00002." in result.output
+    assert mirror_rows(sync_app) == before

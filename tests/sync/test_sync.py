@@ -338,3 +338,37 @@ def test_a_user_clerk_cannot_describe_counts_as_failed_and_blocks_nothing_else(c
 @pytest.mark.parametrize("batch_size", ["0", "1001"])
 def test_batch_size_is_bounded(cli, batch_size):
     assert cli("sync", "--batch-size", batch_size).exit_code == 2
+
+
+def test_a_listing_that_repeats_a_page_tombstones_nothing(clerk, cli, sync_app):
+    """Clerk's pages are staged in PostgreSQL, not kept in memory: a page of users already met is still told apart."""
+    clerk.put(*(user(i) for i in range(1200)))
+    seed(sync_app, *(user(i) for i in range(1200)), user(5000))  # user_05000: gone from Clerk
+    first_page = clerk.ordered()[:500]
+    second_page = lambda path: path == "/v1/users" and len(clerk.list_requests()) == 2  # noqa: E731
+    clerk.faults = [(second_page, Response(json.dumps(first_page), content_type="application/json"))]
+
+    result = cli("sync")
+
+    assert result.exit_code == 1
+    assert "Clerk's listing repeated users already listed at offset 500" in result.output
+    assert clerk.user_requests() == []
+    assert mirror_rows(sync_app)["user_05000"]["deleted_at"] is None
+
+
+def test_a_page_that_repeats_some_users_is_staged_once_and_the_missing_are_checked(clerk, cli, sync_app):
+    clerk.put(*(user(i) for i in range(1000)))
+    seed(sync_app, *(user(i) for i in range(1000)), user(5000))  # user_05000: gone from Clerk
+    shifted = clerk.ordered()[450:950]  # 50 users of the first page again; 950-999 not listed
+    second_page = lambda path: path == "/v1/users" and len(clerk.list_requests()) == 2  # noqa: E731
+    clerk.faults = [(second_page, Response(json.dumps(shifted), content_type="application/json"))]
+
+    result = cli("sync")
+
+    assert result.exit_code == 0, result.output
+    assert "Checked 51 live users missing from the listing one by one with Clerk." in result.output
+    assert sorted(clerk.user_requests()) == [f"user_{i:05d}" for i in range(950, 1000)] + ["user_05000"]
+    rows = mirror_rows(sync_app)
+    assert rows["user_05000"]["deleted_at"] is not None
+    assert sum(row["deleted_at"] is not None for row in rows.values()) == 1
+    assert summary(result)["tombstoned"] == "1"

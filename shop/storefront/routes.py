@@ -1,42 +1,24 @@
-"""The shopper's pages. Thin: every rule is in the services (catalogue, cart, checkout, orders)."""
+"""The shopper's pages. Thin: every rule is in the services (shop/store/: catalogue, cart, checkout, orders;
+shop/payments/: Stripe)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
 
 from flask import abort, flash, g, redirect, render_template, session, url_for
 
 from shop import payments
-from shop.auth.decorators import login_required
+from shop.auth.decorators import form_login_required, login_required
 from shop.auth.redirects import safe_next
-from shop.inputs import page_number, search_text, submitted
-from shop.store import addresses, bp, cart, catalogue, checkout, orders
-from shop.store.forms import AddressForm, CartAddForm, CartQuantityForm, CheckoutForm, first_error
+from shop.forms import first_error
+from shop.inputs import one_page, page_number, search_text, submitted
+from shop.store import addresses, cart, catalogue, checkout, orders
 from shop.store.models import OrderStatus, PaymentStatus
+from shop.storefront import bp
+from shop.storefront.forms import AddressForm, CartAddForm, CartQuantityForm, CheckoutForm
 
 PENDING_KEY = "pending_cart"  # what a signed-out shopper asked to add, kept until they sign in
 MAX_PENDING = 20
-
-
-def form_login_required(back_to: Callable[..., str]) -> Callable:
-    """`login_required` for a form's POST: signed out (say, a session that lapsed while the page
-    was open), go through sign-in back to the page the form was on, not to the POST's own URL
-    (which a browser would then GET)."""
-
-    def decorate(view: Callable) -> Callable:
-        @wraps(view)
-        def wrapped(*args: Any, **kwargs: Any) -> Any:
-            if g.get("user") is None:
-                flash("Please sign in again, then repeat what you were doing.", "info")
-                return redirect(url_for("auth.sign_in", next=back_to(**kwargs)))
-            return view(*args, **kwargs)
-
-        return wrapped
-
-    return decorate
 
 
 def _who() -> str:
@@ -245,11 +227,8 @@ def checkout_submit():
 @bp.get("/orders")
 @login_required
 def orders_page():
-    page = page_number()
-    found = orders.history(g.user.id, limit=orders.PER_PAGE + 1, offset=(page - 1) * orders.PER_PAGE)
-    return render_template(
-        "store/orders.html", orders=found[: orders.PER_PAGE], page=page, has_next=len(found) > orders.PER_PAGE
-    )
+    page = one_page(lambda limit, offset: orders.history(g.user.id, limit=limit, offset=offset), orders.PER_PAGE)
+    return render_template("store/orders.html", orders=page.items, page=page.number, has_next=page.has_next)
 
 
 @bp.get("/orders/<id:order_id>")

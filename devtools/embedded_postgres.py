@@ -12,6 +12,8 @@ import warnings
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+# Where `make run` keeps the data: the app's instance folder (beside shop/ and devtools/), pgdata/ in it.
+DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent / "instance" / "pgdata"
 
 
 def start(data_dir: Path) -> str:
@@ -51,14 +53,13 @@ def stop(data_dir: Path) -> bool:
 
 
 def main() -> None:
-    """`python -m shop.embedded_postgres stop` (what `make stop` runs): no app is built, so nothing starts it first."""
+    """`python -m devtools.embedded_postgres stop` (what `make stop` runs): no app is built, so nothing
+    starts it first."""
     import sys
 
-    from shop import PROJECT_ROOT
-
     if sys.argv[1:] != ["stop"]:
-        sys.exit("usage: python -m shop.embedded_postgres stop")
-    data_dir = PROJECT_ROOT / "instance" / "pgdata"
+        sys.exit("usage: python -m devtools.embedded_postgres stop")
+    data_dir = DEFAULT_DATA_DIR
     stopped = stop(data_dir)
     print(f"Stopped the embedded PostgreSQL in {data_dir}." if stopped else "The embedded PostgreSQL was not running.")
 

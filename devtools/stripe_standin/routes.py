@@ -15,9 +15,9 @@ import requests
 import stripe
 from flask import current_app, jsonify, redirect, render_template, request
 
+from devtools.stripe_standin import bp
+from devtools.stripe_standin.store import ObjectStore
 from shop.extensions import csrf
-from shop.payments.standin import bp
-from shop.payments.standin.store import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -353,8 +353,8 @@ def create_refund():
 def checkout_page(session_id: str):
     session = _session_or_404(session_id)
     if session is None:
-        return render_template("payments/standin_checkout.html", session=None), 404
-    return render_template("payments/standin_checkout.html", session=_expire_if_due(session))
+        return render_template("stripe_standin/checkout.html", session=None), 404
+    return render_template("stripe_standin/checkout.html", session=_expire_if_due(session))
 
 
 @bp.post("/checkout/<session_id>")
@@ -363,9 +363,9 @@ def checkout_submit(session_id: str):
     with store().locked() as objects:
         session = objects.get(session_id)
         if session is None or session.get("object") != "checkout.session":
-            return render_template("payments/standin_checkout.html", session=None), 404
+            return render_template("stripe_standin/checkout.html", session=None), 404
         if session["status"] != "open" or action not in ("pay", "pay_refunds_fail", "pay_then_fail", "expire"):
-            return render_template("payments/standin_checkout.html", session=session), 409
+            return render_template("stripe_standin/checkout.html", session=session), 409
         if action == "expire":
             _expire(objects, session)
             return redirect(session["cancel_url"] or "/", code=303)

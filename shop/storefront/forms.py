@@ -5,45 +5,13 @@ what the cart already holds, a product gone meanwhile)."""
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, HiddenField, IntegerField, StringField
-from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp, ValidationError
+from wtforms import BooleanField, HiddenField, StringField
+from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
+from shop.forms import WholeNumberField, strip
 from shop.inputs import MAX_SLUG_LENGTH, submitted
 from shop.store.addresses import ShippingAddress
 from shop.store.checkout import KEY_PATTERN, OUT_OF_DATE
-
-MAX_WHOLE_NUMBER = 2**63 - 1  # beyond any column (BIGINT); also what NumberRange can compare without overflow
-
-
-def first_error(form: FlaskForm) -> str:
-    """The form's first error: the one sentence a page that flashes shows."""
-    return next(error for errors in form.errors.values() for error in errors)
-
-
-class WholeNumberField(IntegerField):
-    """A whole number from `least` to `most` whose every refusal (missing, not a number, out of
-    range) is the one sentence `message`, not WTForms' "Not a valid integer value." beside it."""
-
-    def __init__(
-        self,
-        label: str | None = None,
-        *,
-        least: int,
-        most: int | None = None,
-        message: str,
-        optional: bool = False,
-        **kw,
-    ):
-        validators = [Optional()] if optional else []
-        super().__init__(label, validators=[*validators, NumberRange(min=least, max=most, message=message)], **kw)
-
-    def process_formdata(self, valuelist: list) -> None:
-        try:
-            super().process_formdata(valuelist)
-        except ValueError:
-            self.data = None  # NumberRange then refuses it with `message`
-        if self.data is not None and abs(self.data) > MAX_WHOLE_NUMBER:
-            self.data = None  # NumberRange's float() of a 400-digit number would raise OverflowError
 
 
 class CartAddForm(FlaskForm):
@@ -75,10 +43,6 @@ def _printable(form: FlaskForm, field: StringField) -> None:
     """PostgreSQL's text cannot hold NUL, and no address needs a control character."""
     if field.data and any(ord(ch) < 32 or ord(ch) == 127 for ch in field.data):
         raise ValidationError("Remove the control characters from this field.")
-
-
-def strip(value: str | None) -> str | None:
-    return value.strip() if isinstance(value, str) else value
 
 
 def _upper(value: str | None) -> str | None:

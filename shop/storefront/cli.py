@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from shop.store import bp
 from shop.store.seed import DEMO_PRODUCTS, seed
+from shop.storefront import bp
 
 
 @bp.cli.command("seed")

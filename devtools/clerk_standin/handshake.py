@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 
 from flask import current_app, jsonify, redirect, request
 
+from devtools.clerk_standin import bp, routes
 from shop.clerk.handshake import NONCE
-from shop.clerk.standin import bp, routes
-from shop.clerk.tokens import CLIENT_UAT_COOKIE, SESSION_COOKIE
+from shop.clerk.request_auth import CLIENT_UAT_COOKIE, SESSION_COOKIE
 
 NONCE_LIFETIME = 300  # seconds: the browser comes straight back
 NONCE_SHAPE = re.compile(r"[A-Za-z0-9_-]{16,128}")

@@ -18,11 +18,11 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from markupsafe import escape
 from svix.webhooks import Webhook
 
+from devtools.clerk_standin import ISSUER, KEY_ID, PUBLISHABLE_KEY, bp
+from devtools.clerk_standin.keys import jwks, mint
+from devtools.clerk_standin.store import UserStore
 from shop.clerk.keys import cookie_suffix
-from shop.clerk.standin import ISSUER, KEY_ID, PUBLISHABLE_KEY, bp
-from shop.clerk.standin.keys import jwks, mint
-from shop.clerk.standin.store import UserStore
-from shop.clerk.tokens import CLIENT_UAT_COOKIE, SESSION_COOKIE
+from shop.clerk.request_auth import CLIENT_UAT_COOKIE, SESSION_COOKIE
 from shop.extensions import csrf
 
 log = logging.getLogger(__name__)

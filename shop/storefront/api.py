@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import abort, g, jsonify
 
 from shop.auth.decorators import login_required
-from shop.store import bp, orders
+from shop.store import orders
+from shop.storefront import bp
 
 
 @bp.get("/api/orders")

@@ -16,7 +16,7 @@ from pathlib import Path
 from flask import Blueprint, Flask, current_app, request
 
 from shop.clerk.api import ClerkAPI
-from shop.config import generated_once
+from shop.generated_secrets import generated_once
 
 bp = Blueprint("standin", __name__, url_prefix="/dev-clerk")
 FRONTEND_API_HOST = "clerk-standin.localhost"
@@ -29,7 +29,7 @@ TOKEN_SECONDS = 60  # Clerk's session-token lifetime; tests shorten it with app.
 
 def configure(app: Flask) -> None:
     """Point the app's Clerk settings at the stand-in: its key, its issuer, a webhook secret."""
-    from shop.clerk.standin.keys import private_key_pem, public_key_pem
+    from devtools.clerk_standin.keys import private_key_pem, public_key_pem
 
     folder = Path(app.config["SHOP_DEV_CLERK_DIR"] or Path(app.instance_path) / "dev-clerk")
     folder.mkdir(parents=True, exist_ok=True)
@@ -52,6 +52,8 @@ def configure(app: Flask) -> None:
         CLERK_ISSUER=ISSUER,
         CLERK_AUTHORIZED_PARTIES=[],
     )
+    # shop.auth.session asks for the Backend API through this hook: shop never imports devtools.
+    app.extensions["clerk_backend_api"] = standin_api
     app.register_blueprint(bp)
 
 
@@ -64,4 +66,4 @@ def standin_api() -> ClerkAPI:
     return clients[base_url]
 
 
-from shop.clerk.standin import handshake, routes  # noqa: E402,F401
+from devtools.clerk_standin import handshake, routes  # noqa: E402,F401

@@ -8,8 +8,8 @@ from typing import Any
 from flask import g, url_for
 from sqlalchemy.exc import SQLAlchemyError
 
-from shop.store import bp
 from shop.store.money import format_money
+from shop.storefront import bp
 
 log = logging.getLogger(__name__)
 

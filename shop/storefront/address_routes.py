@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import abort, flash, g, redirect, render_template, request, url_for
 
-from shop.auth.decorators import login_required
-from shop.store import addresses, bp
-from shop.store.forms import AddressForm
-from shop.store.routes import form_login_required
+from shop.auth.decorators import form_login_required, login_required
+from shop.store import addresses
+from shop.storefront import bp
+from shop.storefront.forms import AddressForm
 
 
 def _book():

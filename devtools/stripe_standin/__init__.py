@@ -17,9 +17,9 @@ from pathlib import Path
 
 from flask import Blueprint, Flask
 
-from shop.config import generated_once
+from shop.generated_secrets import generated_once
 
-bp = Blueprint("stripe_standin", __name__, url_prefix="/dev-stripe")
+bp = Blueprint("stripe_standin", __name__, url_prefix="/dev-stripe", template_folder="templates")
 
 
 def configure(app: Flask) -> None:
@@ -38,4 +38,4 @@ def configure(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-from shop.payments.standin import routes  # noqa: E402,F401
+from devtools.stripe_standin import routes  # noqa: E402,F401
