@@ -163,6 +163,8 @@ def post_fork(server, worker):
     from shop.extensions import db
 
     app = worker.app.wsgi()  # the app preloaded in the master
+    if not hasattr(app, "app_context"):  # not the shop (bench/floor_app.py): no engine to forget
+        return
     with app.app_context():
         for engine in db.engines.values():
             # close=False: leave the master's connections (if any) alone, just forget them here.
