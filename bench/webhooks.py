@@ -541,10 +541,10 @@ def main() -> None:
     port = free_port()
     host = f"127.0.0.1:{port}"
     extra_args = [arg for name, value in overrides.items() for arg in (f"--{name}", value)]
+    floor = start_floor(args, extra_args) if args.floor else None  # first: a floor that fails leaves nothing running
     server = start_gunicorn(_app_env(database_url), port, log_path, extra_args)
     target = Target(host, server.pid, make_url(database_url).database)
     deliveries = Deliveries(users=args.users, senders=args.senders)
-    floor = start_floor(args, extra_args) if args.floor else None
     floor_rows: list[tuple[Result, Result]] = []
     checker = Checker(database_url, deliveries)
     stripe_checker = Checker(database_url, deliveries)
