@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from shop.database import transaction
 from shop.extensions import db
 from shop.models import User
+from shop.store import orders
 from shop.store.addresses import ShippingAddress
 from shop.store.models import Cart, CartItem, Order, OrderItem, OrderStatus, PaymentStatus, Product
 from shop.store.money import format_money
@@ -112,13 +113,7 @@ def _check_holds(user_id: int, lines: Sequence[Row[tuple[int, int]]]) -> None:
         raise HoldLimit(
             f"You have {count} unpaid orders; pay or cancel one of them (under Orders) before placing another."
         )
-    rows = db.session.execute(
-        select(OrderItem.product_id, func.sum(OrderItem.quantity))
-        .join(Order, Order.id == OrderItem.order_id)
-        .where(*unpaid, Order.holds_stock.is_(True))
-        .group_by(OrderItem.product_id)
-    ).all()
-    held = {product_id: int(units) for product_id, units in rows}
+    held = orders.held_by_unpaid(user_id)
     for product_id, quantity in lines:
         if held.get(product_id, 0) + quantity > MAX_HELD_PER_PRODUCT:
             name = db.session.scalar(select(Product.name).where(Product.id == product_id))

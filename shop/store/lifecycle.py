@@ -98,8 +98,9 @@ TRANSITIONS: dict[Move, tuple[Transition, ...]] = {
 }
 del P, S
 
-# What staff may ask from the order list (cancel goes through shop.payments, which settles the money).
-STAFF_MOVES = {OrderStatus.SHIPPED: Move.SHIP, OrderStatus.DELIVERED: Move.DELIVER, OrderStatus.CANCELLED: None}
+# The fulfilment status a person asks for, and the move that takes it there (shop.store.orders.move; a paid
+# order's cancel goes through shop.payments, which settles the money: cancel_move).
+STAFF_MOVES = {OrderStatus.SHIPPED: Move.SHIP, OrderStatus.DELIVERED: Move.DELIVER, OrderStatus.CANCELLED: Move.CANCEL}
 
 
 class OrderNotFound(LookupError):

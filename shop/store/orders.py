@@ -20,7 +20,7 @@ from shop.database import transaction
 from shop.extensions import db
 from shop.mail import outbox
 from shop.store import lifecycle
-from shop.store.lifecycle import Move, OrderNotFound, TransitionRefused, next_statuses
+from shop.store.lifecycle import OrderNotFound, TransitionRefused, next_statuses
 from shop.store.models import Order, OrderItem, OrderStatus, PaymentStatus
 
 __all__ = ["OrderNotFound", "TransitionRefused", "next_statuses"]
@@ -28,7 +28,6 @@ __all__ = ["OrderNotFound", "TransitionRefused", "next_statuses"]
 log = logging.getLogger(__name__)
 
 PER_PAGE = 20
-STAFF_MOVES = {OrderStatus.SHIPPED: Move.SHIP, OrderStatus.DELIVERED: Move.DELIVER, OrderStatus.CANCELLED: Move.CANCEL}
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,15 +183,18 @@ def count_by_status() -> dict[str, int]:
     return {status.value: 0 for status in OrderStatus} | {status: count for status, count in rows}
 
 
-def held_by_unpaid() -> dict[int, int]:
-    """Units of each product that unpaid orders hold off the shelf (for staff: stock that may come back)."""
-    rows = db.session.execute(
+def held_by_unpaid(user_id: int | None = None) -> dict[int, int]:
+    """Units of each product that unpaid orders (of one shopper, or of all) hold off the shelf: for staff,
+    stock that may come back; for checkout, one shopper's holds against its cap."""
+    statement = (
         select(OrderItem.product_id, func.sum(OrderItem.quantity))
         .join(Order, Order.id == OrderItem.order_id)
         .where(Order.holds_stock.is_(True), Order.payment_status == PaymentStatus.PENDING)
         .group_by(OrderItem.product_id)
-    ).all()
-    return {product_id: int(units) for product_id, units in rows if product_id is not None}
+    )
+    if user_id is not None:
+        statement = statement.where(Order.user_id == user_id)
+    return {product_id: int(units) for product_id, units in db.session.execute(statement) if product_id is not None}
 
 
 def move(order_id: int, to: str | OrderStatus, *, by: str, user_id: int | None = None) -> Order:
@@ -205,7 +207,7 @@ def move(order_id: int, to: str | OrderStatus, *, by: str, user_id: int | None =
         raise TransitionRefused(f"{to!r} is not an order status.") from None
     with transaction():
         order = lifecycle.lock(order_id, user_id=user_id)
-        wanted = STAFF_MOVES.get(target)
+        wanted = lifecycle.STAFF_MOVES.get(target)
         if wanted is None:
             raise TransitionRefused(lifecycle.refusal(order, target))
         taken = lifecycle.take(order, wanted, by=by)
