@@ -5,6 +5,7 @@ Kept in one small module so it can be swapped: the rest of the app only sees a U
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import subprocess
@@ -29,8 +30,13 @@ def start(data_dir: Path) -> str:
         warnings.simplefilter("ignore")
         import pgserver  # imported here: a deployment with DATABASE_URL never needs it
 
-    data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir, cleanup_mode=None)
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Processes starting at once (pytest-xdist's workers on a fresh machine) would each run initdb
+    # on the same empty directory, and all but one fail: the first initialises, the rest join.
+    with open(data_dir.parent / f"{data_dir.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data_dir.mkdir(exist_ok=True)
+        server = pgserver.get_server(data_dir, cleanup_mode=None)
     # pgserver answers `postgresql://postgres:@/postgres?host=<socket dir>`.
     return server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
 
