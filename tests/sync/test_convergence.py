@@ -31,8 +31,8 @@ from tests.sync.conftest import BASE_TIME, mirror_rows
 pytestmark = pytest.mark.slow  # seconds each: `pytest -m "not slow"` skips them while iterating
 
 SEED = int(os.environ.get("CONVERGENCE_SEED", "20261121"))
-INITIAL_USERS = 1500
-OPERATIONS = 1000  # after the initial sign-ups: 30 % creations, 50 % updates, 20 % deletions
+INITIAL_USERS = 800
+OPERATIONS = 700  # after the initial sign-ups: 30 % creations, 50 % updates, 20 % deletions
 
 
 @dataclass
