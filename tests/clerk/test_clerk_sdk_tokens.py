@@ -24,8 +24,19 @@ from tests.support import TEST_FRONTEND_API, TEST_ISSUER
 ORIGIN = "http://localhost"
 LIVE_KEY = "pk_live_" + keys.base64.b64encode(f"{TEST_FRONTEND_API}$".encode()).decode().rstrip("=")
 SUFFIX = keys.cookie_suffix(LIVE_KEY)
-VERIFIER = tokens.SessionVerifier(pem_key=TOKENS.public_pem, issuer=TEST_ISSUER, authorized_parties=[ORIGIN])
-CLERK_OPTIONS = {"jwtKey": TOKENS.public_pem, "issuer": TEST_ISSUER, "authorizedParties": [ORIGIN]}
+# A clock skew of 30 s on both sides (Clerk's default and ours are 5 s): the tokens at the edges of
+# the skew sit 15 s inside or outside it, so the seconds node takes to start under load cannot
+# move one across between our judgement and Clerk's.
+SKEW = 30
+VERIFIER = tokens.SessionVerifier(
+    pem_key=TOKENS.public_pem, issuer=TEST_ISSUER, authorized_parties=[ORIGIN], clock_skew=SKEW
+)
+CLERK_OPTIONS = {
+    "jwtKey": TOKENS.public_pem,
+    "issuer": TEST_ISSUER,
+    "authorizedParties": [ORIGIN],
+    "clockSkewInMs": SKEW * 1000,
+}
 
 # Where we deliberately differ from Clerk, and why. Keys are corpus names.
 STRICTER = "refused here, accepted by Clerk"
@@ -67,12 +78,12 @@ def token_corpus() -> dict[str, str]:
         "valid, float times": sign(key, header, claims(exp=now + 60.5, iat=now - 0.5, nbf=now - 9.5)),
         "valid, no nbf": sign(key, header, claims(nbf=...)),
         "expired": sign(key, header, claims(exp=now - 60, iat=now - 120)),
-        "expired within skew": sign(key, header, claims(exp=now - 2)),
-        "expired just beyond skew": sign(key, header, claims(exp=now - 7)),
+        "expired within skew": sign(key, header, claims(exp=now - SKEW // 2)),
+        "expired just beyond skew": sign(key, header, claims(exp=now - SKEW - 15)),
         "nbf in the future": sign(key, header, claims(nbf=now + 60)),
-        "nbf within skew": sign(key, header, claims(nbf=now + 3)),
+        "nbf within skew": sign(key, header, claims(nbf=now + SKEW // 2)),
         "iat in the future": sign(key, header, claims(iat=now + 60, nbf=...)),
-        "iat within skew": sign(key, header, claims(iat=now + 3, nbf=...)),
+        "iat within skew": sign(key, header, claims(iat=now + SKEW // 2, nbf=...)),
         "exp string": sign(key, header, claims(exp=str(now + 60))),
         "iat string": sign(key, header, claims(iat=str(now))),
         "nbf string": sign(key, header, claims(nbf=str(now - 10))),
