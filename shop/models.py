@@ -42,6 +42,7 @@ class UserFacts:
     image_url: str | None
     role: Role
     deleted_at: datetime | None
+    banned: bool  # Clerk's ban: signed out on the next request (shop.auth.session)
 
     @property
     def is_deleted(self) -> bool:
@@ -81,6 +82,16 @@ class User(UserFacts, Model):
     first_name: Mapped[str | None] = mapped_column(Text)
     last_name: Mapped[str | None] = mapped_column(Text)
     image_url: Mapped[str | None] = mapped_column(Text)
+    # Clerk's three metadata objects; NULL when Clerk sent one the mirror would not keep (shop.clerk.users).
+    # unsafe_metadata is written by the user's own browser: never authorise anything with it.
+    public_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    private_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    unsafe_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    phone: Mapped[str | None] = mapped_column(Text)
+    marketing_opt_in: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    # Clerk's bans (enforced on every request: shop.auth.session) and locks (shown to staff only).
+    banned: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    locked: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     role: Mapped[Role] = mapped_column(
         Enum(Role, name="user_role"), default=Role.CLIENT, server_default=Role.CLIENT.value
     )
@@ -104,6 +115,13 @@ class User(UserFacts, Model):
             postgresql_where=text("deleted_at IS NULL AND email_key IS NOT NULL"),
         ),
         Index("ix_users_provisioned_at", provisioned_at, postgresql_where=text("provisioned_at IS NOT NULL")),
+        Index(
+            "ix_users_public_metadata",
+            public_metadata,
+            postgresql_using="gin",
+            postgresql_ops={"public_metadata": "jsonb_path_ops"},
+        ),
+        Index("ix_users_marketing_opt_in", created_at, postgresql_where=text("marketing_opt_in AND deleted_at IS NULL")),
         # A writer that forgets the key would store an address the index cannot see.
         CheckConstraint("(email IS NULL) = (email_key IS NULL)", name="ck_users_email_key"),
     )
