@@ -117,7 +117,7 @@ def prepare_shop(app, shoppers: int) -> list[str]:
         for n, clerk_id in enumerate(clerk_ids):
             mirror.apply_snapshot(
                 db.session.connection(),
-                UserSnapshot(clerk_id, f"shopper{n}@example.com", "Bench", f"Shopper {n}", None, 1),
+                UserSnapshot.of(clerk_id, f"shopper{n}@example.com", 1, first_name="Bench", last_name=f"Shopper {n}"),
             )
             db.session.commit()
             user_id = db.session.scalar(db.select(User.id).where(User.clerk_id == clerk_id))

@@ -33,7 +33,6 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
 
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
     Connection,
     Executable,
@@ -55,7 +54,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from shop.clerk.users import UserSnapshot
+from shop.clerk.users import FIELD_COLUMNS, FIELDS, UserSnapshot
 from shop.database import compiled_once
 from shop.models import Role, User
 
@@ -63,7 +62,8 @@ log = logging.getLogger(__name__)
 
 EMAIL_CONFLICT_RETRIES = 5
 EMAIL_LOCK_SPACE = 0x6D61696C  # first key of the two-key advisory lock: "mail"
-_CLERK_COLUMNS = ("email", "email_key", "first_name", "last_name", "image_url")
+# Every Clerk-owned column: the e-mail (its own rules, below) and shop.clerk.users.FIELDS.
+_CLERK_COLUMNS = ("email", "email_key", *FIELD_COLUMNS)
 _SNAPSHOT_COLUMNS = ("clerk_id", *_CLERK_COLUMNS, "clerk_updated_at")
 T = TypeVar("T")
 # C0 and C1 controls (CR, LF, TAB, NUL …), DEL, Unicode's line and paragraph separators, and lone
@@ -231,9 +231,7 @@ def _upsert(conn: Connection, snapshot: UserSnapshot, *, unless_email_held: bool
         "clerk_id": snapshot.clerk_id,
         "email": snapshot.email,
         "email_key": email_key(snapshot.email),
-        "first_name": snapshot.first_name,
-        "last_name": snapshot.last_name,
-        "image_url": snapshot.image_url,
+        **snapshot.fields,
         "clerk_updated_at": snapshot.updated_at,
     }
     row = conn.execute(_UPSERT_UNLESS_EMAIL_HELD if unless_email_held else _UPSERT, values).first()
@@ -304,7 +302,9 @@ def _tombstone_statement() -> Executable:
             index_elements=[stored.clerk_id],
             set_={
                 "deleted_at": func.now(),
-                **{column: None for column in _CLERK_COLUMNS},
+                "email": None,
+                "email_key": None,
+                **{field.column: field.erased for field in FIELDS},
                 "needs_resync": False,
                 "updated_at": func.now(),
             },
@@ -364,26 +364,23 @@ def _latest_per_user(snapshots: Iterable[UserSnapshot]) -> list[UserSnapshot]:
 
 
 def _batch_rows(snapshots: list[UserSnapshot]):
-    """The snapshots as a table: `unnest(ids, emails, …) AS rows(clerk_id, email, …)`, seven parameters in all."""
+    """The snapshots as a table: `unnest(ids, emails, …) AS rows(clerk_id, email, …)`, one array
+    parameter per column, each of the column's own type (text, boolean, jsonb …)."""
+    table = User.__table__.c
 
-    def array(values: list, item_type) -> Any:
-        return bindparam(None, values, type_=ARRAY(item_type))  # psycopg renders it as %(…)s::TEXT[]
+    def array(name: str, values: list) -> Any:
+        return bindparam(None, values, type_=ARRAY(table[name].type))  # psycopg: %(…)s::TEXT[], ::JSONB[] …
 
+    columns: dict[str, list[Any]] = {
+        "clerk_id": [s.clerk_id for s in snapshots],
+        "email": [s.email for s in snapshots],
+        "email_key": [email_key(s.email) for s in snapshots],
+        **{name: [s.fields[name] for s in snapshots] for name in FIELD_COLUMNS},
+        "clerk_updated_at": [s.updated_at for s in snapshots],
+    }
     return (
-        func.unnest(
-            array([s.clerk_id for s in snapshots], Text),
-            array([s.email for s in snapshots], Text),
-            array([email_key(s.email) for s in snapshots], Text),
-            array([s.first_name for s in snapshots], Text),
-            array([s.last_name for s in snapshots], Text),
-            array([s.image_url for s in snapshots], Text),
-            array([s.updated_at for s in snapshots], BigInteger),
-        )
-        .table_valued(
-            column("clerk_id", Text),
-            *(column(name, Text) for name in _CLERK_COLUMNS),
-            column("clerk_updated_at", BigInteger),
-        )
+        func.unnest(*(array(name, values) for name, values in columns.items()))
+        .table_valued(*(column(name, table[name].type) for name in columns))
         .render_derived(name="batch")
     )
 

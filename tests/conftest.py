@@ -212,12 +212,11 @@ def make_user(app: Flask):
         with app.app_context():
             mirror.apply_snapshot(
                 db.session.connection(),
-                UserSnapshot(
+                UserSnapshot.of(
                     clerk_id=clerk_id,
                     email=email or f"{clerk_id}@example.com",
                     first_name=names.get("first_name", "Test"),
                     last_name=names.get("last_name", f"Shopper {next(counter)}"),
-                    image_url=None,
                     updated_at=1,
                 ),
             )

@@ -29,7 +29,7 @@ def stored(app, clerk_id: str) -> User:
 
 
 def snapshot(clerk_id: str, email: str | None, updated_at: int = 1) -> UserSnapshot:
-    return UserSnapshot(clerk_id, email, "Ada", "Lovelace", None, updated_at)
+    return UserSnapshot.of(clerk_id, email, updated_at, first_name="Ada", last_name="Lovelace")
 
 
 def apply_one(conn, given: UserSnapshot) -> mirror.Change:

@@ -133,3 +133,34 @@ def test_an_answer_about_another_user_is_refused(provisioning_app, tokens):
     assert response.status_code == 503 and "being set up" in response.json["error"]
     assert api.calls == 1
     assert row(app, "user_asked") is None and row(app, "user_other") is None
+
+
+def test_first_sign_in_mirrors_the_whole_user(provisioning_app, tokens):
+    whole = clerk_user(
+        "user_whole",
+        email="whole@example.com",
+        public_metadata={"plan": "pro"},
+        private_metadata=None,
+        unsafe_metadata={"marketing_opt_in": True},
+        phone_numbers=[{"id": "idn_p", "object": "phone_number", "phone_number": "+15555550123"}],
+        primary_phone_number_id="idn_p",
+        locked=True,
+    )
+    app, _ = provisioning_app({"user_whole": whole})
+    client = app.test_client()
+    client.set_cookie("__session", tokens.mint("user_whole"))
+
+    assert client.get("/api/me").status_code == 200
+
+    created = row(app, "user_whole")
+    assert (created.public_metadata, created.private_metadata, created.unsafe_metadata) == (
+        {"plan": "pro"},
+        {},
+        {"marketing_opt_in": True},
+    )
+    assert (created.phone, created.marketing_opt_in, created.locked, created.banned) == (
+        "+15555550123",
+        True,
+        True,
+        False,
+    )

@@ -10,7 +10,7 @@ from tests.support import clerk_user, vector
 def test_docs_user_created_event():
     event = parse_event(vector("clerk-docs_webhook_user_created.json"))
     assert event.type == "user.created"
-    assert event.snapshot == UserSnapshot(
+    assert event.snapshot == UserSnapshot.of(
         clerk_id="user_29w83sxmDNGwOuEthce5gg56FcC",
         email="example@example.org",
         first_name="Example",
