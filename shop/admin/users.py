@@ -1,6 +1,10 @@
-"""Staff: users (search, role shown) and role changes, logged by shop.auth.roles."""
+"""Staff: users (search, role shown, the opted-in filter), one user's whole mirrored record, and
+role changes, logged by shop.auth.roles."""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from flask import abort, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import func, or_, select
@@ -25,9 +29,12 @@ MAX_QUERY_LENGTH = 200
 def users_list():
     query = search_text("q", MAX_QUERY_LENGTH)
     include_deleted = request.args.get("deleted") == "1"
+    opted_in = request.args.get("opted_in") == "1"
     statement = select(User).order_by(User.created_at.desc(), User.id.desc())
     if not include_deleted:
         statement = statement.where(User.deleted_at.is_(None))
+    if opted_in:  # the shopper's own choice (unsafe_metadata): for sending news, never for authorising
+        statement = statement.where(User.marketing_opt_in)
     if query:
         pattern = f"%{escape_like(query)}%"
         statement = statement.where(
@@ -46,8 +53,27 @@ def users_list():
         page=page.number,
         query=query,
         include_deleted=include_deleted,
+        opted_in=opted_in,
         roles=list(Role),
     )
+
+
+def _pretty(metadata: dict[str, Any] | None) -> str | None:
+    return None if metadata is None else json.dumps(metadata, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+@bp.get("/users/<id:user_id>")
+@admin_required
+def user_detail(user_id: int):
+    user = db.session.get(User, user_id)
+    if user is None:
+        abort(404)
+    metadata = {
+        "public_metadata": _pretty(user.public_metadata),
+        "private_metadata": _pretty(user.private_metadata),
+        "unsafe_metadata": _pretty(user.unsafe_metadata),
+    }
+    return render_template("admin/user.html", user=user, metadata=metadata, roles=list(Role))
 
 
 @bp.post("/users/<id:user_id>/role")
