@@ -121,7 +121,9 @@ class User(UserFacts, Model):
             postgresql_using="gin",
             postgresql_ops={"public_metadata": "jsonb_path_ops"},
         ),
-        Index("ix_users_marketing_opt_in", created_at, postgresql_where=text("marketing_opt_in AND deleted_at IS NULL")),
+        Index(
+            "ix_users_marketing_opt_in", created_at, postgresql_where=text("marketing_opt_in AND deleted_at IS NULL")
+        ),
         # A writer that forgets the key would store an address the index cannot see.
         CheckConstraint("(email IS NULL) = (email_key IS NULL)", name="ck_users_email_key"),
     )

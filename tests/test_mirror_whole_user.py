@@ -76,8 +76,15 @@ def test_the_primary_phone_is_the_one_clerk_names_not_the_first():
 
 @pytest.mark.parametrize(
     ("unsafe", "opted_in"),
-    [({"marketing_opt_in": True}, True), ({"marketing_opt_in": "true"}, False), ({"marketing_opt_in": 1}, False),
-     ({"marketing_opt_in": False}, False), ({}, False), (None, False), (["marketing_opt_in"], False)],
+    [
+        ({"marketing_opt_in": True}, True),
+        ({"marketing_opt_in": "true"}, False),
+        ({"marketing_opt_in": 1}, False),
+        ({"marketing_opt_in": False}, False),
+        ({}, False),
+        (None, False),
+        (["marketing_opt_in"], False),
+    ],
 )
 def test_marketing_opt_in_is_only_a_json_true(unsafe, opted_in):
     assert parse_user(whole_user(unsafe_metadata=unsafe)).marketing_opt_in is opted_in
@@ -185,11 +192,11 @@ def test_the_documented_metadata_query_uses_its_index(deliver, app):
         db.session.execute(text("SET LOCAL enable_seqscan = off"))  # a 30-row table would be scanned anyway
         plan = "\n".join(
             db.session.execute(
-                text("EXPLAIN SELECT clerk_id FROM users WHERE public_metadata @> '{\"plan\": \"pro\"}'")
+                text('EXPLAIN SELECT clerk_id FROM users WHERE public_metadata @> \'{"plan": "pro"}\'')
             ).scalars()
         )
         found = db.session.execute(
-            text("SELECT count(*) FROM users WHERE public_metadata @> '{\"plan\": \"pro\"}'")
+            text('SELECT count(*) FROM users WHERE public_metadata @> \'{"plan": "pro"}\'')
         ).scalar_one()
     assert "ix_users_public_metadata" in plan
     assert found == 3
