@@ -169,3 +169,15 @@ def post_fork(server, worker):
         for engine in db.engines.values():
             # close=False: leave the master's connections (if any) alone, just forget them here.
             engine.dispose(close=False)
+    prefetch_clerk_keys(app)
+
+
+def prefetch_clerk_keys(app) -> None:
+    # In JWKS mode a worker without keys refuses every shopper: fetch them before the first request
+    # rather than during it. Per worker, after the fork, so no socket or lock is shared with the
+    # master. Never raises: an outage is one log line, and requests retry within a second or two.
+    from shop.auth.session import session_verifier
+
+    verifier = session_verifier(app)
+    if verifier is not None and verifier.remote_keys is not None:
+        verifier.remote_keys.prefetch()

@@ -189,7 +189,10 @@ def register_error_handlers(app: Flask) -> None:
 
 
 def register_template_context(app: Flask) -> None:
+    from shop import images
     from shop.clerk import frontend
+
+    images.register(app)  # `image_src`: which profile-image URLs may reach <img src>
 
     @app.context_processor
     def frontend_context() -> dict[str, Any]:

@@ -234,6 +234,9 @@ def _load_clerk_client(env: Mapping[str, str], production: bool, settings: dict[
         ("CLERK_CLOCK_SKEW_SECONDS", int, "5", 300, "a whole number of seconds between 0 and 300."),
         ("CLERK_JWKS_COOLDOWN_SECONDS", float, "30", 3600, "a number of seconds between 0 and 3600."),
         ("CLERK_API_BACKOFF_SECONDS", float, "0.5", 60, "a number of seconds between 0 and 60."),
+        # Handshake nonces resolved per window and process (shop.clerk.handshake.NonceBudget).
+        ("CLERK_HANDSHAKE_NONCE_CAP", int, "10", 10_000, "a whole number of calls between 0 and 10000."),
+        ("CLERK_HANDSHAKE_NONCE_WINDOW_SECONDS", float, "10", 3600, "a number of seconds between 0 and 3600."),
     ]
     for name, kind, default, most, expected in seconds:
         try:

@@ -13,14 +13,27 @@ draws the sequence and lists where we differ. When the session token cannot deci
 Only probable document navigations are redirected; anything else is simply signed out. The
 `__clerk_redirect_count` cookie stops a loop after three redirects in a row. This module decides;
 shop.auth.session acts on the decision.
+
+Anyone can send a made-up nonce, and each one would cost a Backend API call made with the secret
+key (spending the instance's rate limit), whatever headers the request carries, since the caller
+chooses those. So nonce look-ups draw on a per-process NonceBudget (CLERK_HANDSHAKE_NONCE_CAP
+calls per CLERK_HANDSHAKE_NONCE_WINDOW_SECONDS, 10 per 10 s): over it the nonce is ignored and
+the request's own cookies decide. A look-up that signs a shopper in gives its slot back, so real
+handshakes never wear the budget down; only look-ups that resolve nothing (made-up or stale
+nonces, Clerk failing) count.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote_plus
+
+from flask import current_app, has_app_context
 
 from shop.clerk import request_auth, tokens
 from shop.clerk.api import ClerkAPIError
@@ -77,12 +90,79 @@ class Decision:
     needs_refresh: bool = False
 
 
+class NonceBudget:
+    """At most `calls` nonce look-ups in any `window` seconds (a sliding window), across threads.
+
+    A slot is taken before the call, so concurrent requests cannot overshoot, and kept for
+    `window` seconds unless given back (the look-up signed a real shopper in). Refusals are
+    logged once per window, with how many there were, never once per request."""
+
+    def __init__(self, calls: int = 10, window: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self.calls = calls
+        self.window = window
+        self._clock = clock
+        self._taken: collections.deque[float] = collections.deque()
+        self._lock = threading.Lock()
+        self._refused = 0  # since the last log line
+        self._quiet_until = -float("inf")  # no refusal is logged before this time
+
+    def take(self) -> float | None:
+        """A slot (its time, to give back) or None when the window's calls are spent."""
+        with self._lock:
+            now = self._clock()
+            while self._taken and self._taken[0] <= now - self.window:
+                self._taken.popleft()
+            if len(self._taken) < self.calls:
+                self._taken.append(now)
+                return now
+            self._refused += 1
+            if now < self._quiet_until:
+                return None
+            refused, self._refused, self._quiet_until = self._refused, 0, now + self.window
+        log.warning(
+            "Clerk handshake nonces over the cap (%d look-ups per %gs): ignored, their requests judged by their own "
+            "cookies (%d since the last such line). Made-up nonces, someone spending the Backend API quota, are the "
+            "usual cause.",
+            self.calls,
+            self.window,
+            refused,
+        )
+        return None
+
+    def give_back(self, slot: float) -> None:
+        with self._lock:
+            if slot in self._taken:  # else it already left the window
+                self._taken.remove(slot)
+
+
+BUDGET_EXTENSION = "clerk_handshake_nonce_budget"
+
+
+def app_nonce_budget() -> NonceBudget | None:
+    """The current app's budget, made from its settings on first use: one per process, as each
+    gunicorn worker has its own app. None outside an app (a caller that wants a cap passes one)."""
+    if not has_app_context():
+        return None
+    app = current_app
+    budget = app.extensions.get(BUDGET_EXTENSION)
+    if budget is None:
+        budget = app.extensions.setdefault(
+            BUDGET_EXTENSION,
+            NonceBudget(
+                int(app.config.get("CLERK_HANDSHAKE_NONCE_CAP", 10)),
+                float(app.config.get("CLERK_HANDSHAKE_NONCE_WINDOW_SECONDS", 10)),
+            ),
+        )
+    return budget
+
+
 @dataclass(frozen=True, slots=True)
 class Handshake:
     """How this app reaches Clerk for a handshake: the Frontend API base URL and the Backend API call."""
 
     frontend_api: str
     handshake_payload: Callable[[str], list[str]]  # nonce → Set-Cookie directives; raises ClerkAPIError
+    nonce_budget: NonceBudget | None = None  # None: the current app's (app_nonce_budget)
 
 
 def form_encode(pairs: list[tuple[str, str]]) -> str:
@@ -223,7 +303,13 @@ def _resolve(
 ) -> Decision | None:
     """Clerk's `resolveHandshake`: the cookies Clerk sent back, and who they sign in. None when the
     request should be judged from its own cookies instead (as Clerk does when resolution fails)."""
+    slot = budget = None
     if nonce:
+        budget = handshake.nonce_budget if handshake.nonce_budget is not None else app_nonce_budget()
+        if budget is not None:
+            slot = budget.take()
+            if slot is None:
+                return None  # over the cap: as if no nonce had come (NonceBudget logs it)
         try:
             directives = handshake.handshake_payload(nonce)
         except ClerkAPIError as exc:
@@ -265,4 +351,6 @@ def _resolve(
     except tokens.InvalidToken as exc:
         log.warning("Clerk handshake gave a session token that does not verify (%s).", exc)
         return None
+    if slot is not None and budget is not None:
+        budget.give_back(slot)  # a real shopper's handshake: not the traffic the cap is for
     return Decision(SIGNED_IN, session, location=location, set_cookies=set_cookies)

@@ -1,4 +1,11 @@
-"""Clerk's keys: publishable-key decoding, secret-key kinds, webhook secrets, the PEM JWT key, the JWKS."""
+"""Clerk's keys: publishable-key decoding, secret-key kinds, webhook secrets, the PEM JWT key, the JWKS.
+
+The JWKS rule (RemoteKeys): while a worker holds keys, a `kid` it does not know causes at most one
+fetch per cooldown (30 s), whatever that fetch's outcome. A worker that holds no key at all (it
+started during an outage, or its first fetch failed) cannot verify anyone, so it retries sooner:
+1 s after the failure, then 2 s, 4 s … up to the cooldown, until a fetch succeeds. gunicorn's
+post_fork prefetches the key set, so a worker normally holds keys before its first request.
+"""
 
 from __future__ import annotations
 
@@ -81,7 +88,11 @@ class RemoteKeys:
 
     An unknown `kid` (a key rotation, or a forgery) may trigger a fetch, but at most one per
     `cooldown` seconds whatever its outcome: while Clerk is down, failures are not retried on
-    every request. The lock only guards the bookkeeping, never the network call, so a hanging
+    every request. Until a first fetch succeeds, though, there is no key to keep anyone signed in,
+    so the pause after a failure is `cold_retry` seconds instead, doubling with each failure in a
+    row up to `cooldown`: a worker started during an outage sees Clerk back within a second or two
+    rather than 30, for a few extra calls a minute while the outage lasts.
+    The lock only guards the bookkeeping, never the network call, so a hanging
     JWKS endpoint cannot delay requests whose key is already cached; those keep working through
     an outage. A key set older than `lifespan` is refreshed in the background (a key Clerk
     removed stops working then). Only the caller that starts a fetch waits for it (up to the
@@ -89,18 +100,27 @@ class RemoteKeys:
     """
 
     def __init__(
-        self, url: str, headers: dict[str, str], *, cooldown: float = 30.0, timeout: float = 5.0, lifespan: float = 3600
+        self,
+        url: str,
+        headers: dict[str, str],
+        *,
+        cooldown: float = 30.0,
+        timeout: float = 5.0,
+        lifespan: float = 3600,
+        cold_retry: float = 1.0,
     ):
         self.url = url
         self.cooldown = cooldown
         self.timeout = timeout
         self.lifespan = lifespan
+        self.cold_retry = cold_retry
         self._headers = headers
         self._keys: dict[str, Any] = {}
         self._fetched_at = -float("inf")
         self._lock = threading.Lock()
         self._next_fetch_at = 0.0  # time.monotonic() before which no fetch starts
         self._in_flight = False
+        self._cold_failures = 0  # failed fetches in a row while no key is held
 
     def get(self, kid: str) -> Any | None:
         """The public key for `kid`, or None when neither the cache nor a permitted fetch has it."""
@@ -116,8 +136,18 @@ class RemoteKeys:
         self._fetch()
         return self._keys.get(kid)
 
+    def prefetch(self) -> bool:
+        """Fetch the key set now (a worker starting), unless a fetch is under way; whether keys are
+        held afterwards. Never raises: a failure is logged (one line) and the lazy path retries."""
+        try:
+            if self._claim_fetch():
+                self._fetch()
+        except Exception:  # a worker must boot whatever happens here; requests retry the fetch
+            log.exception("Clerk JWKS prefetch from %s failed unexpectedly", self.url)
+        return bool(self._keys)
+
     def _claim_fetch(self) -> bool:
-        """Whether the caller may fetch now: none in flight, and the cooldown since the last one is over."""
+        """Whether the caller may fetch now: none in flight, and the pause since the last one is over."""
         with self._lock:
             if self._in_flight or time.monotonic() < self._next_fetch_at:
                 return False
@@ -126,6 +156,7 @@ class RemoteKeys:
             return True
 
     def _fetch(self) -> None:
+        failure = None
         try:
             response = requests.get(self.url, headers=self._headers, timeout=self.timeout)
             response.raise_for_status()
@@ -136,10 +167,18 @@ class RemoteKeys:
             if not found:
                 raise ValueError("no RSA keys")
             self._keys, self._fetched_at = found, time.monotonic()
-        except (requests.RequestException, ValueError, AttributeError, jwt.PyJWTError) as exc:
+        except (requests.RequestException, ValueError, TypeError, AttributeError, jwt.PyJWTError) as exc:
             # The secret key travels in a header, never in the URL or this line.
-            reason = type(exc).__name__
-            log.warning("Clerk JWKS fetch from %s failed (%s); next try in %ss", self.url, reason, self.cooldown)
+            failure = type(exc).__name__
         finally:
             with self._lock:
                 self._in_flight = False
+                pause = self.cooldown
+                if self._keys:
+                    self._cold_failures = 0
+                else:
+                    pause = min(self.cold_retry * 2**self._cold_failures, self.cooldown)
+                    self._cold_failures = min(self._cold_failures + 1, 32)  # 2**32 s is past any cooldown
+                    self._next_fetch_at = time.monotonic() + pause
+        if failure is not None:
+            log.warning("Clerk JWKS fetch from %s failed (%s); next try in %gs", self.url, failure, pause)

@@ -1,6 +1,9 @@
-"""Keys from a JWKS served by a real HTTP server on 127.0.0.1: cached, rotated, not hammered by forgeries."""
+"""Keys from a JWKS served by a real HTTP server on 127.0.0.1: cached, rotated, not hammered by forgeries,
+fetched before the first shopper, and retried within seconds while a worker holds none."""
 
 import json
+import logging
+import socket
 import threading
 import time
 import uuid
@@ -10,7 +13,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from shop.clerk import keys, tokens
-from tests.support import TEST_ISSUER, TokenMinter
+from tests.support import TEST_ISSUER, TokenMinter, wait_for
 
 SECRET = "sk_test_jwks"
 
@@ -90,7 +93,8 @@ def test_wrong_secret_key_cannot_fetch_keys(httpserver):
         verifier.verify(minter.mint())
 
 
-# --- Clerk's JWKS in an outage: one fetch per cooldown, whatever happens; cached keys keep working ---------
+# --- Clerk's JWKS in an outage: with keys held, one fetch per cooldown whatever happens, and cached keys ----
+# --- keep working; with no key at all, retries 1 s, 2 s, 4 s … apart, up to the cooldown -------------------
 
 
 class FlakyJWKS:
@@ -100,6 +104,7 @@ class FlakyJWKS:
         self.minter = minter
         self.mode = "ok"
         self.calls = 0
+        self.arrivals: list[float] = []  # time.monotonic() of each call
         self.release = threading.Event()
         self.hanging = threading.Event()  # set while a request is held
         server.expect_request("/v1/jwks").respond_with_handler(self.handle)
@@ -107,6 +112,7 @@ class FlakyJWKS:
 
     def handle(self, request):
         self.calls += 1
+        self.arrivals.append(time.monotonic())
         if self.mode == "fail":
             return Response("upstream down", status=500)
         if self.mode == "hang":
@@ -131,6 +137,7 @@ def fetch_forged_until(verifier: tokens.SessionVerifier, endpoint: FlakyJWKS, ca
 
 
 def test_a_failing_jwks_is_called_at_most_once_per_cooldown(httpserver):
+    """Once a worker holds keys: the no-key back-off below never applies to it."""
     minter = TokenMinter(kid="ins_cached")
     endpoint = FlakyJWKS(httpserver, minter)
     verifier = tokens.SessionVerifier(jwks_url=endpoint.url, issuer=TEST_ISSUER, jwks_cooldown=2)
@@ -145,14 +152,108 @@ def test_a_failing_jwks_is_called_at_most_once_per_cooldown(httpserver):
     assert verifier.verify(minter.mint("user_during_outage")).user_id == "user_during_outage"
 
 
-def test_a_cold_start_against_a_failing_jwks_fetches_once(httpserver):
+def test_a_cold_start_against_a_failing_jwks_fetches_once_per_retry(httpserver):
+    """No key yet: a burst of tokens right after a failed fetch makes no second call (the next
+    retry is a second away), however long the cooldown."""
     endpoint = FlakyJWKS(httpserver, TokenMinter())
     endpoint.mode = "fail"
     verifier = tokens.SessionVerifier(jwks_url=endpoint.url, issuer=TEST_ISSUER, jwks_cooldown=3600)
+    started = time.monotonic()
     for _ in range(50):
         with pytest.raises(tokens.InvalidToken):
             verifier.verify(endpoint.minter.mint())
+    assert time.monotonic() - started < 1.0, "the burst outlasted the first retry's pause: nothing was measured"
     assert endpoint.calls == 1
+
+
+def refused_or_session(verifier: tokens.SessionVerifier, token: str) -> tokens.Session | None:
+    try:
+        return verifier.verify(token)
+    except tokens.InvalidToken:
+        return None
+
+
+def test_a_worker_with_no_key_signs_shoppers_in_within_seconds_of_the_jwks_recovering(httpserver):
+    minter = TokenMinter(kid="ins_cold")
+    endpoint = FlakyJWKS(httpserver, minter)
+    endpoint.mode = "fail"
+    verifier = tokens.SessionVerifier(jwks_url=endpoint.url, issuer=TEST_ISSUER, jwks_cooldown=30)
+    token = minter.mint("user_cold")
+    assert refused_or_session(verifier, token) is None  # started during the outage: the fetch failed
+    assert endpoint.calls == 1
+    endpoint.mode = "ok"
+    recovered = time.monotonic()
+    session = wait_for(lambda: refused_or_session(verifier, token), timeout=5, what="the token to be accepted")
+    assert session.user_id == "user_cold"
+    assert time.monotonic() - recovered < 2.0  # not the 30-second cooldown
+    assert endpoint.calls == 2  # and the shoppers in between did not each cause a call
+
+
+def test_with_no_key_the_retries_back_off_up_to_the_cooldown(httpserver):
+    endpoint = FlakyJWKS(httpserver, TokenMinter(kid="ins_down"))
+    endpoint.mode = "fail"
+    remote = keys.RemoteKeys(endpoint.url, {}, cooldown=2.0, cold_retry=0.25)
+    pace, started = threading.Event(), time.monotonic()
+    while time.monotonic() - started < 5.0:  # a shopper (or a forger) every 5 ms for 5 s
+        assert remote.get("ins_down") is None
+        pace.wait(0.005)
+    # 0.25 s, 0.5 s, 1 s, then the 2 s cooldown caps the doubling: calls at 0, .25, .75, 1.75, 3.75 (and 5.75).
+    gaps = [later - earlier for earlier, later in zip(endpoint.arrivals, endpoint.arrivals[1:], strict=False)]
+    assert endpoint.calls == 5, gaps
+    for gap, pause in zip(gaps, [0.25, 0.5, 1.0, 2.0], strict=True):
+        assert pause <= gap < pause + 0.4, gaps
+
+
+def test_a_success_ends_the_back_off_and_the_cooldown_rules_again(httpserver):
+    minter = TokenMinter(kid="ins_back")
+    endpoint = FlakyJWKS(httpserver, minter)
+    endpoint.mode = "fail"
+    verifier = tokens.SessionVerifier(jwks_url=endpoint.url, issuer=TEST_ISSUER, jwks_cooldown=30)
+    assert refused_or_session(verifier, minter.mint()) is None
+    endpoint.mode = "ok"
+    assert wait_for(lambda: refused_or_session(verifier, minter.mint("user_back")), timeout=5)
+    calls = endpoint.calls
+    for _ in range(100):  # unknown kids now wait for the cooldown: keys are held
+        with pytest.raises(tokens.InvalidToken):
+            verifier.verify(forged(minter))
+    assert endpoint.calls == calls
+
+
+def test_prefetch_loads_the_keys_before_the_first_shopper(httpserver):
+    minter = TokenMinter(kid="ins_pre")
+    endpoint = FlakyJWKS(httpserver, minter)
+    verifier = tokens.SessionVerifier(jwks_url=endpoint.url, issuer=TEST_ISSUER)
+    assert verifier.remote_keys is not None
+    assert verifier.remote_keys.prefetch() is True
+    assert endpoint.calls == 1
+    endpoint.mode = "fail"  # the keys are already here: the shopper needs no call
+    assert verifier.verify(minter.mint("user_first")).user_id == "user_first"
+    assert endpoint.calls == 1
+
+
+@pytest.mark.parametrize("answer", ["status 500", "no server", "keys not a list", "not JSON"])
+def test_prefetch_during_an_outage_logs_one_line_and_never_raises(httpserver, caplog, answer):
+    minter = TokenMinter(kid="ins_out")
+    endpoint = FlakyJWKS(httpserver, minter)
+    url = endpoint.url
+    if answer == "status 500":
+        endpoint.mode = "fail"
+    elif answer == "no server":
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            url = f"http://127.0.0.1:{closed.getsockname()[1]}/v1/jwks"  # nothing listens there once closed
+    else:
+        httpserver.clear()
+        body = '{"keys": 5}' if answer == "keys not a list" else "<html>down</html>"
+        httpserver.expect_request("/v1/jwks").respond_with_data(body, content_type="application/json")
+    remote = keys.RemoteKeys(url, {"Authorization": f"Bearer {SECRET}"}, cooldown=30)
+    with caplog.at_level(logging.WARNING, logger="shop.clerk.keys"):
+        assert remote.prefetch() is False
+    lines = [record.getMessage() for record in caplog.records if record.name == "shop.clerk.keys"]
+    assert len(lines) == 1 and "next try in 1s" in lines[0] and SECRET not in lines[0], lines
+    if answer == "status 500":  # and the lazy path retries within a second or two of recovery
+        endpoint.mode = "ok"
+        assert wait_for(lambda: remote.get("ins_out"), timeout=3) is not None
 
 
 def test_a_hanging_jwks_does_not_delay_sign_ins_with_a_cached_key(httpserver):
