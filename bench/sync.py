@@ -6,7 +6,7 @@ What it does:
 
 1. Starts a stand-in Clerk Backend API on 127.0.0.1 in its own process: it generates the users
    (Clerk's User shape: one or two e-mail addresses, a Google account for a third of them, a few
-   without any e-mail, metadata) and keeps each one serialized, so a page costs a join of 500
+   without any e-mail, about 1 KB of metadata, 1 in 100 near Clerk's 8 KB cap, some phones, bans and locks) and keeps each one serialized, so a page costs a join of 500
    byte strings. It answers GET /v1/users?limit&offset&order_by, /v1/users/count and
    /v1/users/{id}, checks the Bearer key, and counts the requests it answers.
 2. Creates its own database, `bench_sync` on the embedded PostgreSQL (dropped at the end;
@@ -55,6 +55,16 @@ WRITES_USERS = re.compile(r"\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+users\b", 
 # -- the stand-in Clerk (its own process) ----------------------------------------------------
 
 
+def metadata(index: int) -> dict:
+    """About 1 KB of metadata a user, as a shop's integrations leave it; 1 user in 100 near Clerk's 8 KB cap."""
+    public = {"plan": ("free", "pro", "team")[index % 3], "seats": index % 17, "tags": [f"tag{index % 40}"] * 6}
+    private = None if index % 2 else {"crm_id": f"crm_{index:012d}", "notes": "n" * 700}
+    unsafe = {"marketing_opt_in": index % 4 == 0, "theme": "dark", "recent": [f"product-{index % 97}"] * 25}
+    if index % 100 == 42:
+        public["history"] = "h" * 7_800  # near the 8 KB cap, still kept
+    return {"public_metadata": public, "private_metadata": private, "unsafe_metadata": unsafe}
+
+
 def generate_user(index: int) -> dict:
     clerk_id = f"user_2bench{index:020d}"
     primary = f"idn_primary{index:010d}"
@@ -86,6 +96,12 @@ def generate_user(index: int) -> dict:
             },
         )
     no_email = index % 50 == 7
+    if index % 5 == 1:
+        addresses_phone = [
+            {"id": f"idn_phone{index:010d}", "object": "phone_number", "phone_number": f"+1555{index % 10_000_000:07d}"}
+        ]
+    else:
+        addresses_phone = []
     return {
         "object": "user",
         "id": clerk_id,
@@ -95,12 +111,12 @@ def generate_user(index: int) -> dict:
         "image_url": f"https://img.clerk.com/{clerk_id}",
         "has_image": True,
         "primary_email_address_id": None if no_email else primary,
-        "primary_phone_number_id": None,
+        "primary_phone_number_id": addresses_phone[0]["id"] if addresses_phone else None,
         "primary_web3_wallet_id": None,
         "password_enabled": not google,
         "two_factor_enabled": False,
         "email_addresses": [] if no_email else addresses,
-        "phone_numbers": [],
+        "phone_numbers": addresses_phone,
         "web3_wallets": [],
         "external_accounts": [
             {
@@ -116,12 +132,10 @@ def generate_user(index: int) -> dict:
         ]
         if google
         else [],
-        "public_metadata": {},
-        "private_metadata": {},
-        "unsafe_metadata": {},
+        **metadata(index),
         "external_id": None,
-        "banned": False,
-        "locked": False,
+        "banned": index % 500 == 3,
+        "locked": index % 700 == 5,
         "last_sign_in_at": BASE_TIME + index,
         "created_at": BASE_TIME + index,
         "updated_at": BASE_TIME + index,

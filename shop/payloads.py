@@ -68,14 +68,22 @@ def is_storable(value: Any) -> bool:
     """Whether PostgreSQL can store `value` as it is (`storable(value) == value`), found fast.
 
     Walking the payload in Python cost 0.2 ms a delivery, a tenth of a webhook's CPU (bench/README.md).
-    json's C encoder writes a NUL as the six characters `\\u0000` and a lone surrogate as itself
-    (ensure_ascii=False), so a text without either is storable; a text with `\\u0000` in it may only
-    hold those six characters as data (an escaped backslash before them), which the walk decides.
     """
-    text = json.dumps(value, ensure_ascii=False)
+    return storable_json(value) is not None
+
+
+def storable_json(value: Any) -> str | None:
+    """`value` as compact JSON text (UTF-8 ready, not ASCII-escaped), or None if PostgreSQL could not
+    store it as it is. One pass of json's C encoder answers both: it writes a NUL as the six
+    characters `\\u0000` and a lone surrogate as itself (ensure_ascii=False), so a text without
+    either is storable; a text with `\\u0000` in it may only hold those six characters as data (an
+    escaped backslash before them), which the walk decides."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     if _SURROGATE.search(text):
-        return False
-    return "\\u0000" not in text or storable(value) == value
+        return None
+    if "\\u0000" in text and storable(value) != value:
+        return None
+    return text
 
 
 def storable(value: Any) -> Any:

@@ -10,14 +10,13 @@ docs/custom-fields.md walks through one.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from shop.payloads import UNSTORABLE_TEXT, is_storable
+from shop.payloads import UNSTORABLE_TEXT, storable_json
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +76,13 @@ def metadata(name: str) -> Callable[[Mapping[str, Any]], dict[str, Any] | None]:
         value = user.get(name)
         if value is None:
             return {}
+        text = storable_json(value) if isinstance(value, dict) else None
         if not isinstance(value, dict):
             problem = "is not a JSON object"
-        elif len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")) > (
-            MAX_METADATA_BYTES
-        ):
-            problem = f"is over {MAX_METADATA_BYTES} bytes"
-        elif not is_storable(value):
+        elif text is None:
             problem = "holds text PostgreSQL cannot store"
+        elif len(text.encode()) > MAX_METADATA_BYTES:  # storable: no lone surrogate, so it encodes
+            problem = f"is over {MAX_METADATA_BYTES} bytes"
         else:
             return value
         log.warning("user %s: Clerk's %s %s; stored as NULL", user.get("id"), name, problem)
