@@ -44,15 +44,17 @@ def user(index: int, **fields: Any) -> dict[str, Any]:
     return clerk_user(f"user_{index:05d}", **fields)
 
 
-def mirror_rows(app) -> dict[str, dict[str, Any]]:
-    """Every row of `users` by clerk_id, with the system column xmin (it changes on any write)."""
+ROW_COLUMNS = (
+    "clerk_id, email, first_name, last_name, image_url, role::text AS role, clerk_updated_at,"
+    " deleted_at, needs_resync, updated_at, xmin::text AS xmin"
+)
+
+
+def mirror_rows(app, columns: str = ROW_COLUMNS) -> dict[str, dict[str, Any]]:
+    """Every row of `users` by clerk_id (`columns` must include it), by default with the system column
+    xmin (it changes on any write)."""
     with app.app_context():
-        result = db.session.execute(
-            text(
-                "SELECT clerk_id, email, first_name, last_name, image_url, role::text AS role, clerk_updated_at,"
-                " deleted_at, needs_resync, updated_at, xmin::text AS xmin FROM users"
-            )
-        )
+        result = db.session.execute(text(f"SELECT {columns} FROM users"))
         rows = {row.clerk_id: dict(row._mapping) for row in result}
         db.session.rollback()
         return rows

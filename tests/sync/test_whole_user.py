@@ -1,24 +1,15 @@
 """`flask sync-clerk sync` mirrors the whole user (metadata, phone, opt-in, bans) through its batch path."""
 
-from sqlalchemy import text
-
-from shop.extensions import db
 from tests.sync.conftest import BASE_TIME, mirror_rows, user
 
 PHONE = {"id": "idn_phone", "object": "phone_number", "phone_number": "+33612345678"}
 
 
 def whole_rows(app) -> dict[str, dict]:
-    with app.app_context():
-        result = db.session.execute(
-            text(
-                "SELECT clerk_id, public_metadata, private_metadata, unsafe_metadata, phone, marketing_opt_in,"
-                " banned, locked FROM users"
-            )
-        )
-        rows = {row.clerk_id: dict(row._mapping) for row in result}
-        db.session.rollback()
-        return rows
+    return mirror_rows(
+        app,
+        "clerk_id, public_metadata, private_metadata, unsafe_metadata, phone, marketing_opt_in, banned, locked",
+    )
 
 
 def rich(index: int, **fields):
