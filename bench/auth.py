@@ -115,7 +115,8 @@ def page_costs(requests_per_run: int, path: str) -> dict[str, float]:
 
         seed()
         mirror.apply_snapshot(
-            db.session.connection(), UserSnapshot.of("user_bench", "bench@example.com", 1, first_name="Bench", last_name="User")
+            db.session.connection(),
+            UserSnapshot.of("user_bench", "bench@example.com", 1, first_name="Bench", last_name="User"),
         )
         db.session.commit()
 

@@ -6,9 +6,10 @@ What it does:
 
 1. Starts a stand-in Clerk Backend API on 127.0.0.1 in its own process: it generates the users
    (Clerk's User shape: one or two e-mail addresses, a Google account for a third of them, a few
-   without any e-mail, about 1 KB of metadata, 1 in 100 near Clerk's 8 KB cap, some phones, bans and locks) and keeps each one serialized, so a page costs a join of 500
-   byte strings. It answers GET /v1/users?limit&offset&order_by, /v1/users/count and
-   /v1/users/{id}, checks the Bearer key, and counts the requests it answers.
+   without any e-mail, about 1 KB of metadata with 1 in 100 near Clerk's 8 KB cap, some phones,
+   bans and locks) and keeps each one serialized, so a page costs a join of 500 byte strings.
+   It answers GET /v1/users?limit&offset&order_by, /v1/users/count and /v1/users/{id}, checks
+   the Bearer key, and counts the requests it answers.
 2. Creates its own database, `bench_sync` on the embedded PostgreSQL (dropped at the end;
    --keep-database keeps it), or uses BENCH_DATABASE_URL, whose `public` schema it EMPTIES first.
    Builds the schema with the committed migrations.

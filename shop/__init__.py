@@ -117,6 +117,7 @@ def register_extensions(app: Flask) -> None:
     from shop import models, read_only_commit  # noqa: F401  (the tables must be known to db.metadata and Alembic)
     from shop.extensions import csrf, db, migrate
     from shop.mail import models as mail_models  # noqa: F401  (the outbox)
+    from shop.revoked_sessions import RevokedSession  # noqa: F401  (Clerk sessions refused from the next request)
     from shop.store import erasure
     from shop.store import models as store_models  # noqa: F401  (products, carts, orders)
 

@@ -49,6 +49,9 @@ EXEMPT: dict[tuple[str, str], int] = {
         ("POST", f"/dev-clerk/{call}"): JSON_ONLY
         for call in ("sign-in", "tokens", "sign-out", "profile", "delete-account")
     },
+    ("PATCH", "/dev-clerk/me/metadata"): JSON_ONLY,  # clerk-js's user.updateMetadata, as the stand-in plays it
+    ("POST", "/dev-clerk/me/sessions/<session_id>/revoke"): JSON_ONLY,  # clerk-js's session.revoke()
+    ("POST", "/dev-clerk/v1/sessions/<session_id>/revoke"): SECRET_KEY,  # the Backend API's revoke
 }
 ARGUMENT = re.compile(r"<(?:\w+(?:\([^)]*\))?:)?(\w+)>")
 # The tables behind the ids in paths, for the ids that are not made below.

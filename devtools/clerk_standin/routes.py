@@ -20,7 +20,8 @@ from svix.webhooks import Webhook
 
 from devtools.clerk_standin import ISSUER, KEY_ID, PUBLISHABLE_KEY, bp
 from devtools.clerk_standin.keys import jwks, mint
-from devtools.clerk_standin.store import UserStore
+from devtools.clerk_standin.sessions import SessionStore
+from devtools.clerk_standin.store import MetadataTooLarge, UserStore
 from shop.clerk.keys import cookie_suffix
 from shop.clerk.request_auth import CLIENT_UAT_COOKIE, SESSION_COOKIE
 from shop.extensions import csrf
@@ -35,6 +36,10 @@ csrf.exempt(bp)  # browser calls must be JSON (a cross-site form cannot send tha
 
 def store() -> UserStore:
     return UserStore(current_app.config["SHOP_DEV_CLERK_DIR"])
+
+
+def sessions() -> SessionStore:
+    return SessionStore(current_app.config["SHOP_DEV_CLERK_DIR"])
 
 
 def _serializer() -> URLSafeSerializer:
@@ -60,7 +65,7 @@ def check_request():
         if not secrets.compare_digest(request.headers.get("Authorization", ""), expected):
             message = "The provided Clerk Secret Key is invalid. Make sure that your Clerk Secret Key is correct."
             return _clerk_error(401, "clerk_key_invalid", message, message)
-    elif request.method == "POST" and not request.is_json:
+    elif request.method in ("POST", "PATCH") and not request.is_json:
         return jsonify(error="JSON only"), 415
     return None
 
@@ -187,6 +192,8 @@ def api_jwks():
 
 def deliver_webhook(kind: str, data: dict[str, Any]) -> None:
     """Sign like Svix and POST to /api/webhooks/clerk, off the request thread, retrying a little."""
+    if kind.startswith("user.") and "private_metadata" in data:
+        data = {**data, "private_metadata": None}  # Clerk's webhooks never carry it (its Backend API does)
     body = json.dumps({"object": "event", "type": kind, "data": data, "timestamp": int(time.time() * 1000)})
     secret = current_app.config["CLERK_WEBHOOK_SECRETS"][0]
     url = f"{request.host_url}api/webhooks/clerk"
@@ -216,13 +223,30 @@ def deliver_webhook(kind: str, data: dict[str, Any]) -> None:
 # --- the browser side (what clerk-js does against Clerk's Frontend API) --------------------------------
 
 
-def _signed_in_user() -> tuple[dict[str, Any], str] | None:
+def _client() -> dict[str, Any] | None:
+    """The browser's client cookie (on Clerk's own domain at Clerk): the user and session it holds."""
     try:
-        client = _serializer().loads(request.cookies.get(CLIENT_COOKIE, ""))
+        return _serializer().loads(request.cookies.get(CLIENT_COOKIE, ""))
     except BadSignature:
+        return None
+
+
+def _signed_in_user() -> tuple[dict[str, Any], str] | None:
+    """Who this browser is signed in as, and the session: only while that session is active (a
+    revoked or ended one gets no fresh token, from the refresh or the handshake alike)."""
+    client = _client()
+    if client is None or not sessions().is_active(client.get("sid", "")):
         return None
     user = store().get(client.get("uid", ""))
     return (user, client["sid"]) if user else None
+
+
+def _end_session(session_id: str, status: str) -> dict[str, Any] | None:
+    """End a session as Clerk does and tell the app with the signed `session.<status>` webhook."""
+    session = sessions().end(session_id, status)
+    if session is not None:
+        deliver_webhook(f"session.{status}", session)
+    return session
 
 
 def _session_token(user: dict[str, Any], session_id: str) -> str:
@@ -278,6 +302,8 @@ def _public(user: dict[str, Any]) -> dict[str, Any]:
         "lastName": user["last_name"],
         "primaryEmailAddress": {"emailAddress": email},
         "imageUrl": user["image_url"],
+        "publicMetadata": user["public_metadata"],
+        "unsafeMetadata": user["unsafe_metadata"],
     }
 
 
@@ -318,7 +344,7 @@ def sign_in():
     first_name, last_name = _name(form.get("first_name")), _name(form.get("last_name"))
     user, created = store().sign_in(email, first_name, last_name, _avatar_url(email, first_name, last_name))
     deliver_webhook("user.created" if created else "user.updated", user)
-    session_id = f"sess_{uuid.uuid4().hex[:24]}"
+    session_id = sessions().start(user["id"])["id"]
     response = jsonify(user=_public(user))
     _start_client(response, user, session_id)
     _set_session_cookie(response, _session_token(user, session_id))
@@ -351,10 +377,43 @@ def refresh_token():
 
 @bp.post("/sign-out")
 def sign_out():
+    client = _client()
+    if client is not None:
+        _end_session(client.get("sid", ""), "ended")
     response = jsonify(ok=True)
     _end_client(response)
     response.delete_cookie(CLIENT_COOKIE, path="/dev-clerk")
     return response
+
+
+@bp.get("/me/sessions")
+def my_sessions():
+    """This user's active sessions (clerk-js `user.getSessions()`), for "sign out of that device"."""
+    signed_in = _signed_in_user()
+    if signed_in is None:
+        abort(401)
+    return jsonify(sessions=sessions().active_of(signed_in[0]["id"]), current=signed_in[1])
+
+
+@bp.post("/me/sessions/<session_id>/revoke")
+def revoke_my_session(session_id: str):
+    """Sign out of another device (clerk-js `session.revoke()`): only one of this user's own sessions."""
+    signed_in = _signed_in_user()
+    if signed_in is None:
+        abort(401)
+    session = sessions().get(session_id)
+    if session is None or session["user_id"] != signed_in[0]["id"]:
+        abort(404)
+    return jsonify(_end_session(session_id, "revoked") or session)
+
+
+@bp.post("/v1/sessions/<session_id>/revoke")
+def api_revoke_session(session_id: str):
+    """Backend API `POST /v1/sessions/{id}/revoke` (the dashboard's "revoke"): the Session, now revoked."""
+    session = sessions().get(session_id)
+    if session is None:
+        return _clerk_error(404, "resource_not_found", "not found", f"No session was found with id {session_id}")
+    return jsonify(_end_session(session_id, "revoked") or session)
 
 
 @bp.post("/profile")
@@ -366,6 +425,36 @@ def update_profile():
     user = store().update_names(signed_in[0]["id"], _name(form.get("first_name")), _name(form.get("last_name")))
     if user is None:  # deleted (another tab) since _signed_in_user read it
         abort(401)
+    deliver_webhook("user.updated", user)
+    return jsonify(user=_public(user))
+
+
+@bp.patch("/me/metadata")
+def update_metadata():
+    """clerk-js `user.updateMetadata({unsafeMetadata})`, Clerk's `PATCH /v1/me/metadata`: a deep merge
+    into the signed-in user's `unsafe_metadata` (the only one a browser may write), then `user.updated`."""
+    signed_in = _signed_in_user()
+    if signed_in is None:
+        return jsonify(error="Signed out"), 401
+    form = request.get_json(silent=True)
+    form = form if isinstance(form, dict) else {}
+    if unknown := sorted(set(form) - {"unsafe_metadata"}):
+        return _clerk_error(
+            422,
+            "form_param_unknown",
+            "is unknown",
+            f"{unknown[0]} is not a valid parameter for this request.",
+            param_name=unknown[0],
+        )
+    change = form.get("unsafe_metadata")
+    if not isinstance(change, dict):
+        return _invalid_param("unsafe_metadata", "unsafe_metadata must be a JSON object.")
+    try:
+        user = store().update_metadata(signed_in[0]["id"], {"unsafe_metadata": change})
+    except MetadataTooLarge:
+        return _invalid_param("unsafe_metadata", "unsafe_metadata must be at most 8 KB.")
+    if user is None:  # deleted (another tab) since _signed_in_user read it
+        return jsonify(error="Signed out"), 401
     deliver_webhook("user.updated", user)
     return jsonify(user=_public(user))
 

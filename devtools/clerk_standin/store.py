@@ -70,9 +70,47 @@ class UserStore:
                 user.update(first_name=first_name, last_name=last_name, updated_at=max(now, user["updated_at"] + 1))
             return complete(user) if user else None
 
+    def update_metadata(self, user_id: str, changes: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+        """Clerk's `PATCH …/metadata`: each given object (`unsafe_metadata` …) deep-merged into the user's.
+
+        Raises MetadataTooLarge, and stores nothing, when a merged object would exceed Clerk's 8 KB."""
+        with self._locked() as users:
+            user = users.get(user_id)
+            if user is None:
+                return None
+            merged = {name: merge_metadata(user.get(name) or {}, change) for name, change in changes.items()}
+            for name, value in merged.items():
+                if len(json.dumps(value, separators=(",", ":")).encode()) > MAX_METADATA_BYTES:
+                    raise MetadataTooLarge(name)
+            now = int(time.time() * 1000)
+            user.update(merged, updated_at=max(now, user["updated_at"] + 1))
+            return complete(user)
+
     def delete(self, user_id: str) -> bool:
         with self._locked() as users:
             return users.pop(user_id, None) is not None
+
+
+MAX_METADATA_BYTES = 8192  # Clerk's cap on each metadata object (compact JSON)
+
+
+class MetadataTooLarge(ValueError):
+    """A merged metadata object over Clerk's 8 KB; its name is the argument."""
+
+
+def merge_metadata(current: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    """Clerk's deep merge of metadata: nested objects merge key by key, a null removes its key,
+    anything else (an array included) replaces the old value."""
+    merged = dict(current)
+    for key, value in change.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict):
+            old = merged.get(key)
+            merged[key] = merge_metadata(old if isinstance(old, dict) else {}, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def new_user(

@@ -6,6 +6,13 @@ Clerk's decision (shop.clerk.handshake.authenticate, which follows `@clerk/backe
 - a handshake → a 307 to Clerk's Frontend API, which sends the browser back with fresh cookies
   (only for page navigations; docs/sessions.md draws the sequence);
 - signed out → anything else (forged, malformed, API or non-GET requests). Never a 500.
+Then the shop's own refusals, read with the signed-in user's row in one SELECT on every request:
+- a session Clerk revoked, ended or removed (shop.revoked_sessions) → signed out;
+- a banned user (Clerk's `banned`) → signed out, with one sentence saying the account is
+  suspended (pages), or 403 JSON (the API); their cart and orders stay, and lifting the ban
+  lets them straight back;
+- a session with a task to finish (`sts: "pending"`) → a page navigation goes to /sign-in, where
+  Clerk's component shows the task, and comes back to the page it asked for; the API answers 401.
 Cookies Clerk's handshake sends back are passed on to the browser with whatever the page answers.
 Without a secret key a handshake cannot be resolved, so the refresh page (an interstitial whose
 clerk-js refreshes the cookie and reloads once) stands in for it.
@@ -16,11 +23,11 @@ from __future__ import annotations
 import logging
 
 import werkzeug
-from flask import Flask, Response, current_app, g, jsonify, redirect, render_template, request
+from flask import Flask, Response, current_app, flash, g, jsonify, redirect, render_template, request, session, url_for
 
 from shop.auth import bp, signed_in
 from shop.auth.provisioning import ProvisioningFailed, provision
-from shop.auth.redirects import current_page
+from shop.auth.redirects import current_page, return_path
 from shop.clerk import handshake, keys, request_auth, tokens
 from shop.clerk.api import ClerkAPI, ClerkAPIError
 from shop.errors import wants_json
@@ -30,6 +37,10 @@ log = logging.getLogger(__name__)
 REFRESH_GUARD_COOKIE = "__shop_refresh"  # set by the refresh page before it reloads: never loop
 SKIPPED_ENDPOINTS = frozenset({"static", "webhooks.clerk_webhook", "api.health"})
 SKIPPED_BLUEPRINTS = frozenset({"standin"})  # the local stand-in plays Clerk's own hosts
+SUSPENDED = "Your account is suspended; contact the shop if you think this is a mistake."
+PENDING_TASK = "Finish signing in first: your account has a step to complete on the sign-in page."
+# Where a session with a task to finish may go without being sent to /sign-in (it is that page, or leaves).
+PENDING_ALLOWED_ENDPOINTS = frozenset({"auth.sign_in", "auth.sign_out"})
 
 
 def session_verifier(app: Flask) -> tokens.SessionVerifier | None:
@@ -106,21 +117,25 @@ def load_signed_in_user():
     g.clerk_set_cookies = decision.set_cookies
     if decision.location is not None:
         return clerk_redirect(decision.location)
-    session = decision.session
-    if session is None:
+    clerk_session = decision.session
+    if clerk_session is None:
+        if decision.reason == tokens.PENDING:
+            return session_task_pending()
         if decision.needs_refresh and may_show_refresh_page():
             return refresh_page()
         return None
 
-    user = signed_in.lookup(session.user_id)
+    user = signed_in.lookup(clerk_session.user_id, clerk_session.session_id)
     if user is None:
         try:
-            provision(backend_api(), session.user_id)
+            provision(backend_api(), clerk_session.user_id)
         except (ProvisioningFailed, ClerkAPIError):
             return account_pending()
-        user = signed_in.lookup(session.user_id)
-    if user is None or user.is_deleted:
-        return None  # a tombstone with a still-valid token is signed out
+        user = signed_in.lookup(clerk_session.user_id, clerk_session.session_id)
+    if user is None or user.is_deleted or user.session_revoked:
+        return None  # a tombstone, or a session Clerk ended, with a still-valid token is signed out
+    if user.banned:
+        return account_suspended()
     g.user = user
     return None
 
@@ -155,6 +170,40 @@ def may_show_refresh_page() -> bool:
 def refresh_page():
     """Clerk's interstitial: clerk-js refreshes `__session` and the page reloads once."""
     response = current_app.make_response((render_template("auth/refresh.html", reload_url=current_page()), 401))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def account_suspended():
+    """Banned at Clerk: the API refuses (403); a page is served signed out, saying why once."""
+    if wants_json():
+        return _no_store(jsonify(error=SUSPENDED), 403)
+    _flash_once(SUSPENDED, "error")
+    return None
+
+
+def session_task_pending():
+    """A session Clerk holds back until a task is done: a page navigation goes to /sign-in (Clerk's
+    component shows the task, then returns to the page); the API answers 401; anything else is
+    served signed out (a form's POST then asks to sign in, as for any lapsed session)."""
+    if wants_json():
+        return _no_store(jsonify(error=PENDING_TASK), 401)
+    if request.endpoint in PENDING_ALLOWED_ENDPOINTS or not handshake.is_document_request(
+        request.method, request.headers
+    ):
+        return None
+    _flash_once(PENDING_TASK, "info")
+    return _no_store(redirect(url_for("auth.sign_in", next=return_path())), 303)
+
+
+def _flash_once(message: str, category: str) -> None:
+    """A sentence for the next page drawn, once however many requests come before it."""
+    if (category, message) not in session.get("_flashes", []):
+        flash(message, category)
+
+
+def _no_store(response: werkzeug.Response, status: int) -> werkzeug.Response:
+    response.status_code = status
     response.headers["Cache-Control"] = "no-store"
     return response
 

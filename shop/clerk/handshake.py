@@ -348,6 +348,10 @@ def _resolve(
             session = verifier.verify(session_token, clock_skew=DEVELOPMENT_CLOCK_SKEW)
         except tokens.InvalidToken:
             return None
+    except tokens.PendingSession as exc:
+        # A real session with a task to finish: signed out here, with the reason that sends a page
+        # navigation to /sign-in (shop.auth.session) instead of another trip through the handshake.
+        return Decision(SIGNED_OUT, reason=exc.reason, location=location, set_cookies=set_cookies)
     except tokens.InvalidToken as exc:
         log.warning("Clerk handshake gave a session token that does not verify (%s).", exc)
         return None

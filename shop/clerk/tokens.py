@@ -6,9 +6,11 @@ present; tokens of another class signed by the same key (a non-session `cat` hea
 `at+jwt`, M2M `mch_` subjects) are refused; `exp`, `nbf`, `iat` must be numbers and are checked
 with a small clock skew; `sub` and `sid` are required; `iss` must be the Frontend API URL when it
 is known; `azp` must be an allowed origin when present (a missing `azp` is accepted: Clerk omits it
-on some navigations); `sts == "pending"` is signed out. A bad token, whatever its bytes, raises
-InvalidToken (ExpiredToken when only its time is wrong) and nothing else. Which token a request
-carries, and what Clerk decides from it, is shop.clerk.request_auth.
+on some navigations); `sts == "pending"` (a session with a task to finish) is not signed in: it
+raises PendingSession, so the request layer can send the shopper to finish the task. A bad token,
+whatever its bytes, raises InvalidToken (ExpiredToken when only its time is wrong, PendingSession
+when only a task is left) and nothing else. Which token a request carries, and what Clerk decides
+from it, is shop.clerk.request_auth.
 
 A verified token is remembered until it expires, so a token seen again costs a dict lookup; keys
 come from CLERK_JWT_KEY (no network) or a JWKS (shop.clerk.keys.RemoteKeys).
@@ -50,6 +52,9 @@ EXPIRED = "token-expired"
 NOT_ACTIVE_YET = "token-not-active-yet"
 IAT_IN_THE_FUTURE = "token-iat-in-the-future"
 INVALID = "token-invalid"
+# Ours: Clerk has no reason string for it (its SDKs mark the auth object `pending` and, by default,
+# treat it as signed out).
+PENDING = "session-pending"
 
 
 class InvalidToken(Exception):
@@ -63,6 +68,15 @@ class InvalidToken(Exception):
 class ExpiredToken(InvalidToken):
     """Well signed but outside its time window (expired, not yet valid, issued in the future):
     the browser may still be signed in and a fresh token would do. Clerk hands these off."""
+
+
+class PendingSession(InvalidToken):
+    """A genuine session token whose session has a task to finish first (`sts: "pending"`: reset a
+    password, set up MFA…). Not signed in; Clerk's sign-in component shows the task
+    (shop.auth.session sends page navigations there). Reason PENDING."""
+
+    def __init__(self, message: str = "the session has pending tasks"):
+        super().__init__(message, PENDING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +260,7 @@ class SessionVerifier:
             raise ExpiredToken("issued in the future", IAT_IN_THE_FUTURE)
         session_id = _string_id(claims, "sid")
         if claims.get("sts") == "pending":
-            raise InvalidToken("the session has pending tasks")
+            raise PendingSession()
         return Session(user_id, session_id, claims["exp"], claims["iat"], claims)
 
 

@@ -1,4 +1,6 @@
-"""Clerk's webhook as a source of the inbox: Svix's signature, Clerk's envelope, the mirror's change.
+"""Clerk's webhook as a source of the inbox: Svix's signature, Clerk's envelope, the mirror's change
+(user events) or a session refused from the next request on (`session.revoked|ended|removed`,
+shop.revoked_sessions).
 
 The effect runs on a Core connection of its own rather than the ORM session: nothing here loads
 objects, and the session's bookkeeping cost a third of a delivery's CPU (bench/README.md). Two
@@ -16,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection
 from werkzeug.datastructures import Headers
 
-from shop import mirror
+from shop import mirror, revoked_sessions
 from shop.clerk import signatures
 from shop.clerk.events import USER_DELETED, ClerkEvent, NotAClerkEvent, parse_event
 from shop.extensions import db
@@ -62,6 +64,10 @@ class ClerkSource:
             change = mirror.apply_snapshot(conn, clerk_event.snapshot)
         elif clerk_event.type == USER_DELETED and clerk_event.user_id:
             change = mirror.apply_deletion(conn, clerk_event.user_id)
+        elif (ended := clerk_event.ended_session) is not None:
+            # Whether or not the user is mirrored yet: the session id alone is what a token carries.
+            pruned = revoked_sessions.record(conn, ended.session_id, ended.user_id, ended.status, ended.ended_at)
+            log.debug("session %s %s (%d lapsed revocations pruned)", ended.session_id, ended.status, pruned)
         if change is not None:
             log.debug("mirror %s: %s", clerk_event.user_id, change)
         return inbox.Applied()

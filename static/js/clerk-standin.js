@@ -1,14 +1,14 @@
 // The local Clerk stand-in's browser side (SHOP_DEV_AUTH=1): the small part of clerk-js our
-// templates and shop.js use (load, addListener, user, session.getToken, mountSignIn,
-// mountUserProfile, signOut), talking to /dev-clerk/… on this server instead of Clerk's Frontend
-// API. The cookies it leaves are the ones clerk-js sets (the server side sets them here).
+// templates and shop.js use (load, addListener, user, user.updateMetadata, session.getToken,
+// mountSignIn, mountUserProfile, signOut), talking to /dev-clerk/… on this server instead of
+// Clerk's Frontend API. The cookies it leaves are the ones clerk-js sets (the server side sets them here).
 (function () {
   "use strict";
   var base = "/dev-clerk";
 
-  function post(path, body) {
+  function post(path, body, method) {
     return fetch(base + path, {
-      method: "POST",
+      method: method || "POST",
       credentials: "same-origin",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body || {})
@@ -85,7 +85,7 @@
       return fetch(base + "/me", { credentials: "same-origin" })
         .then(function (r) { return r.json(); })
         .then(function (data) {
-          self.user = data.user;
+          self.user = data.user ? self._user(data.user) : null;
           self.session = data.user ? self._session(data.session_id) : null;
           if (self.session && !self._refresher) {
             // Like clerk-js: keep __session fresh while the tab is open, well before it expires.
@@ -102,6 +102,19 @@
           };
           self.loaded = true;
         });
+    },
+    _user: function (data) {
+      // Like clerk-js: a deep merge into unsafeMetadata (PATCH /v1/me/metadata at Clerk), answered
+      // with the updated user, which becomes Clerk.user; the shop hears of it by a signed webhook.
+      var self = this;
+      data.updateMetadata = function (params) {
+        return post("/me/metadata", { unsafe_metadata: params && params.unsafeMetadata }, "PATCH").then(function (d) {
+          self.user = self._user(d.user);
+          self._emit();
+          return self.user;
+        });
+      };
+      return data;
     },
     _session: function (id) {
       var cached = null;

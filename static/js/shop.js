@@ -68,7 +68,9 @@
   var actions = {
     "sign-in": function (clerk, el) {
       var target = el.dataset.redirect || "/";
-      if (clerk.user) { window.location.assign(target); return; }
+      // A session with a task to finish (reset a password, set up MFA) has a user but is not signed
+      // in yet: the component shows the task instead of sending the shopper back and forth.
+      if (clerk.user && !(clerk.session && clerk.session.status === "pending")) { window.location.assign(target); return; }
       el.innerHTML = "";
       clerk.mountSignIn(el, { forceRedirectUrl: target, fallbackRedirectUrl: target, signUpForceRedirectUrl: target });
     },

@@ -168,6 +168,14 @@ def test_a_nonce_is_resolved_through_the_backend_api(where):
     assert payloads.asked == ["n1"]
 
 
+def test_a_nonce_that_brings_back_a_pending_session_says_so_without_another_handshake():
+    """The page goes on to /sign-in (shop.auth.session) rather than round the handshake again."""
+    payloads = Payloads(n1=directives(TOKENS.mint("user_task", sts="pending")))
+    decision = decide("/orders", {"__clerk_handshake_nonce": "n1"}, payloads=payloads)
+    assert (decision.status, decision.reason, decision.session) == (handshake.SIGNED_OUT, tokens.PENDING, None)
+    assert decision.set_cookies == tuple(payloads.directives["n1"])  # the browser keeps Clerk's fresh cookies
+
+
 def test_an_unknown_nonce_is_signed_out_with_a_log_line(caplog):
     decision = decide("/orders", {"__clerk_handshake_nonce": "stale"}, payloads=Payloads())
     assert (decision.status, decision.reason, decision.location) == (

@@ -5,7 +5,9 @@ are answered with the bundles `npm ci` installed (node_modules/@clerk/clerk-js a
 versions package-lock.json pins), and the `/v1/…` calls clerk-js makes are answered with JSON shaped
 like Clerk's own test fixtures (clerk/javascript, packages/clerk-js/src/test/fixtures.ts and
 fixture-helpers.ts): the environment, the client with its sessions, an e-mail-code sign-in, session
-tokens minted with the test run's RSA key, sign-out. Telemetry to clerk-telemetry.com is counted.
+tokens minted with the test run's RSA key, sign-out, and `user.updateMetadata` (PATCH /v1/me/metadata),
+after which it sends the app the signed `user.updated` webhook Clerk would. Telemetry to
+clerk-telemetry.com is counted.
 
 It keeps one client (one browser context), as Clerk keeps one per browser.
 """
@@ -20,7 +22,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.support import TokenMinter
+import requests
+
+from devtools.clerk_standin.store import merge_metadata
+from tests.support import WEBHOOK_SECRET, TokenMinter, event, signed_headers
 
 NODE_MODULES = Path(__file__).resolve().parents[2] / "node_modules" / "@clerk"
 BUNDLES = {"clerk-js": NODE_MODULES / "clerk-js" / "dist", "ui": NODE_MODULES / "ui" / "dist"}
@@ -180,10 +185,19 @@ class FrontendAPI:
         first_name: str,
         last_name: str,
         token_seconds: int = 60,
+        webhook_secret: str = WEBHOOK_SECRET,
     ):
         self.host = host
         self.minter = minter
         self.user = {"id": user_id, "email": email, "first_name": first_name, "last_name": last_name}
+        self.public_metadata: dict[str, Any] = {}  # only a backend writes it
+        self.unsafe_metadata: dict[str, Any] = {}  # the signed-in user writes it (updateMetadata)
+        self.user_created_at = _ms() - 86_400_000
+        self.user_updated_at = self.user_created_at  # Clerk's updated_at: moves with every change, never back
+        self.webhook_secret = webhook_secret
+        self.webhooks: list[tuple[str, int | str]] = []  # (type, the app's status code or the error) per delivery
+        self.metadata_updates: list[dict[str, Any]] = []  # the unsafe_metadata of each PATCH /v1/me/metadata
+        self.refuse_metadata = False  # True: PATCH /v1/me/metadata fails as Clerk's 422 does
         self.token_seconds = token_seconds
         self.origin = ""  # the app's origin, the tokens' `azp`
         self.client_updated_at = _ms()
@@ -295,8 +309,8 @@ class FrontendAPI:
             "last_name": u["last_name"],
             "image_url": "https://img.clerk.com/eyJ0eXBlIjoiZGVmYXVsdCJ9",
             "has_image": False,
-            "public_metadata": {},
-            "unsafe_metadata": {},
+            "public_metadata": self.public_metadata,
+            "unsafe_metadata": self.unsafe_metadata,
             "email_addresses": [
                 {
                     "object": "email_address",
@@ -327,9 +341,55 @@ class FrontendAPI:
             "delete_self_enabled": True,
             "create_organization_enabled": False,
             "last_sign_in_at": _ms(),
-            "created_at": _ms() - 86_400_000,
-            "updated_at": _ms() - 86_400_000,
+            "created_at": self.user_created_at,
+            "updated_at": self.user_updated_at,
         }
+
+    def webhook_user(self) -> dict[str, Any]:
+        """The User as Clerk's `user.*` webhooks carry it: the Backend API's shape, `private_metadata` null."""
+        user = self._user_json()
+        del user["organization_memberships"]  # Frontend API only
+        return {**user, "private_metadata": None, "banned": False, "locked": False}
+
+    def deliver_webhook(self, kind: str, data: dict[str, Any]) -> None:
+        """Sign as Svix signs and POST to the app's /api/webhooks/clerk, off Playwright's thread, as Clerk
+        sends it after answering the browser. The outcome lands in `webhooks`."""
+        body = json.dumps(event(kind, data))
+
+        def send() -> None:
+            try:
+                answer = requests.post(
+                    f"{self.origin}/api/webhooks/clerk",
+                    data=body,
+                    headers=signed_headers(body, secret=self.webhook_secret),
+                    timeout=15,
+                )
+                outcome: int | str = answer.status_code
+            except requests.RequestException as error:
+                outcome = repr(error)
+            with self._lock:
+                self.webhooks.append((kind, outcome))
+
+        threading.Thread(target=send, daemon=True).start()
+
+    def _update_metadata(self, body: dict[str, str]) -> tuple[int, Any]:
+        """`PATCH /v1/me/metadata` as clerk-js sends it (form-encoded, `unsafe_metadata` a JSON string): a deep
+        merge; Clerk answers the user (and the client), and tells the app with `user.updated`."""
+        if unknown := sorted(set(body) - {"unsafe_metadata"}):
+            return self._error(422, "form_param_unknown", f"{unknown[0]} is not a valid parameter for this request.")
+        try:
+            change = json.loads(body.get("unsafe_metadata", ""))
+        except ValueError:
+            change = None
+        if not isinstance(change, dict):
+            return self._error(422, "form_param_format_invalid", "unsafe_metadata must be a JSON object.")
+        if self.refuse_metadata:
+            return self._error(422, "form_param_value_invalid", "unsafe_metadata could not be saved.")
+        self.metadata_updates.append(change)
+        self.unsafe_metadata = merge_metadata(self.unsafe_metadata, change)
+        self.user_updated_at = max(_ms(), self.user_updated_at + 1)  # the user changed, not the client
+        self.deliver_webhook("user.updated", self.webhook_user())
+        return self._wrap(self._user_json())
 
     def mint(self) -> str:
         now = int(time.time())
@@ -462,10 +522,12 @@ class FrontendAPI:
             return self._error(404, "resource_not_found", "Resource not found")
         if path == "/me" and self.session:
             return self._wrap(self._user_json())
+        if path == "/me/metadata" and method == "PATCH" and self.session:
+            return self._update_metadata(body)
         if path.startswith("/me/") and self.session:
             return self._wrap({"data": [], "total_count": 0} if method == "GET" else {})
         self.unknown.append(f"{method} {path}")
         return self._error(404, "resource_not_found", "Resource not found")
 
     def __repr__(self) -> str:  # shown by pytest when an assertion about it fails
-        return f"FrontendAPI(calls={json.dumps(self.calls[-20:])}, unknown={self.unknown})"
+        return f"FrontendAPI(calls={json.dumps(self.calls[-20:])}, unknown={self.unknown}, webhooks={self.webhooks})"
