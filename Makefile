@@ -11,7 +11,7 @@ ROLE   ?= ADMIN
 # PostgreSQL, gunicorn or Chromium, so three keep two cores busy; TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 3
 
-.PHONY: run test install install-dev install-npm lock db stop admin lint format bench bench-webhooks bench-store serve clean
+.PHONY: run test install install-dev install-npm lock db stop admin lint format bench bench-webhooks bench-store bench-pages serve clean
 
 # What serving needs (requirements.txt) and, for `make test`, the test and benchmark tools on top.
 # constraints.txt pins what those pull in, so every machine installs the versions CI tested.
@@ -69,13 +69,16 @@ format: install-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: bench-webhooks bench-store ## every benchmark in bench/
+bench: bench-webhooks bench-store bench-pages ## every benchmark in bench/
 
 bench-webhooks: install-dev ## signed user.updated deliveries through gunicorn, beside /api/health (needs wrk)
 	$(BIN)/python bench/webhooks.py
 
 bench-store: install-dev ## catalogue and cart pages through gunicorn, signed in and out; orders of a user among 1,000,000 (needs wrk)
 	$(BIN)/python bench/store.py
+
+bench-pages: install-dev install-npm ## page weight: requests and bytes of home, product and cart, first and repeat view, in Chromium (gunicorn, and nginx in front when installed)
+	$(BIN)/python bench/pages.py
 
 serve: db ## production server: gunicorn with gunicorn.conf.py (needs DATABASE_URL and SECRET_KEY)
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app

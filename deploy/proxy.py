@@ -25,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_UPSTREAM = "127.0.0.1:8000"
+DEFAULT_STATIC_CACHE = "/var/lib/nginx/shop-static"  # Debian's nginx owns /var/lib/nginx
 
 
 def write_nginx_config(prefix: Path, *, listen: str, upstream: str) -> Path:
@@ -35,6 +36,7 @@ def write_nginx_config(prefix: Path, *, listen: str, upstream: str) -> Path:
     for shipped, wanted in (
         (f"listen {DEFAULT_LISTEN};", f"listen {listen};"),
         (f"server {DEFAULT_UPSTREAM};", f"server {upstream};"),
+        (f"proxy_cache_path {DEFAULT_STATIC_CACHE} ", f"proxy_cache_path {prefix / 'temp' / 'static-cache'} "),
     ):
         if shipped not in site:
             raise RuntimeError(f"deploy/nginx/shop.conf no longer says {shipped!r}; update deploy/proxy.py")

@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask
 
-from shop import config, security
+from shop import config, security, static_files
 from shop.config import ConfigError
 from shop.database import DIRECT_BIND
 
@@ -48,6 +48,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     register_template_context(app)
     security.register(app)
+    static_files.register(app)  # ?v=<content hash> on static URLs, kept a year by browsers
     return app
 
 
@@ -158,10 +159,12 @@ def register_commands(app: Flask) -> None:
     from shop import models
     from shop.extensions import db
     from shop.mail.cli import mail_cli
+    from shop.store.cli import orders_cli
     from shop.sync.cli import sync_cli
 
     app.cli.add_command(sync_cli)
     app.cli.add_command(mail_cli)
+    app.cli.add_command(orders_cli)  # `flask orders export`
 
     @app.shell_context_processor
     def shell_context() -> dict[str, Any]:

@@ -368,3 +368,20 @@ def _load_mail(env: Mapping[str, str], production: bool, settings: dict[str, Any
     settings["MAIL_DIR"] = _first(env, "MAIL_DIR") or None  # the development mailbox; default instance/mail
     if mail is None and production:
         log.warning("No MAIL_URL or SMTP_HOST: order e-mails wait in the outbox until one is configured.")
+    # The shop's public address, for the links in e-mails: an e-mail may be written where there is no
+    # request to take a host from (`flask payments sweep`), and a request's Host is whatever the client sent.
+    shop_url = _first(env, "SHOP_URL").rstrip("/")
+    parts = urlsplit(shop_url)
+    try:
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+        looks_right = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        looks_right = False
+    if shop_url and (not looks_right or parts.username or parts.query or parts.fragment):
+        problems.append("SHOP_URL must be the shop's public address, such as https://shop.example.com.")
+    settings["SHOP_URL"] = shop_url or None
+    if not shop_url and production:
+        log.warning(
+            "SHOP_URL is not set: e-mails link to the address of the request that wrote them, "
+            "and those written by flask commands have no link."
+        )

@@ -21,7 +21,7 @@ MESSAGES = {
     403: ("Not allowed", "Your account cannot open this page."),
     404: ("Not found", "There is nothing here. The link may be old, or the item was removed."),
     405: ("Not allowed", "This address does not accept that kind of request."),
-    413: ("Too large", "The request is larger than this shop accepts."),
+    413: ("Too large", "What was sent is larger than this shop accepts: send something smaller."),
     500: ("Something went wrong", "The error was logged; please try again in a moment."),
     503: ("Temporarily unavailable", "The shop cannot reach its database right now. Please retry in a moment."),
 }

@@ -22,7 +22,7 @@ from tests.servers import Server, gunicorn, read_head
 from tests.support import clerk_user, event, signed_headers
 
 MiB = 1024 * 1024
-TOO_LARGE_SENTENCE = "The request is larger than this shop accepts."
+TOO_LARGE_SENTENCE = "What was sent is larger than this shop accepts: send something smaller."
 
 
 @pytest.fixture(scope="module")

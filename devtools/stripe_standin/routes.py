@@ -232,6 +232,16 @@ def _expire(objects: ObjectStore, session: dict[str, Any]) -> dict[str, Any]:
     return session
 
 
+@bp.get("/v1/payment_intents/<intent_id>")
+def retrieve_payment_intent(intent_id: str):
+    """Read when a session is complete but unpaid: `processing` while the money is on its way,
+    `requires_payment_method` once that payment failed (Stripe's own states)."""
+    intent = store().get(intent_id)
+    if intent is None or intent.get("object") != "payment_intent":
+        return _error(404, f"No such payment_intent: '{intent_id[:100]}'", code="resource_missing")
+    return jsonify(public(intent)), 200
+
+
 # Stripe's test card whose refunds are accepted, then fail: refund.created and charge.refunded, later refund.failed.
 REFUNDS_FAIL_CARD = "5126"
 

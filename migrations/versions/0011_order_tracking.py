@@ -18,8 +18,10 @@ depends_on = None
 
 
 def upgrade():
-    pass  # placeholder: filled in by the change that needs it, or removed
+    # Nullable, no default: adding it rewrites nothing (a catalogue change in PostgreSQL only), so it is
+    # instant on a full orders table. The admin's form decides what a tracking number may be.
+    op.add_column("orders", sa.Column("tracking_number", sa.String(length=40), nullable=True))
 
 
 def downgrade():
-    pass
+    op.drop_column("orders", "tracking_number")

@@ -6,9 +6,8 @@ Create Date: 2026-12-07 14:30:00
 
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0012_payment_attempts"
@@ -18,8 +17,16 @@ depends_on = None
 
 
 def upgrade():
-    pass  # placeholder: filled in by the change that needs it, or removed
+    # Constant defaults: PostgreSQL adds both columns without rewriting the table. Every existing order
+    # is on its first attempt (its session carries no attempt in its metadata, which reads as 1).
+    op.add_column("orders", sa.Column("payment_attempts", sa.Integer(), server_default=sa.text("1"), nullable=False))
+    op.add_column(
+        "orders", sa.Column("payment_processing", sa.Boolean(), server_default=sa.text("false"), nullable=False)
+    )
+    op.create_check_constraint("ck_orders_payment_attempts_positive", "orders", "payment_attempts >= 1")
 
 
 def downgrade():
-    pass
+    op.drop_constraint("ck_orders_payment_attempts_positive", "orders", type_="check")
+    op.drop_column("orders", "payment_processing")
+    op.drop_column("orders", "payment_attempts")

@@ -4,16 +4,21 @@ stock that moved meanwhile)."""
 
 from __future__ import annotations
 
+import re
+from datetime import date
+
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileAllowed, FileField, FileSize
 from wtforms import BooleanField, HiddenField, StringField, TextAreaField
 from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp, ValidationError
 from wtforms.widgets import HiddenInput
 
+from shop import images
 from shop.forms import WholeNumberField, strip
 from shop.inputs import MAX_SLUG_LENGTH, SLUG, submitted
 from shop.models import Role
 from shop.store.catalogue import ProductFields
-from shop.store.models import OrderStatus
+from shop.store.models import LOW_STOCK_THRESHOLD, TRACKING_NUMBER_LENGTH, OrderStatus
 from shop.store.money import parse_price
 
 MAX_STOCK = 1_000_000  # products.stock is INTEGER; a larger number is a typo
@@ -21,6 +26,10 @@ STOCK_RANGE = f"Stock: a whole number from 0 to {MAX_STOCK:,}."
 MAX_STOCK_COLUMN = 2**31 - 1  # products.stock is INTEGER: what a page can have shown as the stock
 STOCK_SHOWN = "This form is out of date or was altered: reload the page and try again."
 # \Z, not $, ends every pattern: Regexp calls re.match, and $ also matches before a final newline.
+TRACKING_NUMBER = r"^[A-Za-z0-9](?:[A-Za-z0-9 -]*[A-Za-z0-9])?\Z"
+TRACKING_NUMBER_RULE = (
+    f"Tracking number: up to {TRACKING_NUMBER_LENGTH} letters, digits, spaces or dashes, as the carrier gives it."
+)
 IMAGE_PATH = r"^(?=.{1,200}\Z)[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*\.(?:svg|png|jpe?g|webp|gif)\Z"
 
 
@@ -58,6 +67,14 @@ class ProductForm(FlaskForm):
     )
     stock = _stock(default=0)
     seen_stock = _stock_shown(optional=True)  # none sent: the stock is saved without that check
+    low_stock_threshold = WholeNumberField(
+        "Low-stock alert at",
+        least=0,
+        most=MAX_STOCK,
+        message=f"Low-stock alert: a whole number from 0 to {MAX_STOCK:,}.",
+        default=LOW_STOCK_THRESHOLD,
+        description="Stock at or below this is listed on the dashboard, and staff get an e-mail when it falls to it.",
+    )
     active = BooleanField("Active (shown in the catalogue)", default=True)
     image = StringField(
         "Image (a file under static/, such as products/ceramic-mug.svg)",
@@ -68,6 +85,21 @@ class ProductForm(FlaskForm):
             Regexp(IMAGE_PATH, message="Image: a file under static/, such as products/ceramic-mug.svg."),
         ],
     )
+    # Shown instead of the path above. The name and the size are checked here for a quick answer; the
+    # bytes decide (validate_image_file): a file is what its content says, whatever it is called.
+    image_file = FileField(
+        f"Upload an image (PNG, JPEG or WebP, at most {images.UPLOAD_MAX_BYTES // (1024 * 1024)} MB)",
+        description=(
+            f"Up to {images.MAX_SIDE:,} pixels a side. The shop keeps a copy at most {images.STORED_MAX_SIDE:,} "
+            "pixels on its longer side, without the file's metadata (such as where a photo was taken)."
+        ),
+        validators=[
+            FileAllowed(images.UPLOAD_EXTENSIONS, message=images.NOT_AN_IMAGE),
+            FileSize(images.UPLOAD_MAX_BYTES, message=images.FILE_TOO_LARGE),
+        ],
+    )
+    remove_image_file = BooleanField("Remove the uploaded image")
+    prepared_image: images.PreparedImage | None = None  # the upload as it will be kept, once validated
 
     def validate_price(self, field: StringField) -> None:
         try:
@@ -76,6 +108,14 @@ class ProductForm(FlaskForm):
             raise ValidationError(str(exc)) from None
         except ArithmeticError:  # decimal.Overflow: "1e999999999999999999" times 100 is past Decimal's range
             raise ValidationError("Enter a price such as 12.50.") from None
+
+    def validate_image_file(self, field: FileField) -> None:
+        if field.errors or not field.data:  # refused by name or size already, or no file chosen
+            return
+        try:
+            self.prepared_image = images.prepare_upload(field.data.read(images.UPLOAD_MAX_BYTES + 1))
+        except images.ImageRefused as exc:
+            raise ValidationError(str(exc)) from None
 
     def show_stock(self, stock: int) -> None:
         """Draw the form again with `stock` as the stock it shows (it moved while the page was open)."""
@@ -93,6 +133,7 @@ class ProductForm(FlaskForm):
             stock=submitted(self.stock.data),
             active=bool(self.active.data),
             image=self.image.data or None,
+            low_stock_threshold=submitted(self.low_stock_threshold.data),
         )
 
 
@@ -112,14 +153,80 @@ class RoleForm(FlaskForm):
     q = HiddenField()  # the search the list showed, to go back to
 
 
+def _single_spaces(value: str | None) -> str | None:
+    """Stripped, each run of spaces one space: a number pasted from a carrier's page, as it will be printed."""
+    return " ".join(value.split()) if isinstance(value, str) else value
+
+
 class OrderStatusForm(FlaskForm):
     status = StringField(
         validators=[AnyOf([s.value for s in OrderStatus], message="Choose one of the statuses offered.")]
     )
+    # Optional, with shipping only: printed in the "shipped" e-mail and on the order pages, so only what a
+    # carrier's number is made of (no markup, no line break to forge a line of the e-mail).
+    tracking_number = StringField(
+        "Tracking number (optional)",
+        filters=[_single_spaces],
+        validators=[
+            Optional(),
+            Length(max=TRACKING_NUMBER_LENGTH, message=TRACKING_NUMBER_RULE),
+            Regexp(TRACKING_NUMBER, message=TRACKING_NUMBER_RULE),
+        ],
+    )
     next = HiddenField()
+
+    def validate_tracking_number(self, field: StringField) -> None:
+        if field.data and self.status.data != OrderStatus.SHIPPED:
+            raise ValidationError("A tracking number goes with Shipped only: choose Shipped, or leave it empty.")
 
 
 class MailRetryForm(FlaskForm):
     """The E-mail pages' "Send again" button on a failed e-mail: its CSRF token, and the page to go back to."""
 
     next = HiddenField()
+
+
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # what <input type="date"> sends: 2026-12-01
+
+
+def _date_field(label: str, example: str) -> StringField:
+    sentence = f"{label}: a date such as {example}."
+
+    def real_date(form: FlaskForm, field: StringField) -> None:
+        # The pattern first: date.fromisoformat also reads 20261201 and 2026-W49-1.
+        if not ISO_DATE.fullmatch(field.data or ""):
+            raise ValidationError(sentence)
+        try:
+            date.fromisoformat(field.data or "")
+        except ValueError:  # 2026-02-30
+            raise ValidationError(sentence) from None
+
+    return StringField(label, filters=[strip], validators=[real_date])
+
+
+class ExportForm(FlaskForm):
+    """The orders export's date range, read from the query string (?from=…&to=…). A GET that changes
+    nothing: no CSRF token, which would only end up in URLs and logs."""
+
+    class Meta:
+        csrf = False
+
+    to = _date_field("To", "2026-12-31")
+    start: date  # the range, once validate() accepted it
+    end: date
+
+    def validate(self, extra_validators=None) -> bool:
+        """Each date must be one, and the range must not run backwards: one sentence for each."""
+        if not super().validate(extra_validators):
+            return False
+        self.start = date.fromisoformat(submitted(self["from"].data))
+        self.end = date.fromisoformat(submitted(self["to"].data))
+        if self.start > self.end:
+            self["to"].errors = [f"To: a date on or after the first day ({self.start.isoformat()})."]
+            return False
+        return True
+
+
+# `from` is a keyword, so this field is added as WTForms allows for any name (setattr on the class): the query
+# reads ?from=2026-12-01&to=2026-12-31, as the command's --from and --to.
+setattr(ExportForm, "from", _date_field("From", "2026-12-01"))

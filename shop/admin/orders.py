@@ -1,23 +1,39 @@
-"""Staff: every order, filtered by status, and moving an order along shop.store.lifecycle's table."""
+"""Staff: every order, filtered by status, and moving an order along shop.store.lifecycle's table; the
+orders of a date range as CSV (shop.store.exports)."""
 
 from __future__ import annotations
 
-from flask import abort, flash, g, redirect, render_template, request, url_for
+import logging
+from datetime import UTC, datetime
+
+from flask import Response, abort, flash, g, redirect, render_template, request, stream_with_context, url_for
 
 from shop import payments
 from shop.admin import bp
-from shop.admin.forms import OrderStatusForm
+from shop.admin.forms import ExportForm, OrderStatusForm
 from shop.auth.decorators import admin_required
 from shop.auth.redirects import safe_next
 from shop.forms import first_error
 from shop.inputs import one_page, submitted
-from shop.store import orders
+from shop.store import exports, orders
 from shop.store.models import OrderStatus, PaymentStatus
+
+log = logging.getLogger(__name__)
 
 
 @bp.get("/orders")
 @admin_required
 def orders_list():
+    return _orders_page(_this_month())
+
+
+def _this_month() -> ExportForm:
+    """The export form as the list first shows it: from the first of this month to today (UTC)."""
+    today = datetime.now(UTC).date()
+    return ExportForm(formdata=None, data={"from": today.replace(day=1).isoformat(), "to": today.isoformat()})
+
+
+def _orders_page(export_form: ExportForm, code: int = 200):
     status = request.args.get("status") or None
     if status is not None and status not in {s.value for s in OrderStatus}:
         status = None
@@ -30,7 +46,28 @@ def orders_list():
         status=status,
         counts=orders.count_by_status(),
         statuses=list(OrderStatus),
-        next_statuses=orders.next_statuses,
+        staff_moves=orders.staff_moves,
+        export_form=export_form,
+    ), code
+
+
+@bp.get("/orders/export")
+@admin_required
+def orders_export():
+    """The CSV download, streamed as it is read; a date that is not one is the list again, with its sentence
+    beside the field (400)."""
+    form = ExportForm(formdata=request.args)
+    if not form.validate():
+        return _orders_page(form, 400)
+    rows = exports.order_lines_csv(form.start, form.end)
+    log.info("orders from %s to %s exported by admin %s", form.start, form.end, g.user.clerk_id)
+    return Response(
+        stream_with_context(rows),
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="{exports.file_name(form.start, form.end)}"',
+            "Cache-Control": "no-store",  # customers' e-mails: no copy in any cache
+        },
     )
 
 
@@ -40,10 +77,14 @@ def order_detail(order_id: int):
     order = orders.get(order_id)
     if order is None:
         abort(404)
+    moves = orders.staff_moves(order)
     return render_template(
         "admin/order.html",
         order=order,
-        next_statuses=orders.next_statuses(order.status),
+        # Shipping has a form of its own (with the tracking number); the menu offers the other moves.
+        can_ship=OrderStatus.SHIPPED in moves,
+        ship_form=OrderStatusForm(),
+        next_statuses=[status for status in moves if status != OrderStatus.SHIPPED],
         can_refund=order.status == OrderStatus.CANCELLED
         and (
             order.payment_status == PaymentStatus.PAID
@@ -61,12 +102,13 @@ def order_move(order_id: int):
         flash(first_error(form), "error")
         return redirect(back)
     target = submitted(form.status.data)
+    tracking_number = form.tracking_number.data or None
     by = f"admin {g.user.clerk_id}"
     try:
         if target == OrderStatus.CANCELLED:  # settles the money at Stripe first: expire, or refund
             order = payments.checkout.cancel(order_id, by=by)
         else:
-            order = orders.move(order_id, target, by=by)
+            order = orders.move(order_id, target, by=by, tracking_number=tracking_number)
     except orders.OrderNotFound:
         abort(404)
     except (orders.TransitionRefused, payments.PaymentsUnavailable) as exc:
@@ -74,7 +116,8 @@ def order_move(order_id: int):
     else:
         refunding = order.payment_status in (PaymentStatus.REFUND_PENDING, PaymentStatus.REFUNDED)
         refund = " and its payment is being refunded" if refunding else ""
-        flash(f"Order #{order_id} is now {target}{refund}.", "success")
+        tracking = f", tracking number {tracking_number}" if tracking_number else ""
+        flash(f"Order #{order_id} is now {target}{refund}{tracking}.", "success")
     return redirect(back)
 
 

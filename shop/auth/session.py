@@ -35,7 +35,8 @@ from shop.errors import wants_json
 log = logging.getLogger(__name__)
 
 REFRESH_GUARD_COOKIE = "__shop_refresh"  # set by the refresh page before it reloads: never loop
-SKIPPED_ENDPOINTS = frozenset({"static", "webhooks.clerk_webhook", "api.health"})
+# Nobody's own: static files, uploaded product images (cached by everyone alike), webhooks, health.
+SKIPPED_ENDPOINTS = frozenset({"static", "store.product_image", "webhooks.clerk_webhook", "api.health"})
 SKIPPED_BLUEPRINTS = frozenset({"standin"})  # the local stand-in plays Clerk's own hosts
 SUSPENDED = "Your account is suspended; contact the shop if you think this is a mistake."
 PENDING_TASK = "Finish signing in first: your account has a step to complete on the sign-in page."

@@ -2,11 +2,16 @@
 
 The order already holds its stock (shop.store.checkout). Here:
 
-- `start`: one Checkout Session per order (mode=payment, the order's price snapshot as line
-  items, client_reference_id = order id, the customer's e-mail, expires_at in 31 minutes), with
-  an idempotency key (`stripe_key`) so a retried or doubled call gets the same session;
-- `check`: read the session back from Stripe (the return page, the sweep, a cancel) and apply
-  what it says through the same functions as the webhook;
+- `start` and `pay_now`: a Checkout Session per payment attempt (mode=payment, the order's price
+  snapshot as line items, client_reference_id = order id, the customer's e-mail, expires_at in 31
+  minutes). Checkout opens attempt 1; each *Pay now* on the order's page expires the open session
+  and opens the next attempt. The attempt's number is in the session's idempotency key and
+  metadata: a retried or doubled call gets the same session, a new attempt a new one (a key fixed
+  per order made Stripe replay the first session, finished or not). `orders.payment_attempts` counts
+  them; checkout_sessions keeps every session, and an event of any of them applies;
+- `check`: read a session back from Stripe (the return page, the sweep, a cancel, Pay now) and apply
+  what it says through the same functions as the webhook (a completed, unpaid session whose payment
+  then failed is read from its PaymentIntent: the return page says so at once);
 - `expire_earlier_checkouts`: a new checkout expires the shopper's earlier open sessions;
 - `sweep`: sessions past expires_at are expired at Stripe and their stock given back, and refunds
   Stripe could not be asked for are asked again;
@@ -22,6 +27,7 @@ by then, so an event that arrived meanwhile is never overwritten.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,12 +42,23 @@ from shop.extensions import db
 from shop.payments import PaymentsUnavailable, client, events
 from shop.store import lifecycle
 from shop.store.lifecycle import Move
-from shop.store.models import Order, OrderStatus, PaymentStatus
+from shop.store.models import CheckoutSession, Order, OrderStatus, PaymentStatus
 
 log = logging.getLogger(__name__)
 
 SESSION_LIFETIME = timedelta(minutes=31)  # Stripe accepts 30 minutes to 24 hours; a minute of margin
+# An attempt's deadline is decided before Stripe is asked (so that two requests for one attempt send the
+# same parameters, which an idempotency key requires); one closer than this cannot be sent any more
+# (Stripe refuses an expires_at under 30 minutes away), so the next request opens a new attempt.
+FRESH_DEADLINE = timedelta(minutes=30, seconds=20)
+MAX_PAYMENT_ATTEMPTS = 10  # sessions one order may open at Stripe; then: cancel it and check out again
 REFUND_RETRY_AFTER = timedelta(minutes=2)  # a refund being asked right now is left to its asker
+# A completed session's PaymentIntent back in these states: the payment (a bank debit) failed.
+FAILED_INTENT = frozenset({"requires_payment_method", "canceled"})
+
+
+class NothingToPay(Exception):
+    """*Pay now* found nothing to pay (paid, cancelled, or a payment on its way); the message says why."""
 
 
 def stripe_key(order: Order, action: str) -> str:
@@ -69,11 +86,8 @@ def _unreachable(exc: stripe.StripeError) -> PaymentsUnavailable:
     return PaymentsUnavailable("We could not reach the payment service. Please try again in a minute.")
 
 
-def start(order: Order) -> str:
-    """The URL of the order's Checkout Session, created on first call; commits what it stores."""
-    if order.stripe_checkout_url and order.payment_status == PaymentStatus.PENDING:
-        return order.stripe_checkout_url
-    expires_at = datetime.now(UTC) + SESSION_LIFETIME
+def session_params(order: Order, attempt: int, expires_at: datetime) -> SessionCreateParams:
+    """What Stripe is asked for one attempt: the same for every request of that attempt (its key's rule)."""
     params: SessionCreateParams = {
         "mode": "payment",
         "client_reference_id": str(order.id),
@@ -89,28 +103,153 @@ def start(order: Order) -> str:
             for item in order.items
         ],
         "expires_at": int(expires_at.timestamp()),
-        "metadata": order_metadata(order),
+        # The attempt names which session speaks for the order (shop.payments.events.speaks_for).
+        "metadata": {**order_metadata(order), "attempt": str(attempt)},
         # Copied onto the PaymentIntent and its charge: a refund event names its order even early.
         "payment_intent_data": {"metadata": order_metadata(order)},
         "success_url": url_for("payments.checkout_return", order_id=order.id, _external=True)
         + "?session_id={CHECKOUT_SESSION_ID}",
+        # Stripe's "back" link: the order's page, which offers the one next step (pay, or see it paid).
         "cancel_url": url_for("store.order_page", order_id=order.id, _external=True),
     }
     if order.email:
         params["customer_email"] = order.email
-    try:
-        session = client().v1.checkout.sessions.create(
-            params, options={"idempotency_key": stripe_key(order, "session")}
+    return params
+
+
+def payable(order: Order) -> bool:
+    """Whether a new session may be opened for the order: unpaid, placed, no payment on its way."""
+    return (
+        order.status == OrderStatus.PLACED
+        and order.payment_status == PaymentStatus.PENDING
+        and not order.payment_processing
+    )
+
+
+def _why_not_payable(order: Order) -> str:
+    if order.status == OrderStatus.CANCELLED:
+        return (
+            f"Order #{order.id} was cancelled, so it can no longer be paid; put its items back in your cart "
+            "and check out again."
         )
+    if order.payment_status == PaymentStatus.PENDING:
+        return f"The payment of order #{order.id} is on its way from your bank, so it cannot be paid twice."
+    return f"Order #{order.id} is already paid."
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    number: int
+    expires_at: datetime
+    url: str | None  # the attempt's session is open already: go there
+    earlier_session: str | None  # the order's newest session so far, to expire before a new one opens
+
+
+def _claim(order_id: int, *, user_id: int | None, pressed: int | None) -> _Attempt:
+    """Under the order's row lock: the attempt to open. `pressed`: the attempt the shopper's *Pay now*
+    was drawn with; that it is still the order's current one means a new attempt. Another request of
+    the same attempt (a double click, two tabs, a double submit of checkout) finds the attempt already
+    claimed and opens the same session with the same key and parameters, so Stripe makes one."""
+    now = datetime.now(UTC)
+    with transaction():
+        order = lifecycle.lock(order_id, user_id=user_id)
+        if not payable(order):
+            raise NothingToPay(_why_not_payable(order))
+        new_attempt = pressed is not None and pressed == order.payment_attempts
+        if not new_attempt and order.stripe_checkout_url:
+            assert order.payment_expires_at is not None, "a saved session saved its expiry"
+            return _Attempt(order.payment_attempts, order.payment_expires_at, order.stripe_checkout_url, None)
+        deadline = order.payment_expires_at
+        if new_attempt or deadline is None or deadline < now + FRESH_DEADLINE:
+            if deadline is not None:  # this attempt's key may have reached Stripe with that deadline
+                if order.payment_attempts >= MAX_PAYMENT_ATTEMPTS:
+                    raise NothingToPay(
+                        f"Order #{order.id} has been sent to the payment page {MAX_PAYMENT_ATTEMPTS} times; cancel "
+                        "it, put its items back in your cart and check out again."
+                    )
+                order.payment_attempts += 1
+            deadline = order.payment_expires_at = now + SESSION_LIFETIME
+            order.stripe_checkout_url = None  # the page offers no link to a session about to be expired
+        return _Attempt(order.payment_attempts, deadline, None, order.stripe_checkout_session_id)
+
+
+def start(order: Order) -> str:
+    """Checkout's session for a new order (attempt 1), or the one a double submit already opened; for a
+    double submit of an order with nothing left to pay, the order's page (which says why)."""
+    try:
+        return _open(order.id, user_id=None, pressed=None)
+    except NothingToPay:
+        return url_for("store.order_page", order_id=order.id)
+
+
+def pay_now(order_id: int, *, user_id: int, attempt: int) -> str:
+    """*Pay now* on the shopper's order page (drawn with `attempt`): expire the order's open session and
+    open the next attempt's; the URL to pay at. A stale page's click (the attempt moved on) joins the
+    current attempt instead of opening one more. Raises OrderNotFound (not this user's), NothingToPay,
+    PaymentsUnavailable."""
+    return _open(order_id, user_id=user_id, pressed=attempt)
+
+
+def _open(order_id: int, *, user_id: int | None, pressed: int | None) -> str:
+    attempt = _claim(order_id, user_id=user_id, pressed=pressed)
+    if attempt.url is not None:
+        return attempt.url
+    if attempt.earlier_session is not None:
+        _close_earlier(order_id, attempt)
+    order = db.session.get_one(Order, order_id, populate_existing=True)
+    params = session_params(order, attempt.number, attempt.expires_at)
+    key = stripe_key(order, f"session-{attempt.number}")
+    db.session.rollback()  # no transaction stays open while Stripe is asked
+    try:
+        session = client().v1.checkout.sessions.create(params, options={"idempotency_key": key})
     except stripe.StripeError as exc:
         raise _unreachable(exc) from exc
     assert session.url is not None, "Stripe leaves `url` empty only for embedded Checkout; ours is hosted"
-    order.stripe_checkout_session_id = session.id
-    order.stripe_checkout_url = session.url
-    order.payment_expires_at = datetime.fromtimestamp(session.expires_at, UTC)
-    events.remember_session(order.id, session.id)
-    db.session.commit()
-    return session.url
+    with transaction():
+        events.remember_session(order_id, session.id)  # its events are this order's, whatever comes next
+        current = lifecycle.lock(order_id)
+        opened = current.payment_attempts == attempt.number and payable(current)
+        if opened:
+            current.stripe_checkout_session_id = session.id
+            current.stripe_checkout_url = session.url
+            current.payment_expires_at = datetime.fromtimestamp(session.expires_at, UTC)
+        later_url = current.stripe_checkout_url if payable(current) else None
+        why = _why_not_payable(current)
+    if opened:
+        return session.url
+    # The order moved on while Stripe answered (paid, cancelled, or a later attempt): nobody pays this one.
+    try:
+        _apply(_expire_session(order, session.id))
+    except stripe.StripeError as exc:
+        log.warning("order %s: a superseded session could not be expired: %s", order_id, type(exc).__name__)
+    if later_url is not None:
+        return later_url
+    raise NothingToPay(why)
+
+
+def _close_earlier(order_id: int, attempt: _Attempt) -> None:
+    """Before a new attempt's session: expire the earlier one, so that one session at most can take the
+    order's money. Its expiry no longer speaks for the order (the attempt moved on), but a payment made
+    on it meanwhile does: the order is paid, and nothing new opens. Completed with a payment still on
+    its way (a bank debit): the order goes back to waiting for that one."""
+    order = db.session.get_one(Order, order_id, populate_existing=True)
+    assert attempt.earlier_session is not None
+    try:
+        session = _expire_session(order, attempt.earlier_session)
+    except stripe.StripeError as exc:
+        raise _unreachable(exc) from exc
+    kind = _apply(session)
+    if kind != events.SESSION_COMPLETED:  # expired (or its bank debit failed): the new attempt goes ahead
+        return
+    with transaction():
+        current = lifecycle.lock(order_id)
+        earlier = events.session_attempt(session)
+        if payable(current) and current.payment_attempts == attempt.number and earlier is not None:
+            current.payment_attempts = earlier  # that session speaks for the order again
+            current.payment_processing = True
+        why = None if payable(current) else _why_not_payable(current)
+    if why is not None:
+        raise NothingToPay(why)
 
 
 def give_up(order_id: int) -> None:
@@ -119,41 +258,104 @@ def give_up(order_id: int) -> None:
         lifecycle.take_if_allowed(lifecycle.lock(order_id), Move.FAIL, by="checkout")
 
 
-def check(order: Order) -> None:
-    """Ask Stripe how the order's session stands and apply it (the webhook path, without an event)."""
-    if not order.stripe_checkout_session_id or order.payment_status != PaymentStatus.PENDING:
-        return
+def check(order: Order, session_id: str | None = None) -> str | None:
+    """Ask Stripe how a session of the order stands and apply it (the webhook path, without an event):
+    `session_id` when it is one of the order's (the return page names the one the shopper comes back
+    from), else the order's newest. Its status ("open", "complete", "expired"); None when there was
+    nothing to ask. Raises PaymentsUnavailable."""
+    if order.payment_status != PaymentStatus.PENDING or order.status != OrderStatus.PLACED:
+        return None
+    wanted = order.stripe_checkout_session_id
+    if session_id and session_id != wanted:
+        known = db.session.scalar(
+            select(CheckoutSession.id).where(CheckoutSession.id == session_id, CheckoutSession.order_id == order.id)
+        )
+        wanted = known or wanted
+    db.session.rollback()
+    if not wanted:
+        return None
     try:
-        session = client().v1.checkout.sessions.retrieve(order.stripe_checkout_session_id)
+        session = client().v1.checkout.sessions.retrieve(wanted).to_dict()
     except stripe.StripeError as exc:
         raise _unreachable(exc) from exc
-    _apply(session.to_dict())
+    _apply(session)
+    return session.get("status")
 
 
-def _apply(session: dict[str, Any]) -> None:
-    kind = {"complete": events.SESSION_COMPLETED, "expired": events.SESSION_EXPIRED}.get(session.get("status", ""))
+def _intent_status(session: dict[str, Any]) -> str | None:
+    """The status of a completed, unpaid session's PaymentIntent (None: Stripe could not say)."""
+    intent = session.get("payment_intent")
+    if not isinstance(intent, str) or not intent:
+        return None
+    try:
+        return client().v1.payment_intents.retrieve(intent).status
+    except stripe.StripeError as exc:  # then the session counts as on its way; its event will tell
+        log.warning("payment intent of session %s could not be read: %s", session.get("id"), type(exc).__name__)
+        return None
+
+
+def _kind(session: dict[str, Any]) -> str | None:
+    """Which event a session read back from Stripe amounts to (None: still open)."""
+    status = session.get("status")
+    if status == "expired":
+        return events.SESSION_EXPIRED
+    if status != "complete":
+        return None
+    if (
+        session.get("payment_status") not in ("paid", "no_payment_required")
+        and _intent_status(session) in FAILED_INTENT
+    ):
+        return events.ASYNC_FAILED  # completed with a bank debit that has failed since
+    return events.SESSION_COMPLETED
+
+
+def _apply(session: dict[str, Any]) -> str | None:
+    """Apply a session read back from Stripe; the event it amounted to (None: still open)."""
+    kind = _kind(session)
     if kind is None:
-        return
+        return None
     with transaction():
         applied = events.apply_session(session, kind)
     if applied.refused:
         log.warning("session %s refused: %s", session.get("id"), applied.refused)
     if applied.after_commit is not None:
         applied.after_commit()
+    return kind
 
 
-def _expire(order: Order) -> dict[str, Any]:
-    """Expire the order's open session at Stripe; the session as it now stands."""
-    session_id = order.stripe_checkout_session_id
-    assert session_id, "sweep and cancel expire only an order whose session was saved"
+def _expire_session(order: Order, session_id: str) -> dict[str, Any]:
+    """Expire one of the order's sessions at Stripe if it is open; the session as it now stands. The key
+    names the session: each of an order's sessions is expired once."""
+    key = stripe_key(order, f"expire-{session_id}")
+    db.session.rollback()  # no transaction stays open while Stripe is asked
     sessions = client().v1.checkout.sessions
     session = sessions.retrieve(session_id).to_dict()
     if session.get("status") == "open":
         try:
-            session = sessions.expire(session_id, options={"idempotency_key": stripe_key(order, "expire")}).to_dict()
+            session = sessions.expire(session_id, options={"idempotency_key": key}).to_dict()
         except stripe.InvalidRequestError:  # completed or expired meanwhile: read how it ended
             session = sessions.retrieve(session_id).to_dict()
     return session
+
+
+def _expire(order: Order) -> dict[str, Any]:
+    """Expire the order's newest session at Stripe; the session as it now stands."""
+    session_id = order.stripe_checkout_session_id
+    assert session_id, "sweep and cancel expire only an order whose session was saved"
+    return _expire_session(order, session_id)
+
+
+def _give_up_if_left_without_session(order_id: int, session: dict[str, Any], *, by: str) -> bool:
+    """The order's newest session is finished but belongs to an earlier attempt (the current one's
+    session could not be created): nothing is left to pay it with, so it fails and its stock goes back.
+    Whether it did."""
+    if session.get("status") == "open":
+        return False
+    with transaction():
+        order = lifecycle.lock(order_id)
+        if not payable(order) or order.stripe_checkout_url or events.speaks_for(order, session):
+            return False
+        return lifecycle.take_if_allowed(order, Move.FAIL, by=by) is not None
 
 
 def expire_earlier_checkouts(user_id: int, *, keep_key: str) -> int:
@@ -181,6 +383,7 @@ def expire_earlier_checkouts(user_id: int, *, keep_key: str) -> int:
             log.warning("order %s: its earlier session could not be expired: %s", order.id, type(exc).__name__)
             continue
         _apply(session)
+        _give_up_if_left_without_session(order.id, session, by="checkout")
         expired += session.get("status") == "expired"
     return expired
 
@@ -225,6 +428,7 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
             counts["waiting"] += 1
             continue
         _apply(session)
+        _give_up_if_left_without_session(order.id, session, by="sweep")
         status = db.session.scalar(select(Order.payment_status).where(Order.id == order.id))
         db.session.rollback()
         key = {"paid": "paid", "failed": "released"}.get(status or "", "waiting")  # no row (None): waiting too
@@ -263,8 +467,11 @@ def cancel(order_id: int, *, by: str, user_id: int | None = None) -> Order:
         _apply(session)
     with transaction():
         order = lifecycle.lock(order_id, user_id=user_id)
-        taken = lifecycle.take(order, lifecycle.cancel_move(order), by=by)
-    if taken.refund_key is not None:
+        if unpaid and order.status == OrderStatus.CANCELLED and order.payment_status == PaymentStatus.FAILED:
+            taken = None  # expiring its session failed it just now: cancelled, stock back, as asked
+        else:
+            taken = lifecycle.take(order, lifecycle.cancel_move(order), by=by)
+    if taken is not None and taken.refund_key is not None:
         ask_refund(order_id)
     return db.session.get_one(Order, order_id, populate_existing=True)
 

@@ -7,7 +7,11 @@ late event finds nothing left to do:
 - `checkout.session.completed` (paid) and `…async_payment_succeeded`: PAY, only for a session the
   order created and only when what Stripe charged matches what the order asked (`charge_mismatch`);
   otherwise the order stays unpaid, a warning for staff is written on it, and the event is refused;
-- `checkout.session.expired` and `…async_payment_failed` of the order's newest session: FAIL;
+- `checkout.session.expired` and `…async_payment_failed` of the session that speaks for the order
+  (`speaks_for`: its newest, of its current payment attempt): FAIL. An earlier attempt's session,
+  expired by *Pay now*, says nothing of the one the shopper pays with now;
+- `checkout.session.completed` unpaid (a bank debit on its way) of that session: the order waits for
+  it (`payment_processing`), and its page offers no *Pay now*;
 - `charge.refunded` (the whole amount): REFUNDED; a partial refund changes nothing yet;
 - `refund.failed`: REFUND_FAILED (the money is ours again; staff refund it anew).
 
@@ -133,6 +137,24 @@ def session_order_id(session: dict[str, Any]) -> int | None:
     return order.id
 
 
+def session_attempt(session: dict[str, Any]) -> int | None:
+    """The payment attempt a session was opened for (its metadata; a session from before attempts
+    were counted carries none, and was the first). None for a value this shop never writes."""
+    metadata = session.get("metadata")
+    attempt = metadata.get("attempt", "1") if isinstance(metadata, dict) else "1"
+    if not (isinstance(attempt, str) and ORDER_ID.fullmatch(attempt) and len(attempt) <= 9):
+        return None
+    return int(attempt)
+
+
+def speaks_for(order: Order, session: dict[str, Any]) -> bool:
+    """Whether a session's expiry or failure is the order's: only the order's newest session (or one
+    whose id was never saved, after a crash) of its current attempt. While *Pay now* opens the next
+    attempt, the earlier session is expired first and its event must not fail the order."""
+    newest = order.stripe_checkout_session_id in (None, session.get("id"))
+    return newest and session_attempt(session) == order.payment_attempts
+
+
 def remember_session(order_id: int, session_id: str) -> None:
     """Record that the order created this Checkout Session (in the caller's transaction; idempotent)."""
     db.session.execute(
@@ -206,11 +228,16 @@ def apply_session(session: dict[str, Any], kind: str) -> Applied:
         "no_payment_required",
     ):
         return _pay(order, session)
-    # Only the newest session speaks for the order: an older one expiring says nothing of the one the
-    # shopper is paying with now.
-    if kind in (ASYNC_FAILED, SESSION_EXPIRED) and order.stripe_checkout_session_id in (None, session.get("id")):
+    if not speaks_for(order, session):
+        return Applied()  # an earlier session's end says nothing of the one the shopper pays with now
+    if kind in (ASYNC_FAILED, SESSION_EXPIRED):
         lifecycle.take_if_allowed(order, Move.FAIL, by=BY_STRIPE)
-    return Applied()  # completed, but an asynchronous method is still on its way
+    elif kind == SESSION_COMPLETED and lifecycle.allowed(order, Move.PAY):
+        # Completed, but an asynchronous method (a bank debit) is still on its way: nothing is left to
+        # pay at the session's page, and the order waits for the money or for its failure.
+        order.payment_processing = True
+        order.stripe_checkout_url = None
+    return Applied()
 
 
 def _pay(order: Order, session: dict[str, Any]) -> Applied:
@@ -222,6 +249,8 @@ def _pay(order: Order, session: dict[str, Any]) -> Applied:
     taken = lifecycle.take_if_allowed(order, move, by=BY_STRIPE)
     if taken is not None:
         order.charged_total_cents = _amount(session.get("amount_total"))
+        # The paying session's PaymentIntent is the one a refund goes to (an earlier attempt's may be known).
+        order.stripe_payment_intent_id = _text(session.get("payment_intent")) or order.stripe_payment_intent_id
         if move == Move.PAY_AFTER_FAILURE:
             # Stripe does not complete an expired session; if it ever did, the money is real: staff see
             # a cancelled, paid order and refund it from its page.

@@ -16,7 +16,8 @@ from sqlalchemy.dialects.postgresql import insert
 from shop.database import transaction
 from shop.extensions import db
 from shop.models import User
-from shop.store.models import Cart, CartItem, Product
+from shop.store.lifecycle import OrderNotFound
+from shop.store.models import Cart, CartItem, Order, OrderItem, OrderStatus, PaymentStatus, Product
 
 log = logging.getLogger(__name__)
 
@@ -172,3 +173,69 @@ def remove(user_id: int, product_id: int) -> bool:
             .returning(CartItem.product_id)
         ).first()
     return removed is not None
+
+
+# --- a cancelled order's items, back in the cart ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PutBack:
+    lines: list[Line]  # the cart's lines of the order's products, as they now stand
+    missing: list[str]  # what could not be put back (or not all of it), one phrase each
+
+
+def put_back(user_id: int, order_id: int) -> PutBack:
+    """After a failed or abandoned payment (the order cancelled, its stock given back): the order's items
+    back in the user's cart, as far as stock and the per-line limit allow. A line already in the cart
+    keeps the larger quantity, so a second press (or two at once: the cart row's lock serialises them)
+    puts nothing in twice. Raises OrderNotFound for anyone else's order, CartError for an order that
+    is not cancelled (a paid one keeps its items)."""
+    with transaction():
+        cart_id = _locked_cart_id(user_id)
+        order = db.session.scalar(select(Order).where(Order.id == order_id, Order.user_id == user_id))
+        if order is None:
+            raise OrderNotFound(order_id)
+        if order.status != OrderStatus.CANCELLED:
+            raise CartError(_not_cancelled(order))
+        items = db.session.execute(
+            select(OrderItem.product_id, OrderItem.product_name, OrderItem.quantity)
+            .where(OrderItem.order_id == order_id)
+            .order_by(OrderItem.id)
+        ).all()
+        put: list[Line] = []
+        missing: list[str] = []
+        for product_id, name, quantity in items:
+            product = _product(product_id)
+            if product is None or not product.active:
+                missing.append(f"{name} (no longer sold)")
+                continue
+            if product.stock <= 0:
+                missing.append(f"{product.name} (sold out)")
+                continue
+            wanted = min(quantity, MAX_QUANTITY, product.stock)
+            already = _current_quantity(cart_id, product.id)
+            if wanted > already:
+                statement = insert(CartItem).values(cart_id=cart_id, product_id=product.id, quantity=wanted)
+                db.session.execute(
+                    statement.on_conflict_do_update(
+                        constraint="uq_cart_items_cart_product", set_={"quantity": statement.excluded.quantity}
+                    )
+                )
+            if wanted < quantity:
+                missing.append(f"{product.name} ({wanted} of {quantity}: only {product.stock} left)")
+            put.append(Line(product, max(wanted, already)))
+    log.info("order %s: %d line(s) put back in the cart of user %s", order_id, len(put), user_id)
+    return PutBack(put, missing)
+
+
+def _not_cancelled(order: Order) -> str:
+    if order.payment_status == PaymentStatus.PENDING:
+        return (
+            f"Order #{order.id} is still waiting for its payment; pay it, or cancel it to put its items back "
+            "in your cart."
+        )
+    state = "paid" if order.status == OrderStatus.PLACED else order.status
+    return (
+        f"Order #{order.id} is {state}, so its items stay with it; only a cancelled order's items can be put "
+        "back in your cart."
+    )

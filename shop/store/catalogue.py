@@ -1,17 +1,22 @@
 """Products: the catalogue's search and pages, and the staff's changes to products (their fields
-checked by shop.admin.forms.ProductForm, which is what people type them into)."""
+checked by shop.admin.forms.ProductForm, which is what people type them into), with the images they
+upload (checked and re-encoded by shop.images.prepare_upload, kept in product_images)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import Integer, bindparam, func, select, update
+from sqlalchemy import Integer, bindparam, delete, exists, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 
 from shop.extensions import db
+from shop.images import SHA256_HEX, PreparedImage
 from shop.inputs import MAX_PAGE
+from shop.store import stock_alerts
 from shop.store.cart import count_statement
-from shop.store.models import Product
+from shop.store.models import LOW_STOCK_THRESHOLD, Product, ProductImage
 
 log = logging.getLogger(__name__)
 
@@ -131,26 +136,42 @@ class ProductFields:
     stock: int
     active: bool
     image: str | None
+    low_stock_threshold: int = LOW_STOCK_THRESHOLD
 
 
-def create_product(fields: ProductFields, *, by: str) -> Product:
+def create_product(fields: ProductFields, *, by: str, image: PreparedImage | None = None) -> Product:
+    """A new product; with `image`, the upload it shows (stored in the same transaction)."""
     if slug_taken(fields.slug):
         raise ProductError(f"Slug: another product already uses {fields.slug!r}.")
-    product = Product(**asdict(fields))
+    product = Product(**asdict(fields), image_sha256=_store_image(image) if image else None)
     db.session.add(product)
     db.session.commit()
     log.info("product %s (%s) created by %s", product.id, fields.slug, by)
     return product
 
 
-def update_product(product_id: int, fields: ProductFields, *, seen_stock: int, by: str) -> Product:
+def update_product(
+    product_id: int,
+    fields: ProductFields,
+    *,
+    seen_stock: int,
+    by: str,
+    image: PreparedImage | None = None,
+    remove_image: bool = False,
+) -> Product:
     """Save the form. Stock is written only if it is still what the form showed (`seen_stock`):
-    an order placed meanwhile is never silently undone by an older number."""
+    an order placed meanwhile is never silently undone by an older number. `image` replaces the
+    uploaded image, `remove_image` takes it away (the path in `fields.image`, or the placeholder, is
+    shown again); neither keeps the one there was."""
     if slug_taken(fields.slug, except_id=product_id):
         raise ProductError(f"Slug: another product already uses {fields.slug!r}.")
-    values = asdict(fields)
+    values: dict[str, object] = asdict(fields)
     if fields.stock == seen_stock:
         del values["stock"]  # unchanged: never written, so an order placed meanwhile keeps its take
+    replaced = None
+    if image is not None or remove_image:
+        replaced = db.session.scalar(select(Product.image_sha256).where(Product.id == product_id))
+        values["image_sha256"] = _store_image(image) if image else None
     row = db.session.execute(
         update(Product)
         .where(Product.id == product_id, Product.stock == seen_stock)
@@ -167,8 +188,11 @@ def update_product(product_id: int, fields: ProductFields, *, seen_stock: int, b
             f"The stock changed to {current} while you were editing (an order or a cancellation); "
             "nothing was saved. Check the form and save again."
         )
+    stock_alerts.note_crossings([(product_id, seen_stock - fields.stock)])  # in this save's transaction
     db.session.commit()
     log.info("product %s (%s) updated by %s", product_id, fields.slug, by)
+    if replaced is not None and replaced != values["image_sha256"]:
+        _forget_image(replaced)
     return db.session.get_one(Product, product_id, populate_existing=True)  # just updated; never deleted
 
 
@@ -186,6 +210,7 @@ def set_stock(product_id: int, stock: int, *, seen_stock: int, by: str) -> None:
         if current is None:
             raise ProductError("This product does not exist.")
         raise StockChanged(f"The stock changed to {current} meanwhile; nothing was saved. Try again.")
+    stock_alerts.note_crossings([(product_id, seen_stock - stock)])  # in this save's transaction
     db.session.commit()
     log.info("stock of product %s (%s) set from %s to %s by %s", product_id, row.slug, seen_stock, stock, by)
 
@@ -198,3 +223,44 @@ def set_active(product_id: int, active: bool, *, by: str) -> Product:
     db.session.commit()
     log.info("product %s (%s) %s by %s", product_id, product.slug, "activated" if active else "deactivated", by)
     return product
+
+
+# --- uploaded images ------------------------------------------------------------------------------------
+
+
+def _store_image(image: PreparedImage) -> str:
+    """Keep `image` (in the caller's transaction) and return its name. The same bytes uploaded again,
+    for this product or another, find the row already there."""
+    db.session.execute(
+        insert(ProductImage)
+        .values(
+            sha256=image.sha256,
+            content_type=image.content_type,
+            width=image.width,
+            height=image.height,
+            data=image.data,
+        )
+        .on_conflict_do_nothing(index_elements=[ProductImage.sha256])
+    )
+    return image.sha256
+
+
+def _forget_image(sha256: str) -> None:
+    """Delete an image no product shows any more, after the change that let go of it was committed.
+    Best effort: if another product took it up meanwhile, its foreign key refuses the delete and the
+    image stays (and a row left over costs only its bytes)."""
+    try:
+        db.session.execute(
+            delete(ProductImage).where(ProductImage.sha256 == sha256, ~exists().where(Product.image_sha256 == sha256))
+        )
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        log.info("image %s kept: a product took it up while it was being removed", sha256)
+
+
+def uploaded_image(sha256: str) -> ProductImage | None:
+    """The image stored under `sha256` (any text: a name that is not a SHA-256 finds nothing)."""
+    if not SHA256_HEX.fullmatch(sha256):
+        return None
+    return db.session.get(ProductImage, sha256)

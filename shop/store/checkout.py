@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from shop.database import transaction
 from shop.extensions import db
 from shop.models import User
-from shop.store import orders
+from shop.store import orders, stock_alerts
 from shop.store.addresses import ShippingAddress
 from shop.store.models import Cart, CartItem, Order, OrderItem, OrderStatus, PaymentStatus, Product
 from shop.store.money import format_money
@@ -185,6 +185,7 @@ def place_order(
                     db.session.rollback()  # gives back what earlier lines took
                     raise OutOfStock(_shortages(cart_id))
                 taken.append((product_id, quantity, row))
+            stock_alerts.note_crossings(lines)  # staff's e-mail for a fall through a low-stock threshold
             currencies = {row.currency for _, _, row in taken}
             if len(currencies) > 1:
                 raise CheckoutError("Your cart mixes currencies; order the items of each currency separately.")

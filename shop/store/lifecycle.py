@@ -141,11 +141,17 @@ def allowed(order: Order, move: Move) -> bool:
     return transition(order, move) is not None
 
 
-def take(order: Order, move: Move, *, by: str) -> Taken:
-    """Take `move` on a locked order, in the caller's transaction; TransitionRefused if not allowed."""
+def take(order: Order, move: Move, *, by: str, tracking_number: str | None = None) -> Taken:
+    """Take `move` on a locked order, in the caller's transaction; TransitionRefused if not allowed.
+    `tracking_number` (checked by the caller's form) goes with a move that ships, and is written before
+    the move's e-mail is rendered, so the "shipped" e-mail carries it."""
     found = transition(order, move)
     if found is None:
         raise TransitionRefused(_refusal(order, move))
+    if tracking_number is not None:
+        if found.status != OrderStatus.SHIPPED:
+            raise TransitionRefused(f"Order #{order.id}: a tracking number goes with shipping only.")
+        order.tracking_number = tracking_number
     was = (order.status, order.payment_status)
     if found.releases_stock:
         release_stock(order.id)
@@ -182,8 +188,8 @@ def _refusal(order: Order, move: Move) -> str:
 
 
 def refusal(order: Order, target: str) -> str:
-    """Why the order cannot become `target` from where it is, and where it can go."""
-    allowed = ", ".join(status.value for status in next_statuses(order.status)) or "none: it is final"
+    """Why the order cannot become `target` from where it is, and where it can go (what the menu offers)."""
+    allowed = ", ".join(status.value for status in staff_moves(order)) or "none: it is final"
     return f"Order #{order.id} is {order.status} and cannot be {target}; allowed from here: {allowed}."
 
 
@@ -197,6 +203,18 @@ def next_statuses(status: str | OrderStatus) -> list[OrderStatus]:
         if current in t.statuses and t.status is not None
     }
     return [s for s in OrderStatus if s in reachable]
+
+
+def staff_moves(order: Order) -> dict[OrderStatus, Move]:
+    """The fulfilment statuses staff can move this order to now, each with the move that takes it there:
+    exactly the moves `take` accepts from its status and payment both, so the admin's *Move to* menu
+    never offers one the server refuses (shipping an unpaid order, say). A cancel is `cancel_move`'s."""
+    wanted = {**STAFF_MOVES, OrderStatus.CANCELLED: cancel_move(order)}
+    return {
+        target: move
+        for target, move in wanted.items()
+        if (found := transition(order, move)) is not None and found.status == target
+    }
 
 
 def cancel_move(order: Order) -> Move:

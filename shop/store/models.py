@@ -1,4 +1,4 @@
-"""The storefront's tables: products, carts, cart_items, orders, order_items.
+"""The storefront's tables: products, product_images, carts, cart_items, orders, order_items.
 
 Money is an integer number of cents plus a currency code. Carts and orders reference the
 mirrored `users` row by foreign key; an order keeps the e-mail it was placed with, and its
@@ -20,6 +20,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -30,6 +31,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shop.extensions import Model
 from shop.models import User
+
+TRACKING_NUMBER_LENGTH = 40  # carriers' numbers run to about 35 characters (USPS's longest is 34)
+LOW_STOCK_THRESHOLD = 3  # a product's default alert threshold (staff change it on the product's form)
 
 
 class OrderStatus(enum.StrEnum):
@@ -53,6 +57,31 @@ class PaymentStatus(enum.StrEnum):
         return self.value.replace("_", " ").capitalize()
 
 
+class ProductImage(Model):
+    """An image staff uploaded for products, as shop.images.prepare_upload re-encoded it, named by the
+    SHA-256 of its bytes (the URL it is served at, and its ETag: the same bytes are one row). Kept in
+    PostgreSQL rather than on a disk: every instance of a deployment reads the same database, so no
+    shared directory or object store is needed, and backups already hold it."""
+
+    __tablename__ = "product_images"
+
+    sha256: Mapped[str] = mapped_column(CHAR(64), primary_key=True)
+    content_type: Mapped[str] = mapped_column(String(16))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("sha256 ~ '^[0-9a-f]{64}$'", name="ck_product_images_sha256_hex"),
+        CheckConstraint(
+            "content_type IN ('image/png', 'image/jpeg', 'image/webp')", name="ck_product_images_content_type"
+        ),
+        # shop.images.UPLOAD_MAX_BYTES: what the form accepts is also all the column holds.
+        CheckConstraint("octet_length(data) BETWEEN 1 AND 5242880", name="ck_product_images_size"),
+    )
+
+
 class Product(Model):
     __tablename__ = "products"
 
@@ -66,6 +95,16 @@ class Product(Model):
     active: Mapped[bool] = mapped_column(default=True, server_default=text("true"))
     # A path under static/, such as "products/ceramic-mug.svg" (None: a placeholder is shown).
     image: Mapped[str | None] = mapped_column(Text)
+    # An image staff uploaded (shown instead of `image`): its row in product_images.
+    image_sha256: Mapped[str | None] = mapped_column(ForeignKey("product_images.sha256"), index=True)
+    # Stock at or below this is low: the admin dashboard lists the product, and staff get one e-mail each
+    # time the stock falls from above it to at or below it (shop.store.stock_alerts).
+    low_stock_threshold: Mapped[int] = mapped_column(
+        Integer, default=LOW_STOCK_THRESHOLD, server_default=text(str(LOW_STOCK_THRESHOLD))
+    )
+    # How many times the stock crossed the threshold downwards: each crossing's e-mail is named by it, so
+    # two checkouts taking the last units at once (served one after the other on the row's lock) send one.
+    low_stock_alerts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
@@ -73,6 +112,7 @@ class Product(Model):
 
     __table_args__ = (
         CheckConstraint("stock >= 0", name="ck_products_stock_not_negative"),
+        CheckConstraint("low_stock_threshold >= 0", name="ck_products_low_stock_threshold_not_negative"),
         CheckConstraint("price_cents >= 0", name="ck_products_price_not_negative"),
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="ck_products_currency_code"),
         # The catalogue: active products by name, one page at a time.
@@ -139,6 +179,12 @@ class Order(Model):
     refund_requests: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     # Stripe's id of the refund last asked for; None while it has not been accepted (the sweep asks again).
     stripe_refund_id: Mapped[str | None] = mapped_column(String(255))
+    # Which payment attempt the order is on: each *Pay now* starts a new Checkout Session with a key and
+    # metadata of its own attempt (shop.payments.checkout), and only that attempt's session can fail the order.
+    payment_attempts: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    # The current session was completed with a method that settles later (a bank debit): nothing to pay
+    # any more, the money is on its way (or its failure is).
+    payment_processing: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     # The shipping address as it was at checkout: later edits of the address book change no order.
     ship_name: Mapped[str | None] = mapped_column(Text)
     ship_line1: Mapped[str | None] = mapped_column(Text)
@@ -146,6 +192,9 @@ class Order(Model):
     ship_postal_code: Mapped[str | None] = mapped_column(Text)
     ship_city: Mapped[str | None] = mapped_column(Text)
     ship_country: Mapped[str | None] = mapped_column(CHAR(2))
+    # The carrier's tracking number staff gave when shipping (optional): in the "shipped" e-mail and on both
+    # order pages. Checked by the admin's form (TRACKING_NUMBER); the column's bound backs it.
+    tracking_number: Mapped[str | None] = mapped_column(String(TRACKING_NUMBER_LENGTH))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
@@ -167,6 +216,7 @@ class Order(Model):
             "payment_status IN ('pending', 'paid', 'failed', 'refund_pending', 'refunded')",
             name="ck_orders_payment_status",
         ),
+        CheckConstraint("payment_attempts >= 1", name="ck_orders_payment_attempts_positive"),
         # "All orders of user X", newest first: an index range scan, read backwards.
         Index("ix_orders_user_id_created_at", "user_id", "created_at"),
         # The staff's list, filtered by status, newest first.

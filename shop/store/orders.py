@@ -20,14 +20,27 @@ from shop.database import transaction
 from shop.extensions import db
 from shop.mail import outbox
 from shop.store import lifecycle
-from shop.store.lifecycle import OrderNotFound, TransitionRefused, next_statuses
+from shop.store.lifecycle import OrderNotFound, TransitionRefused, next_statuses, staff_moves
 from shop.store.models import Order, OrderItem, OrderStatus, PaymentStatus
 
-__all__ = ["OrderNotFound", "TransitionRefused", "next_statuses"]
+__all__ = ["OrderNotFound", "TransitionRefused", "next_statuses", "staff_moves"]
 
 log = logging.getLogger(__name__)
 
 PER_PAGE = 20
+
+
+def payment_words(payment_status: str, processing: bool = False) -> str:
+    """Where an order's money stands, in the shopper's words (the orders list and the order's page):
+    an unpaid order must not read like a paid one."""
+    if payment_status == PaymentStatus.PENDING:
+        return "Payment processing" if processing else "Awaiting payment"
+    return {
+        PaymentStatus.PAID: "Paid",
+        PaymentStatus.FAILED: "Payment failed",
+        PaymentStatus.REFUND_PENDING: "Refund pending",
+        PaymentStatus.REFUNDED: "Refunded",
+    }.get(PaymentStatus(payment_status), PaymentStatus(payment_status).label)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +62,7 @@ class OrderSummary:
     id: int
     status: str
     payment_status: str
+    payment_processing: bool
     email: str | None
     total_cents: int
     currency: str
@@ -72,6 +86,10 @@ class OrderSummary:
     @property
     def item_count(self) -> int:
         return sum(item.quantity for item in self.items)
+
+    @property
+    def payment_words(self) -> str:
+        return payment_words(self.payment_status, self.payment_processing)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -129,6 +147,7 @@ def _history_statement(*, paged: bool):
             order.id,
             order.status,
             order.payment_status,
+            order.payment_processing,
             order.email,
             order.total_cents,
             order.currency,
@@ -197,10 +216,12 @@ def held_by_unpaid(user_id: int | None = None) -> dict[int, int]:
     return {product_id: int(units) for product_id, units in db.session.execute(statement) if product_id is not None}
 
 
-def move(order_id: int, to: str | OrderStatus, *, by: str, user_id: int | None = None) -> Order:
+def move(
+    order_id: int, to: str | OrderStatus, *, by: str, user_id: int | None = None, tracking_number: str | None = None
+) -> Order:
     """Move an order to fulfilment status `to` (ship, deliver, or cancel an unpaid one) if the table
     allows it from where the order stands under its row lock; commits. With `user_id`, only that
-    user's order: another user's raises OrderNotFound."""
+    user's order: another user's raises OrderNotFound. `tracking_number` goes with shipping only."""
     try:
         target = OrderStatus(to)
     except ValueError:
@@ -210,7 +231,7 @@ def move(order_id: int, to: str | OrderStatus, *, by: str, user_id: int | None =
         wanted = lifecycle.STAFF_MOVES.get(target)
         if wanted is None:
             raise TransitionRefused(lifecycle.refusal(order, target))
-        taken = lifecycle.take(order, wanted, by=by)
+        taken = lifecycle.take(order, wanted, by=by, tracking_number=tracking_number)
     if taken.mailed:
         outbox.kick()
     return order

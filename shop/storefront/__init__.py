@@ -10,4 +10,4 @@ from flask import Blueprint
 # cli_group=None: the blueprint's commands are top-level (`flask seed`).
 bp = Blueprint("store", __name__, cli_group=None)
 
-from shop.storefront import address_routes, api, cli, context, routes  # noqa: E402,F401  (they attach to bp)
+from shop.storefront import address_routes, api, cli, context, image_routes, routes  # noqa: E402,F401  (they attach to bp)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import g, url_for
+from flask import g
 from sqlalchemy.exc import SQLAlchemyError
 
 from shop.store.money import format_money
@@ -29,14 +29,9 @@ def cart_count() -> int | None:
     return g.cart_count
 
 
-def product_image_url(product: Any) -> str:
-    image = getattr(product, "image", None)
-    return url_for("static", filename=image or "products/placeholder.svg")
-
-
 @bp.app_context_processor
 def store_context() -> dict[str, Any]:
-    return {"cart_count": cart_count, "product_image_url": product_image_url}
+    return {"cart_count": cart_count}
 
 
 @bp.app_template_filter("money")

@@ -76,3 +76,12 @@ class AddressForm(FlaskForm):
             city=submitted(self.city.data),
             country=submitted(self.country.data),
         )
+
+
+class PayNowForm(FlaskForm):
+    """*Pay now* on a pending order's page: the payment attempt the page was drawn with, so that a second
+    click (or a second tab) joins the session the first opened instead of opening one more."""
+
+    attempt = WholeNumberField(
+        least=1, message="This page was out of date; check the order below and press Pay now again."
+    )

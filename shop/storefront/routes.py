@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 
-from flask import abort, flash, g, redirect, render_template, session, url_for
+from flask import abort, flash, g, redirect, render_template, request, session, url_for
 
 from shop import payments
 from shop.auth.decorators import form_login_required, login_required
@@ -15,7 +15,7 @@ from shop.inputs import one_page, page_number, search_text, submitted
 from shop.store import addresses, cart, catalogue, checkout, orders
 from shop.store.models import OrderStatus, PaymentStatus
 from shop.storefront import bp
-from shop.storefront.forms import AddressForm, CartAddForm, CartQuantityForm, CheckoutForm
+from shop.storefront.forms import AddressForm, CartAddForm, CartQuantityForm, CheckoutForm, PayNowForm
 
 PENDING_KEY = "pending_cart"  # what a signed-out shopper asked to add, kept until they sign in
 MAX_PENDING = 20
@@ -37,7 +37,10 @@ def catalogue_page():
     )
     if page.cart_count is not None:
         g.cart_count = page.cart_count  # the header's number came with the products
-    return render_template("store/catalogue.html", result=page, max_quantity=cart.MAX_QUANTITY)
+    # Past the last page (an old link, a hand-edited ?page=): a page that does not exist, said so.
+    missing = not page.products and page.page > page.pages
+    html = render_template("store/catalogue.html", result=page, max_quantity=cart.MAX_QUANTITY, missing_page=missing)
+    return html, 404 if missing else 200
 
 
 @bp.get("/products/<slug:slug>")
@@ -234,17 +237,66 @@ def orders_page():
 @bp.get("/orders/<id:order_id>")
 @login_required
 def order_page(order_id: int):
+    """The order, and its one next step: *Pay now* while it waits for a payment, *Put these items back in
+    my cart* once cancelled. While the payment is pending the page watches for its outcome by itself."""
     order = orders.get_for_user(g.user.id, order_id)
     if order is None:
         abort(404)  # someone else's order is not there for you (no probing)
-    can_pay = (
-        order.payment_status == PaymentStatus.PENDING
-        and order.status == OrderStatus.PLACED
-        and order.stripe_checkout_url is not None
-    )
+    pending = order.status == OrderStatus.PLACED and order.payment_status == PaymentStatus.PENDING
+    # A payment on its way (or the return page could not ask Stripe): nothing to pay, only to wait for.
+    confirming = pending and (order.payment_processing or request.args.get("confirming") == "1")
     return render_template(
-        "store/order.html", order=order, can_cancel=order.status == OrderStatus.PLACED, can_pay=can_pay
+        "store/order.html",
+        order=order,
+        can_cancel=order.status == OrderStatus.PLACED,
+        can_pay=pending and not confirming,
+        confirming=confirming,
+        watch=pending,
+        can_put_back=order.status == OrderStatus.CANCELLED,
+        payment_words=orders.payment_words(order.payment_status, order.payment_processing),
     )
+
+
+@bp.post("/orders/<id:order_id>/pay")
+@form_login_required(lambda order_id: url_for("store.order_page", order_id=order_id))
+def order_pay(order_id: int):
+    """*Pay now*: a new Checkout Session (the open one expired first), and off to Stripe's page."""
+    form = PayNowForm()
+    back = url_for("store.order_page", order_id=order_id)
+    if not form.validate_on_submit():
+        flash(first_error(form), "error")
+        return redirect(back)
+    try:
+        payment_url = payments.checkout.pay_now(order_id, user_id=g.user.id, attempt=submitted(form.attempt.data))
+    except orders.OrderNotFound:
+        abort(404)
+    except payments.checkout.NothingToPay as exc:
+        flash(str(exc), "info")
+        return redirect(back)
+    except payments.PaymentsUnavailable as exc:
+        flash(f"{exc} Your items are still held for you.", "error")
+        return redirect(back)
+    return redirect(payment_url, code=303)
+
+
+@bp.post("/orders/<id:order_id>/put-back")
+@form_login_required(lambda order_id: url_for("store.order_page", order_id=order_id))
+def order_put_back(order_id: int):
+    """After a failed or abandoned payment: the order's items back in the cart, as stock allows."""
+    try:
+        result = cart.put_back(g.user.id, order_id)
+    except orders.OrderNotFound:
+        abort(404)
+    except cart.CartError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("store.order_page", order_id=order_id))
+    if result.lines:
+        flash(f"The items of order #{order_id} are in your cart again.", "success")
+    if result.missing:
+        flash(f"Not everything could be put back: {'; '.join(result.missing)}.", "error")
+    if not result.lines:
+        return redirect(url_for("store.order_page", order_id=order_id))
+    return redirect(url_for("store.cart_page"))
 
 
 @bp.get("/orders/<id:order_id>/cancel")

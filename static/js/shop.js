@@ -13,7 +13,11 @@
   var signedIn = script.dataset.signedIn === "true";
   var loadOptions = JSON.parse(script.dataset.clerkLoadOptions || "{}");
   var LOAD_TIMEOUT_MS = 15000;
-  var SUBMIT_WAIT_MS = 10000;
+  // How long a signed-in form's POST waits for a fresh token before it goes anyway: the server then
+  // decides, as it does without JavaScript. clerk-js answers in milliseconds when it runs; a clerk-js
+  // that loaded but never started held "Add to cart" for 10 seconds.
+  var SUBMIT_WAIT_MS = 3000;
+  var BUSY_TEXT = "Please wait…";
 
   // The Clerk bundles come after this script in the page, so this hears when one fails to download
   // (error events of <script> do not bubble, but they do pass the capture phase on window).
@@ -118,6 +122,39 @@
     return Promise.race([token, giveUp]).catch(function () { return null; });
   }
 
+  // While the POST waits, the form says it is busy: its buttons disabled (no second submission), the
+  // clicked one reading BUSY_TEXT. What was changed is kept, to be put back if the page comes back
+  // from the history cache.
+  var busyForms = new WeakMap();
+
+  function showBusy(form, submitter) {
+    var state = { disabled: [], button: null, content: null };
+    form.querySelectorAll("button").forEach(function (button) {
+      if (!button.disabled) { button.disabled = true; state.disabled.push(button); }
+    });
+    var button = submitter || form.querySelector('button:not([type]), button[type="submit"]');
+    if (button && button.tagName === "BUTTON") {
+      state.button = button;
+      state.content = Array.prototype.slice.call(button.childNodes);
+      button.setAttribute("aria-busy", "true");
+      button.textContent = BUSY_TEXT;
+    }
+    form.setAttribute("aria-busy", "true");
+    busyForms.set(form, state);
+  }
+
+  function showIdle(form) {
+    var state = busyForms.get(form);
+    if (!state) return;
+    busyForms.delete(form);
+    form.removeAttribute("aria-busy");
+    if (state.button) {
+      state.button.replaceChildren.apply(state.button, state.content);
+      state.button.removeAttribute("aria-busy");
+    }
+    state.disabled.forEach(function (button) { button.disabled = false; });
+  }
+
   // A POST from a signed-in page waits for a fresh token (clerk-js answers from its cache when the
   // token is still good, else asks the Frontend API and rewrites the cookie), so "Add to cart" after
   // a long pause is not mistaken for a signed-out request. One submission per form, whatever the clicks.
@@ -130,6 +167,7 @@
     if (form.dataset.clerkSubmitting) return;
     form.dataset.clerkSubmitting = "true";
     var submitter = event.submitter;
+    showBusy(form, submitter);
     freshToken().then(function () {
       if (submitter && submitter.name) {  // what the clicked button would have added to the form
         var field = document.createElement("input");
@@ -146,6 +184,7 @@
     if (!event.persisted) return;  // back from the history cache: the forms may be sent again
     document.querySelectorAll("form[data-clerk-submitting]").forEach(function (form) {
       delete form.dataset.clerkSubmitting;
+      showIdle(form);
     });
   });
 

@@ -29,7 +29,7 @@ def test_no_csp_violation_on_any_page(make_app, tmp_path, page):
         page.get_by_role("button", name="Continue").click()
         page.wait_for_url(f"{url}/")
         page.goto(f"{url}/products/ceramic-mug")
-        page.get_by_role("button", name="Add Ceramic mug to cart").click()
+        page.get_by_role("button", name="Add to cart (Ceramic mug)").click()
         expect(page.get_by_text("Added 1 × Ceramic mug to your cart.")).to_be_visible()
         assert runner.invoke(args=["users", "set-role", "csp@example.com", Role.ADMIN.value]).exit_code == 0
 

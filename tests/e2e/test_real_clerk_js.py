@@ -177,7 +177,7 @@ def test_clerk_runs_on_a_plain_page_and_renews_the_token(watched, fapi, shop):
         pause=lambda seconds: page.wait_for_timeout(seconds * 1000),
     )
 
-    page.get_by_role("button", name="Add Ceramic mug to cart").click()
+    page.get_by_role("button", name="Add to cart (Ceramic mug)").click()
     expect(page.get_by_text("Added 1 × Ceramic mug to your cart.")).to_be_visible()
     assert page.url == f"{shop}/products/ceramic-mug"
     assert page.problems == []
@@ -214,7 +214,7 @@ def test_add_to_cart_after_the_token_lapsed_unrenewed(watched, fapi, shop):
             else None
         ),
     )
-    page.get_by_role("button", name="Add Ceramic mug to cart").dblclick()
+    page.get_by_role("button", name="Add to cart (Ceramic mug)").dblclick()
     expect(page.get_by_text("Added 1 × Ceramic mug to your cart.")).to_be_visible()
     assert page.url == f"{shop}/products/ceramic-mug"
     assert detours == []

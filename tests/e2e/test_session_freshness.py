@@ -91,7 +91,7 @@ def test_add_to_cart_after_the_tab_slept_past_the_token(shop_app, page):
         assert session_token(page) == lapsed  # nothing refreshed it: a plain POST would be signed out
 
         seen = detours(page)
-        page.get_by_role("button", name="Add Ceramic mug to cart").dblclick()
+        page.get_by_role("button", name="Add to cart (Ceramic mug)").dblclick()
         expect(page.get_by_text("Added 1 × Ceramic mug to your cart.")).to_be_visible()
         assert page.url == f"{url}/products/ceramic-mug"
         assert seen == []
@@ -116,7 +116,7 @@ def test_an_open_page_keeps_the_session_fresh_in_the_background(shop_app, page):
         assert not server_refuses(url, session_token(page))
 
         seen = detours(page)
-        page.get_by_role("button", name="Add Ceramic mug to cart").click()
+        page.get_by_role("button", name="Add to cart (Ceramic mug)").click()
         expect(page.get_by_text("Added 1 × Ceramic mug to your cart.")).to_be_visible()
         assert seen == []
         assert mugs_in_cart(shop_app) == 1

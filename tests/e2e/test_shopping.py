@@ -62,7 +62,7 @@ def test_shopping_journey_and_staff_shipping_it(make_app, tmp_path, browser, pag
         screenshot("product")
 
         # --- add to cart signed out → sign in → back with the item in the cart
-        page.get_by_role("button", name="Add Ceramic mug to cart").click()
+        page.get_by_role("button", name="Add to cart (Ceramic mug)").click()
         page.wait_for_url(f"{url}/sign-in?next=/cart")
         expect(page.get_by_text("Sign in to add Ceramic mug to your cart.")).to_be_visible()
         sign_in_with_standin(page, "ada@example.com", "Ada", "Lovelace")
@@ -185,7 +185,7 @@ def test_the_shop_works_without_javascript_once_signed_in(make_app, tmp_path, br
             shop = no_js.new_page()
             shop.set_default_timeout(15_000)
             shop.goto(f"{url}/?q=pencil")
-            shop.get_by_role("button", name="Add Pencil set to cart").click()
+            shop.get_by_role("button", name="Add to cart (Pencil set)").click()
             expect(shop.get_by_text("Added 1 × Pencil set to your cart.")).to_be_visible()
             save_screenshot(shop, "catalogue-mobile")
             shop.get_by_role("link", name="Cart").click()

@@ -101,8 +101,9 @@ class RecordingStripe:
                     "currency": form["line_items[0][price_data][currency]"],
                     "expires_at": int(form.get("expires_at") or time.time() + 1800),
                     "metadata": {
-                        "order_id": form.get("metadata[order_id]"),
-                        "order_key": form.get("metadata[order_key]"),
+                        key.removeprefix("metadata[").removesuffix("]"): value
+                        for key, value in form.items()
+                        if key.startswith("metadata[")
                     },
                     "mode": "payment",
                     "payment_intent": None,

@@ -129,15 +129,24 @@ def test_paying_confirms_the_order_once_and_the_return_page_is_idempotent(
     assert "This checkout is complete" in text(client.get("/" + payment_url.split("://", 1)[1].split("/", 1)[1]))
 
 
-def test_the_return_page_says_we_are_confirming_while_stripe_has_not_settled(
+def test_the_return_page_says_where_the_payment_stands_and_offers_pay_now_only_to_pay(
     app, client, sign_in, make_product, post_form, stripe_standin
 ):
     make_product("mug", stock=3)
     sign_in("user_waits")
     post_form("/cart/add", {"slug": "mug", "quantity": "1"})
     _, order_id = start(client, app, "user_waits")
+    # The session is still open (nothing was paid): the page says so, and Pay now is the next step.
     page = text(client.get(client.get(f"/checkout/return/{order_id}").headers["Location"]))
-    assert "We are confirming your payment" in page and "Pay now" in page
+    assert "The payment was not completed and nothing was charged" in page and ">Pay now</button>" in page
+    assert "We are confirming" not in page
+    # Stripe cannot be reached: the shop does not know, so it waits for the webhook and offers no Pay now.
+    app.config["STRIPE_API_BASE"] = "http://127.0.0.1:9"
+    app.extensions.pop("stripe_clients", None)
+    back = client.get(f"/checkout/return/{order_id}")
+    assert back.headers["Location"] == f"/orders/{order_id}?confirming=1"
+    page = text(client.get(back.headers["Location"]))
+    assert "We are confirming your payment with Stripe" in page and ">Pay now</button>" not in page
     assert client.get("/checkout/return/999999").status_code == 404
 
 

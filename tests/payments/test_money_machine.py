@@ -92,6 +92,22 @@ def test_the_money_holds_whatever_happens(world):
                 except (orders.TransitionRefused, payments.PaymentsUnavailable):
                     db.session.rollback()
 
+        @precondition(lambda self: self.orders)
+        @rule(data=st.data())
+        def shopper_presses_pay_now(self, data):
+            """A new attempt: the open session is expired (Stripe then sends its event, which must not fail
+            the order) and a new one opens."""
+            order_id = data.draw(st.sampled_from(self.orders))
+            with app.test_request_context():
+                order = db.session.get(Order, order_id, populate_existing=True)
+                user, attempt, earlier = order.user_id, order.payment_attempts, order.stripe_checkout_session_id
+                try:
+                    payments.checkout.pay_now(order_id, user_id=user, attempt=attempt)
+                except (payments.checkout.NothingToPay, payments.PaymentsUnavailable):
+                    db.session.rollback()
+            if earlier and stripe_api.sessions[earlier]["status"] == "expired":
+                self.send("checkout.session.expired", dict(stripe_api.sessions[earlier]))
+
         # --- staff ---------------------------------------------------------------------------------------
 
         @precondition(lambda self: self.orders)
@@ -181,6 +197,15 @@ def test_the_money_holds_whatever_happens(world):
                     )
                     assert shelf >= 0 and shelf + held == STOCK, (shelf, held)
                 db.session.rollback()
+
+        @invariant()
+        def an_order_has_one_open_session_at_most(self):
+            open_sessions: dict[str, int] = {}
+            for session in stripe_api.sessions.values():
+                if session["status"] == "open":
+                    order_id = session["metadata"].get("order_id")
+                    open_sessions[order_id] = open_sessions.get(order_id, 0) + 1
+            assert all(count <= 1 for count in open_sessions.values()), open_sessions
 
         @invariant()
         def money_follows_the_rules(self):

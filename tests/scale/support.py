@@ -375,7 +375,7 @@ def order_problems(conn, placed: list[PlacedOrder], clerk_ids: list[str]) -> tup
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 _KEY = re.compile(r'name="idempotency_key" value="([^"]+)"')
 _TOTAL = re.compile(r'name="expected_total" value="(\d+)"')
-_LINE = re.compile(r'<tr><td>([^<]+?) <span class="muted">[^<]*</span></td><td class="num">(\d+)</td>')
+_LINE = re.compile(r'<tr><td[^>]*>([^<]+?) <span class="muted[^"]*">[^<]*</span></td><td class="num"[^>]*>(\d+)</td>')
 _ORDER_PATH = re.compile(r"/orders/(\d+)$")
 
 

@@ -50,11 +50,25 @@ def test_pagination(client, make_product):
     assert f"Item {catalogue.PER_PAGE:02d}" in second and "Item 00" not in second
     assert 'rel="prev"' in second and 'rel="next"' not in second
     assert "Page 2 of 2" in second
-    past_the_end = text(client.get("/?page=9"))
-    assert "Page 9 of 2" in past_the_end and 'rel="prev" href="/?page=8"' in past_the_end
+    # Past the last page: a page that does not exist, said so, with the way back to the first.
+    past_the_end = client.get("/?page=9")
+    assert past_the_end.status_code == 404
+    notice = re.search(r'<p class="notice" data-testid="catalogue-notice">(.*?)</p>', text(past_the_end)).group(1)
+    assert notice == 'There is no page 9: the catalogue goes up to page 2. <a href="/">Go to the first page</a>.'
+    assert "Page 9 of 2" not in text(past_the_end) and 'rel="prev"' not in text(past_the_end)
+    searched = text(client.get("/?q=Item&page=5"))
+    assert 'There is no page 5: the results go up to page 2. <a href="/?q=Item">Go to the first page</a>.' in searched
     assert re.search(r'data-testid="product-count">1 product<', text(client.get("/?q=Item 01")))
     assert client.get("/?page=-3").status_code == 200
     assert client.get("/?page=abc").status_code == 200
+
+
+def test_an_empty_catalogue_says_so_on_its_first_page_only(client):
+    assert "The catalogue is empty." in text(client.get("/"))
+    second = client.get("/?page=2")
+    assert second.status_code == 404
+    assert 'There is no page 2. <a href="/">Go to the first page</a>.' in text(second)
+    assert "The catalogue is empty" not in text(second)
 
 
 def test_product_page_and_404s(client, make_product):
