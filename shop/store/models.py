@@ -148,6 +148,26 @@ class CartItem(Model):
     )
 
 
+class ShippingRate(Model):
+    """A way to ship that staff offer (name, price, delivery estimate; free above an order total if set)."""
+
+    __tablename__ = "shipping_rates"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+    price_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(CHAR(3))
+    delivery_estimate: Mapped[str | None] = mapped_column(String(80))
+    free_above_cents: Mapped[int | None] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(default=True, server_default=text("true"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("price_cents >= 0", name="ck_shipping_rates_price_not_negative"),
+        CheckConstraint("free_above_cents IS NULL OR free_above_cents >= 0", name="ck_shipping_rates_free_above"),
+    )
+
+
 class Order(Model):
     __tablename__ = "orders"
 
@@ -172,6 +192,18 @@ class Order(Model):
     payment_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # What Stripe charged (the session's amount_total), recorded when the payment is accepted.
     charged_total_cents: Mapped[int | None] = mapped_column(Integer)
+    # ... and part by part, from the same session (amount_subtotal, total_details.amount_discount,
+    # amount_shipping, amount_tax): shown to the shopper and staff, and exported for the books.
+    charged_subtotal_cents: Mapped[int | None] = mapped_column(Integer)
+    charged_discount_cents: Mapped[int | None] = mapped_column(Integer)
+    charged_shipping_cents: Mapped[int | None] = mapped_column(Integer)
+    charged_tax_cents: Mapped[int | None] = mapped_column(Integer)
+    # Refunded so far: every refund Stripe confirmed, partial or whole.
+    refunded_cents: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # The shipping rate the shopper chose, copied as it was: a later edit of the rate changes no order.
+    shipping_rate_id: Mapped[int | None] = mapped_column(ForeignKey("shipping_rates.id", ondelete="SET NULL"))
+    shipping_rate_name: Mapped[str | None] = mapped_column(Text)
+    shipping_cents: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     # Why an event about this order's money was refused (a session that did not charge what the order
     # asked): shown to staff on the order's page until they have looked into it at Stripe.
     payment_warning: Mapped[str | None] = mapped_column(Text)
@@ -212,6 +244,8 @@ class Order(Model):
         UniqueConstraint("user_id", "idempotency_key", name="uq_orders_user_idempotency_key"),
         CheckConstraint("status IN ('placed', 'shipped', 'delivered', 'cancelled')", name="ck_orders_status"),
         CheckConstraint("total_cents >= 0", name="ck_orders_total_not_negative"),
+        CheckConstraint("shipping_cents >= 0", name="ck_orders_shipping_not_negative"),
+        CheckConstraint("refunded_cents >= 0", name="ck_orders_refunded_not_negative"),
         CheckConstraint(
             "payment_status IN ('pending', 'paid', 'failed', 'refund_pending', 'refunded')",
             name="ck_orders_payment_status",
