@@ -98,6 +98,7 @@ def load(env: Mapping[str, str], *, production: bool, instance_path: Path) -> di
     _load_metrics(env, production, settings, problems)
     _load_clerk_standin(env, production, settings, problems)
     _load_payments(env, production, settings, problems)
+    _load_checkout_options(env, settings, problems)
     _load_stripe_standin(env, production, settings, problems)
     _load_mail(env, production, settings, problems)
     if problems:
@@ -321,6 +322,34 @@ def _load_payments(env: Mapping[str, str], production: bool, settings: dict[str,
     if api_base and urlsplit(api_base).scheme not in ("http", "https"):
         problems.append("STRIPE_API_BASE must be an http(s) URL such as https://api.stripe.com.")
     settings["STRIPE_API_BASE"] = api_base.rstrip("/") or None
+
+
+FALSE_WORDS = {"0", "false", "no", "off"}
+TAX_BEHAVIORS = ("exclusive", "inclusive")
+
+
+def _switch(env: Mapping[str, str], name: str, problems: list[str]) -> bool:
+    """An on/off setting, off when unset; anything but 1/0, true/false, yes/no, on/off is a problem."""
+    value = _first(env, name).lower()
+    if value and value not in TRUE_WORDS | FALSE_WORDS:
+        problems.append(f"{name} must be 1 (on) or 0 (off); unset, it is off.")
+    return value in TRUE_WORDS
+
+
+def _load_checkout_options(env: Mapping[str, str], settings: dict[str, Any], problems: list[str]) -> None:
+    """What Stripe Checkout adds to the shop's prices (docs/payments.md, "Tax, shipping and discount codes"):
+    STRIPE_AUTOMATIC_TAX (Stripe Tax, for shops registered with it), STRIPE_TAX_BEHAVIOR (whether the
+    shop's prices include that tax), STRIPE_PROMOTION_CODES (codes entered on Stripe's page). All off by
+    default: the shop then charges its prices and shipping, exactly as without them."""
+    settings["STRIPE_AUTOMATIC_TAX"] = _switch(env, "STRIPE_AUTOMATIC_TAX", problems)
+    behavior = _first(env, "STRIPE_TAX_BEHAVIOR").lower() or "exclusive"
+    if behavior not in TAX_BEHAVIORS:
+        problems.append(
+            "STRIPE_TAX_BEHAVIOR must be exclusive (tax is added to the prices) or inclusive (prices include it)."
+        )
+        behavior = "exclusive"
+    settings["STRIPE_TAX_BEHAVIOR"] = behavior
+    settings["STRIPE_PROMOTION_CODES"] = _switch(env, "STRIPE_PROMOTION_CODES", problems)
 
 
 def _load_mail(env: Mapping[str, str], production: bool, settings: dict[str, Any], problems: list[str]) -> None:

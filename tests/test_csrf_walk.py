@@ -37,6 +37,8 @@ EXEMPT: dict[tuple[str, str], int] = {
     ("POST", "/dev-stripe/v1/checkout/sessions"): SECRET_KEY,
     ("POST", "/dev-stripe/v1/checkout/sessions/<session_id>/expire"): SECRET_KEY,
     ("POST", "/dev-stripe/v1/refunds"): SECRET_KEY,
+    ("POST", "/dev-stripe/v1/customers"): SECRET_KEY,
+    ("POST", "/dev-stripe/v1/customers/<customer_id>"): SECRET_KEY,
     # The local Clerk stand-in (SHOP_DEV_AUTH), exempt as a blueprint: its Backend API needs its key…
     **{
         (method, rule): SECRET_KEY

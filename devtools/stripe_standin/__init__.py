@@ -3,9 +3,11 @@
 So that checkout runs on a laptop with no Stripe account and no tunnel, and the browser tests can
 pay, this package plays Stripe's part over real HTTP under `/dev-stripe`: the official `stripe`
 library is pointed at it (StripeClient's api base) and calls it like api.stripe.com. It answers
-the calls this shop makes (create, retrieve and expire a Checkout Session; retrieve a PaymentIntent;
-create a refund) with objects shaped like those in Stripe's published OpenAPI fixtures, serves a hosted-checkout page
-(pay, pay with a method that then fails, let the session expire), and delivers events signed with
+the calls this shop makes (create, retrieve and expire a Checkout Session, with its one shipping rate,
+promotion codes and automatic tax; create and read a Customer; retrieve a PaymentIntent; create a refund)
+with objects shaped like those in Stripe's published OpenAPI fixtures, serves a hosted-checkout page
+(pay, pay with a method that then fails, let the session expire, enter the demo code DEMO10), and
+delivers events signed with
 Stripe's scheme (`Stripe-Signature: t=…,v1=…`) to the app's own `/api/webhooks/stripe`, off the
 request thread, as Stripe does.
 """

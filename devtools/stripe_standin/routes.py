@@ -119,6 +119,154 @@ def _line_total(item: dict[str, Any]) -> int:
     return int(item["price_data"]["unit_amount"]) * int(item.get("quantity", 1))
 
 
+# --- Customers (Stripe Tax takes the shopper's location from the Customer's shipping address) -------------
+
+
+def _customer_of(params: dict[str, Any], customer_id: str | None = None) -> dict[str, Any]:
+    shipping = params.get("shipping")
+    if shipping is not None and not (
+        isinstance(shipping, dict) and isinstance(shipping.get("address"), dict) and shipping.get("name")
+    ):
+        raise ValueError("shipping needs a name and an address")
+    return {
+        "id": customer_id or _id("cus"),
+        "object": "customer",
+        "address": None,
+        "created": int(time.time()),
+        "email": params.get("email"),
+        "livemode": False,
+        "metadata": params.get("metadata") or {},
+        "name": params.get("name"),
+        "shipping": (
+            {"name": shipping["name"], "phone": None, "address": {**EMPTY_ADDRESS, **shipping["address"]}}
+            if shipping
+            else None
+        ),
+    }
+
+
+EMPTY_ADDRESS = {"city": None, "country": None, "line1": None, "line2": None, "postal_code": None, "state": None}
+
+
+@bp.post("/v1/customers")
+@csrf.exempt
+@idempotent
+def create_customer():
+    try:
+        customer = _customer_of(decode_form(list(request.form.items(multi=True))))
+    except ValueError:
+        return _error(400, "Invalid shipping: it needs a name and an address.", param="shipping")
+    store().put(customer)
+    return jsonify(public(customer)), 200
+
+
+@bp.get("/v1/customers/<customer_id>")
+def retrieve_customer(customer_id: str):
+    customer = store().get(customer_id)
+    if customer is None or customer.get("object") != "customer":
+        return _error(404, f"No such customer: '{customer_id[:100]}'", code="resource_missing", param="id")
+    return jsonify(public(customer)), 200
+
+
+@bp.post("/v1/customers/<customer_id>")
+@csrf.exempt
+@idempotent
+def update_customer(customer_id: str):
+    params = decode_form(list(request.form.items(multi=True)))
+    with store().locked() as objects:
+        customer = objects.get(customer_id)
+        if customer is None or customer.get("object") != "customer":
+            return _error(404, f"No such customer: '{customer_id[:100]}'", code="resource_missing", param="id")
+        try:
+            changed = _customer_of({**public(customer), **params}, customer_id)
+        except ValueError:
+            return _error(400, "Invalid shipping: it needs a name and an address.", param="shipping")
+        customer.update(changed, created=customer["created"])
+        objects.put(customer)
+    return jsonify(public(customer)), 200
+
+
+# --- what a session charges: shipping, the demo promotion code, a simple automatic tax ------------------
+
+# The one promotion code the stand-in knows (Stripe's are made in its dashboard): 10% off the subtotal.
+DEMO_CODE, DEMO_PERCENT_OFF = "DEMO10", 10
+DEMO_PROMOTION_CODE_ID = "promo_test_standinDEMO10"
+DEMO_COUPON_ID = "standin_demo10"
+# Stripe Tax, as far as the stand-in plays it: one rate by the Customer's shipping country (no
+# registration, no product tax codes, shipping taxed like the goods). Another country: no tax.
+TAX_PERCENT = {"AT": 20, "BE": 21, "DE": 19, "ES": 21, "FR": 20, "GB": 20, "IE": 23, "IT": 22, "NL": 21, "PT": 23}
+
+
+def _tax(amount: int, percent: int, behavior: str) -> int:
+    """The tax in `amount`: added on top (exclusive), or the part of it that is tax (inclusive)."""
+    if behavior == "inclusive":
+        return amount - round(amount * 100 / (100 + percent))
+    return round(amount * percent / 100)
+
+
+def _charge(session: dict[str, Any]) -> None:
+    """Set the session's amounts from its lines, shipping, discount and tax, as Stripe states them:
+    amount_total = amount_subtotal - amount_discount + shipping + tax (exclusive tax only: inclusive tax
+    is already in the prices)."""
+    subtotal = sum(line["amount"] for line in session["_line_items"])
+    percent_off = session.get("_percent_off") or 0
+    discount = round(subtotal * percent_off / 100)
+    rate = session.get("_shipping_rate")
+    shipping = rate["fixed_amount"]["amount"] if rate else 0
+    automatic = session["automatic_tax"]["enabled"]
+    percent = TAX_PERCENT.get(session.get("_tax_country") or "", 0) if automatic else 0
+    behavior = session.get("_tax_behavior") or "exclusive"
+    shipping_behavior = (rate or {}).get("tax_behavior") or behavior
+    items_tax = _tax(subtotal - discount, percent, behavior)
+    shipping_tax = _tax(shipping, percent, shipping_behavior)
+    added = (items_tax if behavior == "exclusive" else 0) + (shipping_tax if shipping_behavior == "exclusive" else 0)
+    session["amount_subtotal"] = subtotal
+    session["amount_total"] = subtotal - discount + shipping + added
+    session["total_details"] = {
+        "amount_discount": discount,
+        "amount_shipping": shipping,
+        "amount_tax": items_tax + shipping_tax,
+    }
+    if rate:
+        shipping_added = shipping_tax if shipping_behavior == "exclusive" else 0
+        session["shipping_cost"] = {
+            "amount_subtotal": shipping,
+            "amount_tax": shipping_tax,
+            "amount_total": shipping + shipping_added,
+            "shipping_rate": rate["id"],
+        }
+        session["shipping_options"] = [{"shipping_amount": shipping, "shipping_rate": rate["id"]}]
+    session["discounts"] = [{"coupon": DEMO_COUPON_ID, "promotion_code": DEMO_PROMOTION_CODE_ID}] if discount else []
+    if automatic:
+        session["automatic_tax"]["status"] = "complete"
+
+
+def _shipping_rate(options: Any, currency: str) -> dict[str, Any] | None:
+    """The session's shipping rate: the first inline `shipping_rate_data` (the shop sends the one the
+    shopper chose; Stripe would let the shopper pick among several). ValueError when malformed."""
+    if options in (None, ""):
+        return None
+    if not isinstance(options, list) or not options or len(options) > 5:
+        raise ValueError("shipping_options takes 1 to 5 options")
+    data = options[0].get("shipping_rate_data") if isinstance(options[0], dict) else None
+    if not isinstance(data, dict) or data.get("type", "fixed_amount") != "fixed_amount":
+        raise ValueError("the stand-in takes inline shipping_rate_data of type fixed_amount")
+    amount = int(data["fixed_amount"]["amount"])
+    if amount < 0 or data["fixed_amount"]["currency"] != currency or not data.get("display_name"):
+        raise ValueError("shipping_rate_data needs a display_name and a fixed_amount in the session's currency")
+    return {
+        "id": _id("shr"),
+        "object": "shipping_rate",
+        "active": True,
+        "display_name": data["display_name"],
+        "fixed_amount": {"amount": amount, "currency": currency},
+        "livemode": False,
+        "metadata": {},
+        "tax_behavior": data.get("tax_behavior") or "unspecified",
+        "type": "fixed_amount",
+    }
+
+
 @bp.post("/v1/checkout/sessions")
 @csrf.exempt
 @idempotent
@@ -131,11 +279,36 @@ def create_session():
         if not isinstance(items, list) or not items:
             return _error(400, "line_items is required in payment mode.", code="parameter_missing")
         currencies = {item["price_data"]["currency"] for item in items}
+        behaviors = {item["price_data"].get("tax_behavior") or "exclusive" for item in items}
         total = sum(_line_total(item) for item in items)
         names = [item["price_data"]["product_data"]["name"] for item in items]
         expires_at = int(params.get("expires_at") or time.time() + MAX_LIFETIME)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         return _error(400, "Invalid line_items: each needs price_data (currency, unit_amount, product_data.name).")
+    shipping_rate = None
+    if len(currencies) == 1:
+        try:
+            shipping_rate = _shipping_rate(params.get("shipping_options"), next(iter(currencies)))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            return _error(400, f"Invalid shipping_options: {exc}.", param="shipping_options")
+    if len(behaviors) != 1 or not behaviors <= {"exclusive", "inclusive"}:
+        return _error(400, "Every line's tax_behavior must be the same: exclusive or inclusive.")
+    automatic_tax = str((params.get("automatic_tax") or {}).get("enabled", "false")).lower() == "true"
+    customer_id = params.get("customer") or None
+    customer = store().get(customer_id) if customer_id else None
+    if customer_id and (customer is None or customer.get("object") != "customer"):
+        return _error(404, f"No such customer: '{str(customer_id)[:100]}'", code="resource_missing", param="customer")
+    if customer_id and params.get("customer_email"):
+        return _error(400, "You may only specify one of these parameters: customer, customer_email.")
+    tax_country = ((customer or {}).get("shipping") or {}).get("address", {}).get("country")
+    if automatic_tax and not tax_country:
+        return _error(
+            400,
+            "Automatic tax calculation in Checkout requires a valid address on the Customer. Add a valid address "
+            "to the Customer or set either `customer_update[address]` to 'auto' or `customer_update[shipping]` to "
+            "'auto' to save the address entered in Checkout to the Customer.",
+            code="customer_tax_location_invalid",
+        )
     now = int(time.time())
     if not now + MIN_LIFETIME - 5 <= expires_at <= now + MAX_LIFETIME:
         return _error(
@@ -153,9 +326,15 @@ def create_session():
         "client_reference_id": params.get("client_reference_id"),
         "created": now,
         "currency": currencies.pop(),
-        "customer": None,
+        "allow_promotion_codes": str(params.get("allow_promotion_codes", "false")).lower() == "true",
+        "automatic_tax": {"enabled": automatic_tax, "liability": None, "provider": None, "status": None},
+        "customer": customer_id,
         "customer_details": None,
-        "customer_email": params.get("customer_email"),
+        "customer_email": params.get("customer_email") or (customer or {}).get("email"),
+        "discounts": [],
+        "shipping_cost": None,
+        "shipping_options": [],
+        "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
         "expires_at": expires_at,
         "livemode": False,
         "metadata": params.get("metadata") or {},
@@ -173,7 +352,15 @@ def create_session():
         ],
         "_payment_intent_metadata": (params.get("payment_intent_data") or {}).get("metadata") or {},
         "_webhook_url": f"{request.host_url}api/webhooks/stripe",
+        "_shipping_rate": shipping_rate,
+        "_percent_off": 0,
+        "_tax_behavior": behaviors.pop(),
+        "_tax_country": tax_country,
+        "_customer_shipping": (customer or {}).get("shipping"),
     }
+    _charge(session)
+    if shipping_rate:
+        store().put(shipping_rate)
     store().put(session)
     return jsonify(public(session)), 200
 
@@ -298,8 +485,8 @@ def _complete(
         url=None,
         customer_details={
             "email": session["customer_email"],
-            "name": None,
-            "address": None,
+            "name": (session.get("_customer_shipping") or {}).get("name"),
+            "address": (session.get("_customer_shipping") or {}).get("address"),
             "phone": None,
             "tax_exempt": "none",
             "tax_ids": [],
@@ -326,7 +513,15 @@ def create_refund():
             return _error(400, "This PaymentIntent has no successful charge to refund.", code="charge_not_refundable")
         if charge["refunded"]:
             return _error(400, f"Charge {charge['id']} has already been refunded.", code="charge_already_refunded")
-        amount = int(params.get("amount") or charge["amount"] - charge["amount_refunded"])
+        left = charge["amount"] - charge["amount_refunded"]
+        amount = params.get("amount")
+        amount = int(amount) if isinstance(amount, str) and amount.isascii() and amount.isdigit() else left
+        if not 0 < amount <= left:  # Stripe's own words for a refund larger than what is left of the charge
+            return _error(
+                400,
+                f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})",
+                code="amount_too_large",
+            )
         refund = {
             "id": _id("re"),
             "object": "refund",
@@ -374,8 +569,19 @@ def checkout_submit(session_id: str):
         session = objects.get(session_id)
         if session is None or session.get("object") != "checkout.session":
             return render_template("stripe_standin/checkout.html", session=None), 404
-        if session["status"] != "open" or action not in ("pay", "pay_refunds_fail", "pay_then_fail", "expire"):
+        actions = ("pay", "pay_refunds_fail", "pay_then_fail", "expire", "apply_code")
+        if session["status"] != "open" or action not in actions:
             return render_template("stripe_standin/checkout.html", session=session), 409
+        if action == "apply_code":
+            if not session.get("allow_promotion_codes"):
+                return render_template("stripe_standin/checkout.html", session=session), 409
+            code = (request.form.get("promotion_code") or "").strip().upper()
+            if code != DEMO_CODE:  # Stripe's own words on its page
+                return render_template("stripe_standin/checkout.html", session=session, code_error=True), 400
+            session["_percent_off"] = DEMO_PERCENT_OFF
+            _charge(session)
+            objects.put(session)
+            return redirect(f"/dev-stripe/checkout/{session_id}", code=303)
         if action == "expire":
             _expire(objects, session)
             return redirect(session["cancel_url"] or "/", code=303)

@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
-from shop.admin import mail, orders, products, routes, users, webhooks  # noqa: E402,F401
+from shop.admin import mail, orders, products, routes, shipping, users, webhooks  # noqa: E402,F401

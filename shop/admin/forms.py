@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
+from flask import request
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, FileField, FileSize
 from wtforms import BooleanField, HiddenField, StringField, TextAreaField
@@ -230,3 +231,35 @@ class ExportForm(FlaskForm):
 # `from` is a keyword, so this field is added as WTForms allows for any name (setattr on the class): the query
 # reads ?from=2026-12-01&to=2026-12-31, as the command's --from and --to.
 setattr(ExportForm, "from", _date_field("From", "2026-12-01"))
+
+
+MAX_REFUND_UNITS = 1_000_000  # beyond any order's quantity
+
+
+class RefundForm(FlaskForm):
+    """A partial refund: how many units of each line (fields `qty-<order item id>`, added per order by the
+    page), or an amount; and whether the refunded units' stock goes back. The order's own rules (never more
+    than is left) are shop.store.refunds'."""
+
+    amount = StringField("Or an amount", filters=[strip], validators=[Optional(), Length(max=20)])
+    restock = BooleanField("Put the stock of refunded lines back")
+    amount_cents: int | None = None  # the amount, parsed by validate_amount
+
+    def validate_amount(self, field: StringField) -> None:
+        try:
+            self.amount_cents = parse_price(field.data) if field.data else None
+        except ValueError as exc:
+            raise ValidationError(f"Amount: {exc}") from None
+
+    def quantities(self, item_ids: list[int]) -> dict[int, int]:
+        """The units chosen per line (blank: none). Raises ValueError with the sentence to show."""
+        chosen: dict[int, int] = {}
+        for item_id in item_ids:
+            text = (request.form.get(f"qty-{item_id}") or "").strip()
+            if not text:
+                continue
+            if not (text.isascii() and text.isdigit()) or int(text) > MAX_REFUND_UNITS:
+                raise ValueError("Quantities to refund are whole numbers, such as 1; leave a line blank to keep it.")
+            if int(text):
+                chosen[item_id] = int(text)
+        return chosen

@@ -10,13 +10,14 @@ from flask import Response, abort, flash, g, redirect, render_template, request,
 
 from shop import payments
 from shop.admin import bp
-from shop.admin.forms import ExportForm, OrderStatusForm
+from shop.admin.forms import ExportForm, OrderStatusForm, RefundForm
 from shop.auth.decorators import admin_required
 from shop.auth.redirects import safe_next
 from shop.forms import first_error
 from shop.inputs import one_page, submitted
-from shop.store import exports, orders
-from shop.store.models import OrderStatus, PaymentStatus
+from shop.store import exports, orders, refunds
+from shop.store.models import OrderStatus, PaymentStatus, RefundStatus
+from shop.store.money import format_money
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,68 @@ def order_detail(order_id: int):
             order.payment_status == PaymentStatus.PAID
             or (order.payment_status == PaymentStatus.REFUND_PENDING and not order.stripe_refund_id)
         ),
+        refund_form=RefundForm(),
+        refundable=refunds.refundable(order),
+        part_refunds=refunds.of_order(order.id),
     )
+
+
+@bp.post("/orders/<id:order_id>/refund-part")
+@admin_required
+def order_refund_part(order_id: int):
+    """Refund chosen units of the order's lines, or an amount (shop.store.refunds decides, Stripe is asked
+    after); at most what is left. Each refusal is one sentence on the order's page."""
+    order = orders.get(order_id)
+    if order is None:
+        abort(404)
+    back = url_for("admin.order_detail", order_id=order_id)
+    form = RefundForm()
+    if not form.validate_on_submit():
+        flash(first_error(form), "error")
+        return redirect(back)
+    try:
+        quantities = form.quantities([item.id for item in order.items])
+    except ValueError as exc:
+        flash(str(exc), "error")
+        return redirect(back)
+    if quantities and form.amount_cents is not None:
+        flash("Choose lines or enter an amount, not both.", "error")
+        return redirect(back)
+    try:
+        refund = payments.checkout.refund_part(
+            order_id,
+            quantities=quantities or None,
+            amount=form.amount_cents,
+            restock=form.restock.data,
+            by=f"admin {g.user.clerk_id}",
+        )
+    except orders.OrderNotFound:
+        abort(404)
+    except (refunds.RefundRefused, payments.PaymentsUnavailable) as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"{format_money(refund.amount_cents, order.currency)} of order #{order_id} is being refunded.", "success")
+    return redirect(back)
+
+
+@bp.post("/orders/<id:order_id>/refunds/<id:refund_id>/ask-again")
+@admin_required
+def order_refund_part_again(order_id: int, refund_id: int):
+    """Ask Stripe again for a partial refund it could not be asked for (the same key: never twice)."""
+    refund = refunds.get(refund_id)
+    if refund is None or refund.order_id != order_id or refund.status != RefundStatus.REQUESTED:
+        abort(404)
+    form = RefundForm()  # CSRF only
+    if not form.validate_on_submit():
+        flash(first_error(form), "error")
+    else:
+        try:
+            payments.checkout.ask_partial_refund(refund_id)
+        except (refunds.RefundRefused, payments.PaymentsUnavailable) as exc:
+            flash(str(exc), "error")
+        else:
+            flash(f"The refund of order #{order_id} was asked of Stripe.", "success")
+    return redirect(url_for("admin.order_detail", order_id=order_id))
 
 
 @bp.post("/orders/<id:order_id>/status")

@@ -29,20 +29,25 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import stripe
-from flask import url_for
+from flask import current_app, url_for
 from sqlalchemy import or_, select
-from stripe.params import RefundCreateParams
-from stripe.params.checkout import SessionCreateParams
+from stripe.params import CustomerCreateParams, CustomerCreateParamsShippingAddress, RefundCreateParams
+from stripe.params.checkout import (
+    SessionCreateParams,
+    SessionCreateParamsLineItem,
+    SessionCreateParamsShippingOption,
+    SessionCreateParamsShippingOptionShippingRateData,
+)
 
 from shop.database import transaction
 from shop.extensions import db
 from shop.payments import PaymentsUnavailable, client, events
-from shop.store import lifecycle
+from shop.store import lifecycle, refunds
 from shop.store.lifecycle import Move
-from shop.store.models import CheckoutSession, Order, OrderStatus, PaymentStatus
+from shop.store.models import CheckoutSession, Order, OrderStatus, PaymentStatus, Refund, RefundStatus
 
 log = logging.getLogger(__name__)
 
@@ -86,22 +91,48 @@ def _unreachable(exc: stripe.StripeError) -> PaymentsUnavailable:
     return PaymentsUnavailable("We could not reach the payment service. Please try again in a minute.")
 
 
-def session_params(order: Order, attempt: int, expires_at: datetime) -> SessionCreateParams:
-    """What Stripe is asked for one attempt: the same for every request of that attempt (its key's rule)."""
+def _tax_behavior() -> Literal["exclusive", "inclusive"]:
+    return "inclusive" if current_app.config["STRIPE_TAX_BEHAVIOR"] == "inclusive" else "exclusive"
+
+
+def _shipping_option(order: Order) -> SessionCreateParamsShippingOption:
+    """The one rate the shopper chose in the shop, inline: Stripe's page shows it and charges its price
+    (`shipping_cost`), which the money rule then compares with the order's `shipping_cents`. Not a list
+    of every rate for the shopper to pick on Stripe's page: the choice is made before Stripe, so the
+    order, its stock and its e-mail know it, and a price Stripe charged can be checked against it."""
+    rate: SessionCreateParamsShippingOptionShippingRateData = {
+        "type": "fixed_amount",
+        "display_name": order.shipping_rate_name or "Shipping",
+        "fixed_amount": {"amount": order.shipping_cents, "currency": order.currency.lower()},
+    }
+    if current_app.config["STRIPE_AUTOMATIC_TAX"]:
+        rate["tax_behavior"] = _tax_behavior()  # shipping is taxed too where the law says so
+    return {"shipping_rate_data": rate}
+
+
+def session_params(
+    order: Order, attempt: int, expires_at: datetime, *, customer: str | None = None
+) -> SessionCreateParams:
+    """What Stripe is asked for one attempt: the same for every request of that attempt (its key's rule).
+    `customer`: the Stripe Customer holding the order's shipping address, when Stripe Tax is on."""
+    config = current_app.config
+    line_items: list[SessionCreateParamsLineItem] = []
+    for item in order.items:
+        line: SessionCreateParamsLineItem = {
+            "quantity": item.quantity,
+            "price_data": {
+                "currency": order.currency.lower(),
+                "unit_amount": item.unit_price_cents,
+                "product_data": {"name": item.product_name},
+            },
+        }
+        if config["STRIPE_AUTOMATIC_TAX"]:  # whether the shop's prices include the tax Stripe computes
+            line["price_data"]["tax_behavior"] = _tax_behavior()
+        line_items.append(line)
     params: SessionCreateParams = {
         "mode": "payment",
         "client_reference_id": str(order.id),
-        "line_items": [
-            {
-                "quantity": item.quantity,
-                "price_data": {
-                    "currency": order.currency.lower(),
-                    "unit_amount": item.unit_price_cents,
-                    "product_data": {"name": item.product_name},
-                },
-            }
-            for item in order.items
-        ],
+        "line_items": line_items,
         "expires_at": int(expires_at.timestamp()),
         # The attempt names which session speaks for the order (shop.payments.events.speaks_for).
         "metadata": {**order_metadata(order), "attempt": str(attempt)},
@@ -112,8 +143,42 @@ def session_params(order: Order, attempt: int, expires_at: datetime) -> SessionC
         # Stripe's "back" link: the order's page, which offers the one next step (pay, or see it paid).
         "cancel_url": url_for("store.order_page", order_id=order.id, _external=True),
     }
+    if order.shipping_rate_name is not None:
+        params["shipping_options"] = [_shipping_option(order)]
+    if config["STRIPE_PROMOTION_CODES"]:
+        params["allow_promotion_codes"] = True  # codes made in Stripe's dashboard, entered on its page
     if order.email:
         params["customer_email"] = order.email
+    return with_customer(params, customer) if customer is not None else params
+
+
+def with_customer(params: SessionCreateParams, customer: str) -> SessionCreateParams:
+    """Stripe Tax on: the session is the Customer's, whose shipping address (the order's) Stripe Tax
+    computes the tax from. Stripe asks for `customer_update` only when the Customer has no valid address
+    (ours has one), and a session cannot name both `customer` and `customer_email` (the Customer has it)."""
+    params = {**params, "customer": customer, "automatic_tax": {"enabled": True}}
+    params.pop("customer_email", None)
+    return params
+
+
+def customer_params(order: Order) -> CustomerCreateParams:
+    """The Stripe Customer of an order paid with Stripe Tax: its e-mail and the shipping address the shop
+    collected, which is where Stripe Tax takes the shopper's location from (a Checkout Session has no
+    address parameter of its own)."""
+    address: CustomerCreateParamsShippingAddress = {
+        "line1": order.ship_line1 or "",
+        "postal_code": order.ship_postal_code or "",
+        "city": order.ship_city or "",
+        "country": order.ship_country or "",
+    }
+    if order.ship_line2:
+        address["line2"] = order.ship_line2
+    params: CustomerCreateParams = {
+        "shipping": {"name": order.ship_name or "", "address": address},
+        "metadata": order_metadata(order),
+    }
+    if order.email:
+        params["email"] = order.email
     return params
 
 
@@ -199,8 +264,15 @@ def _open(order_id: int, *, user_id: int | None, pressed: int | None) -> str:
     order = db.session.get_one(Order, order_id, populate_existing=True)
     params = session_params(order, attempt.number, attempt.expires_at)
     key = stripe_key(order, f"session-{attempt.number}")
+    # Stripe Tax on: the order's Customer, made once per order (the key names the order: every attempt
+    # and retry gets the same one; the order's address never changes, so nothing needs updating).
+    customer = customer_params(order) if current_app.config["STRIPE_AUTOMATIC_TAX"] else None
+    customer_key = stripe_key(order, "customer")
     db.session.rollback()  # no transaction stays open while Stripe is asked
     try:
+        if customer is not None:
+            made = client().v1.customers.create(customer, options={"idempotency_key": customer_key})
+            params = with_customer(params, made.id)
         session = client().v1.checkout.sessions.create(params, options={"idempotency_key": key})
     except stripe.StripeError as exc:
         raise _unreachable(exc) from exc
@@ -518,3 +590,62 @@ def _payment_intent_of(order: Order) -> str | None:
             current = lifecycle.lock(order.id)
             current.stripe_payment_intent_id = current.stripe_payment_intent_id or intent
     return intent
+
+
+def refund_part(
+    order_id: int, *, quantities: dict[int, int] | None = None, amount: int | None = None, restock: bool, by: str
+) -> Refund:
+    """Refund chosen units of an order's lines, or an amount (shop.store.refunds): decided under the order's
+    row lock (two staff at once are served one after the other, and the second sees what is left), then
+    asked of Stripe (`ask_partial_refund`). Raises OrderNotFound, RefundRefused or PaymentsUnavailable
+    (the refund stays decided; the order's page offers to ask again)."""
+    with transaction():
+        order = lifecycle.lock(order_id)
+        refund = refunds.decide(order, quantities=quantities, amount=amount, restock=restock, by=by)
+        refund_id = refund.id
+    log.info("order %s: partial refund %s decided by %s", order_id, refund_id, by)
+    return ask_partial_refund(refund_id)
+
+
+def ask_partial_refund(refund_id: int) -> Refund:
+    """Ask Stripe for a decided partial refund, with its own idempotency key: asking again (a retry, a
+    second click) asks for the same refund, and Stripe makes it once. Raises RefundRefused when Stripe
+    refuses it (the row is marked failed: it no longer counts toward what is left), PaymentsUnavailable
+    when Stripe cannot be reached (the row stays requested)."""
+    refund = db.session.get_one(Refund, refund_id, populate_existing=True)
+    if refund.stripe_refund_id or refund.status != RefundStatus.REQUESTED:
+        db.session.rollback()
+        return refund
+    order = db.session.get_one(Order, refund.order_id)
+    key = stripe_key(order, refund.key)
+    params: RefundCreateParams = {"amount": refund.amount_cents, "metadata": order_metadata(order)}
+    try:
+        intent = order.stripe_payment_intent_id or _payment_intent_of(order)
+        if intent:
+            params["payment_intent"] = intent
+        db.session.rollback()
+        created = client().v1.refunds.create(params, options={"idempotency_key": key})
+    except stripe.InvalidRequestError as exc:
+        db.session.rollback()
+        with transaction():
+            db.session.get_one(Refund, refund_id, populate_existing=True).status = RefundStatus.FAILED
+        log.warning("order %s: Stripe refused partial refund %s: %s", order.id, refund_id, exc.code)
+        raise refunds.RefundRefused(
+            f"Stripe refused this refund of order #{order.id} ({exc.code or 'no reason given'}); "
+            "check the payment in Stripe's dashboard."
+        ) from exc
+    except stripe.StripeError as exc:
+        db.session.rollback()
+        log.error("order %s: partial refund %s not asked of Stripe: %s", order.id, refund_id, type(exc).__name__)
+        raise PaymentsUnavailable(
+            f"The refund of order #{order.id} is decided, but the payment service could not be reached; "
+            "ask Stripe again from the order's page in a minute."
+        ) from exc
+    log.info("order %s: partial refund %s asked of Stripe as %s", order.id, refund_id, created.id)
+    with transaction():
+        current = db.session.get_one(Refund, refund_id, populate_existing=True)
+        if current.stripe_refund_id is None:
+            current.stripe_refund_id = created.id
+            if created.status == "succeeded" and current.status == RefundStatus.REQUESTED:
+                current.status = RefundStatus.SUCCEEDED
+    return db.session.get_one(Refund, refund_id, populate_existing=True)

@@ -12,8 +12,11 @@ late event finds nothing left to do:
   expired by *Pay now*, says nothing of the one the shopper pays with now;
 - `checkout.session.completed` unpaid (a bank debit on its way) of that session: the order waits for
   it (`payment_processing`), and its page offers no *Pay now*;
-- `charge.refunded` (the whole amount): REFUNDED; a partial refund changes nothing yet;
-- `refund.failed`: REFUND_FAILED (the money is ours again; staff refund it anew).
+- `charge.refunded`: the order's `refunded_cents` becomes the charge's `amount_refunded` (never less
+  than it was: a replayed or reordered event of an earlier, smaller refund changes nothing); the
+  whole amount also takes REFUNDED (an unshipped order is cancelled, as before partial refunds);
+- `refund.failed`: REFUND_FAILED (the money is ours again; staff refund it anew); the failed amount
+  comes off `refunded_cents`, and a partial refund of ours (shop.store.refunds) is marked failed.
 
 The event's claim in `webhook_events` commits with its effect (shop.webhooks.inbox).
 """
@@ -31,7 +34,7 @@ from sqlalchemy.dialects.postgresql import insert
 from shop.extensions import db
 from shop.mail import outbox
 from shop.payloads import is_storable
-from shop.store import lifecycle
+from shop.store import lifecycle, refunds
 from shop.store.lifecycle import Move
 from shop.store.models import CheckoutSession, Order
 from shop.store.money import format_money
@@ -99,9 +102,13 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH else None
 
 
+MAX_AMOUNT = 2**31 - 1  # the orders' amount columns are INTEGER (Stripe's own limit is 99,999,999)
+
+
 def _amount(value: Any) -> int | None:
-    """An amount in the currency's smallest unit, as Stripe writes it: a non-negative integer (not a bool)."""
-    return value if type(value) is int and 0 <= value < 2**63 else None
+    """An amount in the currency's smallest unit, as Stripe writes it: a non-negative integer (not a bool)
+    that the orders' INTEGER columns can hold (a larger one is no amount of Stripe's: None)."""
+    return value if type(value) is int and 0 <= value <= MAX_AMOUNT else None
 
 
 # --- which order ------------------------------------------------------------------------------------------
@@ -178,10 +185,26 @@ def _refunded_order(charge: dict[str, Any]) -> int | None:
 # --- the money rule ----------------------------------------------------------------------------------------
 
 
+def session_shipping(session: dict[str, Any]) -> int | None:
+    """What the session charged for shipping before tax and discounts: `shipping_cost.amount_subtotal`
+    (the rate's own price, comparable with the order's), else `total_details.amount_shipping`; 0 for a
+    session that names no shipping at all (the older shape, and orders without a rate); None when a
+    field is there but is not an amount (the money rule then refuses)."""
+    cost = session.get("shipping_cost")
+    if isinstance(cost, dict) and "amount_subtotal" in cost:
+        return _amount(cost.get("amount_subtotal"))
+    details = session.get("total_details")
+    if isinstance(details, dict) and details.get("amount_shipping") is not None:
+        return _amount(details.get("amount_shipping"))
+    return 0 if cost is None else None
+
+
 def charge_mismatch(order: Order, session: dict[str, Any]) -> str | None:
     """Why this paid session does not pay this order, or None when it does: Stripe's `amount_subtotal`
-    (before tax, shipping and discounts) must be the order's line total, in the order's currency, and
-    `amount_total` must be an amount. Anything missing or odd is a mismatch: the rule fails closed."""
+    (before tax, shipping and discounts) must be the order's line total, in the order's currency, its
+    shipping the order's (`session_shipping`: the rate the shopper chose at checkout), and
+    `amount_total` must be an amount. Anything missing or odd is a mismatch: the rule fails closed.
+    Tax and discounts are Stripe's to compute, so they are recorded (`record_charge`), not compared."""
     session_id = _text(session.get("id")) or "without an id"
     subtotal, total, currency = (
         _amount(session.get("amount_subtotal")),
@@ -198,13 +221,34 @@ def charge_mismatch(order: Order, session: dict[str, Any]) -> str | None:
             f"Stripe's session {session_id} charged in {currency.upper()[:3]} but order #{order.id} is in "
             f"{order.currency}, so it was not marked paid; check the payment in Stripe's dashboard and refund it."
         )
-    if subtotal != order.total_cents:
+    if subtotal != order.lines_cents:
         return (
             f"Stripe's session {session_id} charged a subtotal of {format_money(subtotal, order.currency)} but order "
-            f"#{order.id} asked for {format_money(order.total_cents, order.currency)}, so it was not marked paid; "
+            f"#{order.id} asked for {format_money(order.lines_cents, order.currency)}, so it was not marked paid; "
             "check the payment in Stripe's dashboard and refund it."
         )
+    shipping = session_shipping(session)
+    if shipping != order.shipping_cents:
+        charged = "an unreadable amount" if shipping is None else format_money(shipping, order.currency)
+        return (
+            f"Stripe's session {session_id} charged {charged} for shipping but order #{order.id} asked for "
+            f"{format_money(order.shipping_cents, order.currency)}, so it was not marked paid; check the payment in "
+            "Stripe's dashboard and refund it."
+        )
     return None
+
+
+def record_charge(order: Order, session: dict[str, Any]) -> None:
+    """What Stripe charged, part by part, from the paying session (its amounts were checked by
+    `charge_mismatch`). A session without `total_details` (the older shape, or a field that is not
+    an amount) leaves that part NULL: pages then show the total alone."""
+    details = session.get("total_details")
+    details = details if isinstance(details, dict) else {}
+    order.charged_total_cents = _amount(session.get("amount_total"))
+    order.charged_subtotal_cents = _amount(session.get("amount_subtotal"))
+    order.charged_discount_cents = _amount(details.get("amount_discount"))
+    order.charged_shipping_cents = _amount(details.get("amount_shipping"))
+    order.charged_tax_cents = _amount(details.get("amount_tax"))
 
 
 # --- the effects (caller's transaction; each locks the order first) ---------------------------------------
@@ -246,9 +290,10 @@ def _pay(order: Order, session: dict[str, Any]) -> Applied:
         order.payment_warning = problem
         return Applied(refused=problem)
     move = Move.PAY if lifecycle.allowed(order, Move.PAY) else Move.PAY_AFTER_FAILURE
+    if lifecycle.allowed(order, move):
+        record_charge(order, session)  # before the move: its "order confirmed" e-mail shows the breakdown
     taken = lifecycle.take_if_allowed(order, move, by=BY_STRIPE)
     if taken is not None:
-        order.charged_total_cents = _amount(session.get("amount_total"))
         # The paying session's PaymentIntent is the one a refund goes to (an earlier attempt's may be known).
         order.stripe_payment_intent_id = _text(session.get("payment_intent")) or order.stripe_payment_intent_id
         if move == Move.PAY_AFTER_FAILURE:
@@ -261,19 +306,32 @@ def _pay(order: Order, session: dict[str, Any]) -> Applied:
 def apply(event: StripeEvent) -> Applied:
     """The event's effect, in the caller's transaction."""
     if event.type == CHARGE_REFUNDED:
-        if not event.object.get("refunded"):
-            return Applied()  # a partial refund: the order stays paid (staff refund whole orders)
         order_id = _refunded_order(event.object)
+        if order_id is None and not event.object.get("refunded"):
+            # Staff refund part of paid orders only, whose payment is known: this is another payment's.
+            log.info("charge.refunded %s (partial) names no order of this shop; nothing to do", event.id)
+            return Applied()
         if order_id is None:
             raise OrderNotKnownYet("no order has this payment yet; Stripe will retry")
-        lifecycle.take_if_allowed(lifecycle.lock(order_id), Move.REFUNDED, by=BY_STRIPE)
+        order = lifecycle.lock(order_id)
+        amount_refunded = _amount(event.object.get("amount_refunded"))
+        if amount_refunded is not None and amount_refunded > order.refunded_cents:
+            # Stripe's running total: the larger one is the later state (events may come twice or reordered).
+            order.refunded_cents = amount_refunded
+        if event.object.get("refunded"):  # the whole amount: the order is refunded (and cancelled if unshipped)
+            lifecycle.take_if_allowed(order, Move.REFUNDED, by=BY_STRIPE)
         return Applied()
     if event.type == REFUND_FAILED:
         order_id = _refunded_order(event.object)
         if order_id is None:  # a refund made in Stripe's dashboard of a payment that is not an order's
             log.info("refund.failed %s names no order of this shop; nothing to do", event.id)
             return Applied()
-        if lifecycle.take_if_allowed(lifecycle.lock(order_id), Move.REFUND_FAILED, by=BY_STRIPE) is not None:
+        order = lifecycle.lock(order_id)
+        failed = _amount(event.object.get("amount")) or 0
+        # The money is the shopper's no more: it comes off what was refunded (each event is applied once).
+        order.refunded_cents = max(0, order.refunded_cents - failed)
+        refunds.mark_failed(order.id, _text(event.object.get("id")))
+        if lifecycle.take_if_allowed(order, Move.REFUND_FAILED, by=BY_STRIPE) is not None:
             # Stripe's failure_reason is a code (expired_or_canceled_card, lost_or_stolen_card): no personal data.
             log.warning(
                 "order %s: Stripe could not refund the payment (%s); refund it again from the order's page",

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from shop.database import transaction
 from shop.extensions import db
 from shop.models import User
-from shop.store import orders, stock_alerts
+from shop.store import orders, shipping, stock_alerts
 from shop.store.addresses import ShippingAddress
 from shop.store.models import Cart, CartItem, Order, OrderItem, OrderStatus, PaymentStatus, Product
 from shop.store.money import format_money
@@ -142,8 +142,12 @@ def place_order(
     *,
     expected_total_cents: int | None = None,
     address: ShippingAddress | None = None,
+    shipping_rate_id: int | None = None,
 ) -> Placed:
-    """Turn the user's cart into an order that holds its stock, with a copy of `address`; commits.
+    """Turn the user's cart into an order that holds its stock, with a copy of `address` and of the
+    shipping rate the shopper chose (its name and its price for this order); commits. The order's
+    total_cents is its lines' sum plus that shipping price: what the shopper pays before discounts and
+    tax (Stripe's `amount_subtotal` is the lines' sum alone, and its `shipping_cost` the rate's price).
     Raises CheckoutError (nothing written). Payment starts afterwards (shop.payments.checkout)."""
     if not KEY_PATTERN.match(idempotency_key or ""):
         raise CheckoutError(OUT_OF_DATE)
@@ -189,17 +193,27 @@ def place_order(
             currencies = {row.currency for _, _, row in taken}
             if len(currencies) > 1:
                 raise CheckoutError("Your cart mixes currencies; order the items of each currency separately.")
-            total = sum(row.price_cents * quantity for _, quantity, row in taken)
-            if total > MAX_ORDER_TOTAL_CENTS:
-                raise CheckoutError(TOTAL_TOO_LARGE.format(format_money(MAX_ORDER_TOTAL_CENTS, next(iter(currencies)))))
-            if expected_total_cents is not None and total != expected_total_cents:
+            currency = currencies.pop()
+            lines_total = sum(row.price_cents * quantity for _, quantity, row in taken)
+            if expected_total_cents is not None and lines_total != expected_total_cents:
                 raise CartChanged("Your cart or its prices changed since you opened the checkout. Check the new total.")
+            try:  # read again here: a rate deactivated since the page was drawn (or a forged id) is refused
+                rate = shipping.choose(shipping_rate_id, currency, lines_total)
+            except shipping.ShippingError as exc:
+                raise CheckoutError(str(exc)) from exc
+            shipping_cents = rate.price_cents if rate else 0
+            total = lines_total + shipping_cents
+            if total > MAX_ORDER_TOTAL_CENTS:
+                raise CheckoutError(TOTAL_TOO_LARGE.format(format_money(MAX_ORDER_TOTAL_CENTS, currency)))
             order = Order(
                 user_id=user_id,
                 email=email,
                 total_cents=total,
-                currency=currencies.pop(),
+                currency=currency,
                 idempotency_key=idempotency_key,
+                shipping_rate_id=rate.rate_id if rate else None,
+                shipping_rate_name=rate.name if rate else None,
+                shipping_cents=shipping_cents,
                 **_shipping_columns(address),
                 items=[
                     OrderItem(

@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import select
 
 from shop.extensions import db
-from shop.store.models import Order, OrderItem, PaymentStatus
+from shop.store.models import Order, OrderItem
 from shop.store.money import cents_to_text
 
 BOM = "\ufeff"
@@ -67,14 +67,6 @@ def _placed(order: Order) -> str:
     return order.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _refunded(order: Order) -> int:
-    """What went back to the shopper. Today every refund is of the whole charge (a cancel), recorded as the
-    payment status; a refund asked of Stripe and not yet confirmed is not counted."""
-    if order.payment_status == PaymentStatus.REFUNDED:
-        return order.charged_total_cents if order.charged_total_cents is not None else order.total_cents
-    return 0
-
-
 COLUMNS: tuple[Column, ...] = (
     order_field("Order", lambda order: order.id),
     order_field("Placed (UTC)", _placed),
@@ -88,8 +80,14 @@ COLUMNS: tuple[Column, ...] = (
     line_field("Unit price", lambda line: _amount(line.unit_price_cents)),
     line_field("Line total", lambda line: _amount(line.line_total_cents)),
     order_amount("Order total", lambda order: order.total_cents),
+    order_amount("Subtotal charged", lambda order: order.charged_subtotal_cents),
+    order_amount("Discount", lambda order: order.charged_discount_cents),
+    order_amount("Shipping", lambda order: order.charged_shipping_cents),
+    order_amount("Tax", lambda order: order.charged_tax_cents),
     order_amount("Charged", lambda order: order.charged_total_cents),
-    order_amount("Refunded", _refunded),
+    # What Stripe confirmed refunded, partial or whole (charge.refunded's amount_refunded); a refund asked
+    # and not yet confirmed is not counted.
+    order_amount("Refunded", lambda order: order.refunded_cents),
 )
 
 

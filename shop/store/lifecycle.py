@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 
 from shop.extensions import db
-from shop.store import order_mail
+from shop.store import order_mail, refunds
 from shop.store.models import Order, OrderItem, OrderStatus, PaymentStatus, Product
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class Move(enum.StrEnum):
     CANCEL = "cancel"  # an unpaid order, by its shopper or staff (its session was expired first)
     CANCEL_AND_REFUND = "cancel and refund"  # a paid, unshipped order: the refund is asked after the move
     REFUND = "refund"  # staff: a cancelled order whose money is still ours
-    REFUNDED = "refunded"  # Stripe's charge.refunded (the whole amount)
+    REFUNDED = "refunded"  # Stripe's charge.refunded (the whole amount; a partial one is recorded, no move)
     REFUND_FAILED = "refund failed"  # Stripe's refund.failed: the money is ours again
 
 
@@ -240,12 +240,17 @@ def release_stock(order_id: int) -> bool:
     ).first()
     if released is None:
         return False
+    # Units a partial refund put back already (shop.store.refunds) are not given back a second time.
+    restocked = refunds.restocked(order_id)
     items = db.session.execute(
-        select(OrderItem.product_id, OrderItem.quantity)
+        select(OrderItem.product_id, OrderItem.quantity, OrderItem.id)
         .where(OrderItem.order_id == order_id, OrderItem.product_id.is_not(None))
         .order_by(OrderItem.product_id)  # product-id order, as checkout takes them: no deadlock
     ).all()
-    for product_id, quantity in items:
+    for product_id, quantity, item_id in items:
+        quantity -= restocked.get(item_id, 0)
+        if quantity <= 0:
+            continue
         db.session.execute(
             update(Product)
             .where(Product.id == product_id)

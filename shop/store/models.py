@@ -27,6 +27,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shop.extensions import Model
@@ -258,8 +259,39 @@ class Order(Model):
     )
 
     @property
+    def lines_cents(self) -> int:
+        """What the order's lines cost: its total without shipping (Stripe's `amount_subtotal`)."""
+        return self.total_cents - self.shipping_cents
+
+    @property
     def payment_status_enum(self) -> PaymentStatus:
         return PaymentStatus(self.payment_status)
+
+    @property
+    def charged_rows(self) -> list[tuple[str, int]]:
+        """What Stripe charged, row by row, for pages and e-mails: Subtotal, Discount (if any), Shipping,
+        Tax (if any), Total, Refunded so far (if any). An order paid before the breakdown was recorded
+        (or by a session of the older shape) shows the parts it has; an unpaid one, none."""
+        if self.charged_total_cents is None:
+            return []
+        rows: list[tuple[str, int]] = []
+        if self.charged_subtotal_cents is not None:
+            rows.append(("Subtotal", self.charged_subtotal_cents))
+        if self.charged_discount_cents:
+            rows.append(("Discount", -self.charged_discount_cents))
+        if self.charged_shipping_cents is not None:
+            rows.append(
+                (
+                    "Shipping" + (f" ({self.shipping_rate_name})" if self.shipping_rate_name else ""),
+                    self.charged_shipping_cents,
+                )
+            )
+        if self.charged_tax_cents:
+            rows.append(("Tax", self.charged_tax_cents))
+        rows.append(("Total", self.charged_total_cents))
+        if self.refunded_cents:
+            rows.append(("Refunded so far", -self.refunded_cents))
+        return rows
 
     @property
     def shipping_lines(self) -> list[str]:
@@ -278,6 +310,38 @@ class CheckoutSession(Model):
     id: Mapped[str] = mapped_column(String(255), primary_key=True)  # Stripe's cs_… id
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RefundStatus(enum.StrEnum):
+    REQUESTED = "requested"  # decided under the order's lock; Stripe not (yet) asked, or not answered
+    SUCCEEDED = "succeeded"  # Stripe accepted it
+    FAILED = "failed"  # Stripe's refund.failed: the money is ours again
+
+
+class Refund(Model):
+    """A refund of part of an order that staff asked for (shop.store.refunds): chosen lines or an amount."""
+
+    __tablename__ = "refunds"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(64))  # the suffix of its Stripe idempotency key
+    stripe_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    # {"<order_items.id>": quantity}: the lines refunded ({} for a refund of an amount).
+    lines: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
+    restock: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    status: Mapped[str] = mapped_column(
+        String(16), default=RefundStatus.REQUESTED, server_default=RefundStatus.REQUESTED
+    )
+    requested_by: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        UniqueConstraint("order_id", "key", name="uq_refunds_order_key"),
+        CheckConstraint("amount_cents > 0", name="ck_refunds_amount_positive"),
+        CheckConstraint("status IN ('requested', 'succeeded', 'failed')", name="ck_refunds_status"),
+    )
 
 
 class OrderItem(Model):

@@ -1,14 +1,15 @@
-"""The demo catalogue that `flask seed` loads: 14 products, with images shipped in static/products/."""
+"""The demo catalogue that `flask seed` loads: 14 products, with images shipped in static/products/, and
+two shipping rates."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Boolean, func, literal_column
+from sqlalchemy import Boolean, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert
 
 from shop.extensions import db
-from shop.store.models import Product
+from shop.store.models import Product, ShippingRate
 
 
 @dataclass(frozen=True)
@@ -76,3 +77,32 @@ def seed(*, reset: bool = False) -> tuple[int, int]:
     db.session.commit()
     added = sum(fresh_rows)
     return added, len(fresh_rows) - added
+
+
+# Standard is free from €50, so the demo shows both a paid and a free shipping line.
+DEMO_SHIPPING_RATES = [
+    {
+        "name": "Standard",
+        "price_cents": 490,
+        "currency": "EUR",
+        "delivery_estimate": "2–4 days",
+        "free_above_cents": 5000,
+    },
+    {
+        "name": "Express",
+        "price_cents": 990,
+        "currency": "EUR",
+        "delivery_estimate": "next day",
+        "free_above_cents": None,
+    },
+]
+
+
+def seed_shipping_rates() -> int:
+    """Add the demo rates whose name no rate has yet (staff's edits, even a deactivation, are kept); commits.
+    Returns how many were added."""
+    names = set(db.session.scalars(select(ShippingRate.name)))
+    missing = [rate for rate in DEMO_SHIPPING_RATES if rate["name"] not in names]
+    db.session.add_all(ShippingRate(**rate) for rate in missing)
+    db.session.commit()
+    return len(missing)

@@ -12,6 +12,7 @@ from shop.forms import WholeNumberField, strip
 from shop.inputs import MAX_SLUG_LENGTH, submitted
 from shop.store.addresses import ShippingAddress
 from shop.store.checkout import KEY_PATTERN, OUT_OF_DATE
+from shop.store.shipping import NOT_OFFERED
 
 
 class CartAddForm(FlaskForm):
@@ -37,6 +38,9 @@ class CheckoutForm(FlaskForm):
     )
     idempotency_key = HiddenField(validators=[Regexp(KEY_PATTERN, message=OUT_OF_DATE)])
     expected_total = WholeNumberField(least=0, message=OUT_OF_DATE, optional=True)
+    # A radio of the offered rates (none sent: the shop offers none). Whether the id is one offered is
+    # checked by checkout in its transaction (shop.store.shipping.choose); here only that it is an id.
+    shipping_rate_id = WholeNumberField(least=1, message=NOT_OFFERED, optional=True)
 
 
 def _printable(form: FlaskForm, field: StringField) -> None:

@@ -12,7 +12,7 @@ from shop.auth.decorators import form_login_required, login_required
 from shop.auth.redirects import safe_next
 from shop.forms import first_error
 from shop.inputs import one_page, page_number, search_text, submitted
-from shop.store import addresses, cart, catalogue, checkout, orders
+from shop.store import addresses, cart, catalogue, checkout, orders, shipping
 from shop.store.models import OrderStatus, PaymentStatus
 from shop.storefront import bp
 from shop.storefront.forms import AddressForm, CartAddForm, CartQuantityForm, CheckoutForm, PayNowForm
@@ -150,10 +150,18 @@ def checkout_page(form: CheckoutForm | None = None, new_address: AddressForm | N
         return redirect(url_for("store.cart_page"))  # which says it is empty: no flash to say it twice
     totals = cart.totals(lines)
     book = addresses.list_for_user(g.user.id)
+    # The rates are priced for this cart (free above a total); with items in two currencies the order
+    # is refused anyway, so none is offered.
+    rates = shipping.offered(*next(iter(totals.items()))) if len(totals) == 1 else []
+    chosen_rate = form.shipping_rate_id.data if form else None
+    if chosen_rate not in {rate.rate_id for rate in rates}:
+        chosen_rate = rates[0].rate_id if rates else None  # the cheapest, so that one click goes on to pay
     return render_template(
         "store/checkout.html",
         lines=lines,
         totals=totals,
+        rates=rates,
+        chosen_rate=chosen_rate,
         expected_total=next(iter(totals.values())) if len(totals) == 1 else None,
         idempotency_key=form.idempotency_key.data if form else checkout.new_idempotency_key(),
         addresses=book,
@@ -183,6 +191,9 @@ def checkout_submit():
     if not form.validate_on_submit() and (form.idempotency_key.errors or form.expected_total.errors):
         flash(checkout.OUT_OF_DATE, "error")
         return redirect(url_for("store.checkout_page"))
+    if form.shipping_rate_id.errors:  # not even an id: a forged or mangled form
+        flash(form.shipping_rate_id.errors[0], "error")
+        return checkout_page(form, new_address=_address_form(), status=400)
     address, new_address = _shipping_address(form) if not form.address_id.errors else (None, _address_form())
     if address is None:
         flash("Choose a shipping address, or complete the new one.", "error")
@@ -195,6 +206,7 @@ def checkout_submit():
             submitted(form.idempotency_key.data),
             expected_total_cents=form.expected_total.data,
             address=address,
+            shipping_rate_id=form.shipping_rate_id.data,
         )
     except checkout.EmptyCart:
         return redirect(url_for("store.cart_page"))  # which says it is empty

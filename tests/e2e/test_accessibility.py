@@ -306,7 +306,15 @@ def test_the_journey_is_accessible_by_keyboard_on_every_screen(make_app, tmp_pat
 
             # --- the same person made staff: every admin page
             assert runner.invoke(args=["users", "set-role", "ada@example.com", Role.ADMIN.value]).exit_code == 0
-            for path in ("/admin/", "/admin/orders", f"/admin{order}", "/admin/products", "/admin/products/new"):
+            for path in (
+                "/admin/",
+                "/admin/orders",
+                f"/admin{order}",
+                "/admin/products",
+                "/admin/products/new",
+                "/admin/shipping",
+                "/admin/shipping/new",
+            ):
                 journey.open(path)
             journey.open(f"/admin/products/{bowl_id}")
             journey.open("/admin/users")

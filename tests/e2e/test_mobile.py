@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from shop.extensions import db
 from shop.models import Role
-from shop.store.models import Product
+from shop.store.models import Product, ShippingRate
 from tests.e2e.conftest import save_screenshot
 from tests.support import clerk_user, event, live_server, signed_headers, wait_for
 
@@ -378,6 +378,13 @@ def test_every_page_fits_a_phone(make_app, tmp_path, browser):
             admin.check("/admin/products")
             admin.check("/admin/products/new")
             admin.check(f"/admin/products/{long_product_id}")
+            admin.check("/admin/shipping")
+            admin.check("/admin/shipping/new")
+            with app.app_context():
+                rate_id = db.session.scalar(select(ShippingRate.id).order_by(ShippingRate.id).limit(1))
+                db.session.rollback()
+            assert rate_id is not None, "the demo data has shipping rates"
+            admin.check(f"/admin/shipping/{rate_id}")
             admin.check("/admin/users")
             staff.get_by_role("main").get_by_role("link", name="Grace Hopper").click()
             staff.wait_for_url(re.compile(r".*/admin/users/\d+$"))

@@ -88,7 +88,8 @@ def test_shopping_journey_and_staff_shipping_it(make_app, tmp_path, browser, pag
         screenshot("checkout")
         page.get_by_role("button", name="Continue to payment").click()
         page.wait_for_url(re.compile(rf"{re.escape(url)}/dev-stripe/checkout/cs_test_\w+$"))
-        expect(page.get_by_role("heading", name="Pay €43.50")).to_be_visible()
+        # The items and the demo's Standard shipping (€4.90, chosen by default: the cheapest rate).
+        expect(page.get_by_role("heading", name="Pay €48.40")).to_be_visible()
         screenshot("payment")
         page.get_by_role("button", name="Pay", exact=True).click()
         page.wait_for_url(re.compile(rf"{re.escape(url)}/orders/\d+$"))

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from shop.extensions import db
 from shop.models import Role, User
-from shop.store import cart, checkout
+from shop.store import cart, checkout, shipping
 from shop.store.addresses import ShippingAddress
 from shop.store.models import Order, Product
 from tests.e2e.test_mobile import PHONE
@@ -36,7 +36,14 @@ def orders_of(app, email: str) -> tuple[int, int]:
         placed = []
         for n, product in enumerate(products):
             cart.add(user_id, product_id=product, quantity=1)
-            placed.append(checkout.place_order(user_id, f"words-key-{n:06d}", address=ADDRESS).order.id)
+            placed.append(
+                checkout.place_order(
+                    user_id,
+                    f"words-key-{n:06d}",
+                    address=ADDRESS,
+                    shipping_rate_id=shipping.offered("EUR", 0)[0].rate_id,
+                ).order.id
+            )
         db.session.execute(update(Order).where(Order.id == placed[0]).values(payment_status="paid"))
         db.session.commit()
     return placed[0], placed[1]

@@ -114,6 +114,8 @@ def admin_ids(app, two_shoppers):
         "user_id": two_shoppers["b_id"],
         "event_id": event_id,
         "mail_id": 1,
+        "rate_id": 1,  # need not exist: refused before any look-up
+        "refund_id": 1,
     }
 
 

@@ -65,7 +65,14 @@ def orders(app, make_user, user_id, make_product):
         db.session.execute(
             update(Order)
             .where(Order.id == ids["middle"])
-            .values(status="cancelled", payment_status="refunded", charged_total_cents=450)
+            .values(
+                status="cancelled",
+                payment_status="refunded",
+                charged_total_cents=450,
+                charged_subtotal_cents=450,
+                charged_shipping_cents=0,
+                refunded_cents=450,  # as Stripe's charge.refunded recorded it
+            )
         )
         db.session.commit()
     return ids
@@ -102,6 +109,11 @@ def test_one_row_per_line_amounts_on_the_first_line_only(staff, orders):
         ("'@SUM(1+1)", "3", "2.50", "7.50"),
     ]
     # The order's amounts once, on its first line: every amount column sums to the orders' sums.
+    # What Stripe charged, part by part (blank where a session did not say: the older shape, or unpaid).
+    assert [(row["Subtotal charged"], row["Discount"], row["Shipping"], row["Tax"]) for row in rows[3:5]] == [
+        ("4.50", "", "0.00", ""),
+        ("", "", "", ""),
+    ]
     assert [(row["Order total"], row["Charged"], row["Refunded"]) for row in rows] == [
         ("26.50", "26.50", "0.00"),
         ("", "", ""),
