@@ -108,6 +108,11 @@ def test_the_chosen_rate_is_copied_onto_the_order_and_asked_of_stripe_as_the_one
     # Tax and promotion codes are off by default: Stripe is asked for neither, and the e-mail goes as before.
     assert session["automatic_tax"]["enabled"] is False and session["allow_promotion_codes"] is False
     assert session["customer"] is None and session["customer_email"] == "user_ships@example.com"
+    # The order's page, before any payment: the lines, the chosen shipping, and the total that includes it.
+    page = re.sub(r"\s+", " ", text(client.get(f"/orders/{order_id}")))
+    assert re.search(
+        r"Shipping: Express</th><td class=\"num\">€9.90</td>.*Total</th><td class=\"num\"><strong>€39.90", page
+    )
 
 
 def test_a_free_rate_costs_nothing_and_a_shop_without_rates_asks_for_none(
