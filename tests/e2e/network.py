@@ -85,6 +85,8 @@ class Network:
 
     requests: dict[str, Request] = field(default_factory=dict)
     last_activity: float = field(default_factory=time.monotonic)
+    # What the fake failed to answer (its handler raised): the request is failed rather than left paused.
+    problems: list[str] = field(default_factory=list)
 
     def reset(self) -> None:
         self.requests = {}
@@ -128,6 +130,11 @@ class Network:
         idle = all(r.done for r in self.requests.values())
         return idle and time.monotonic() - self.last_activity >= seconds
 
+    def in_flight(self) -> str:
+        """The requests still waiting (for a timeout's message)."""
+        waiting = [r.url for r in self.requests.values() if not r.done]
+        return f"{len(waiting)} request(s) in flight: {', '.join(waiting[:8]) or 'none'}; fake: {self.problems}"
+
     def fetched(self, prefix: str) -> list[Request]:
         """The requests for URLs starting with `prefix` that reached a server (not the browser's cache)."""
         return [r for r in self.requests.values() if r.url.startswith(prefix) and not r.cached]
@@ -142,9 +149,15 @@ def install(fapi, context, page, origin: str, on_bundle: Callable[[str, bytes], 
     network.attach(cdp)
     # The same handler for each host as FrontendAPI.install gives Playwright's routes.
     handlers = {TEST_FRONTEND_API: fapi._handle, "clerk-telemetry.com": fapi._telemetry, "img.clerk.com": fapi._image}
-    cdp.on(
-        "Fetch.requestPaused",
-        lambda paused: handlers[urlsplit(paused["request"]["url"]).hostname](PausedRequest(cdp, paused, on_bundle)),
-    )
+
+    def answer(paused: dict[str, Any]) -> None:
+        request = PausedRequest(cdp, paused, on_bundle)
+        try:
+            handlers[urlsplit(request.url).hostname](request)
+        except Exception as error:  # a request left paused would hang the page's load: fail it, and say why
+            network.problems.append(f"{request.method} {request.url}: {error!r}")
+            request.abort()
+
+    cdp.on("Fetch.requestPaused", answer)
     cdp.send("Fetch.enable", {"patterns": [{"urlPattern": f"https://{host}/*"} for host in handlers]})
     return network

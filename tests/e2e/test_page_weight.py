@@ -46,7 +46,13 @@ def settled(page, network: Network) -> None:
         interval=0.05,
         pause=pause,
     )
-    wait_for(lambda: network.quiet(0.2), timeout=15, what="the page's requests to finish", interval=0.05, pause=pause)
+    wait_for(
+        lambda: network.quiet(0.2),
+        timeout=15,
+        what=lambda: f"the page's requests to finish ({network.in_flight()})",
+        interval=0.05,
+        pause=pause,
+    )
 
 
 def visit(page, network: Network, url: str) -> Network:
