@@ -462,7 +462,8 @@ def expire_earlier_checkouts(user_id: int, *, keep_key: str) -> int:
 
 def sweep(*, now: datetime | None = None) -> dict[str, int]:
     """Orders still pending past their session's expiry: ask Stripe, expire, give the stock back.
-    And refunds decided but not accepted by Stripe yet (it could not be reached): asked again."""
+    And refunds, whole or partial, decided but not accepted by Stripe yet (it could not be reached):
+    asked again, each with its own idempotency key."""
     now = now or datetime.now(UTC)
     due = db.session.scalars(
         select(Order)
@@ -486,8 +487,18 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
         )
         .order_by(Order.id)
     ).all()
+    # Partial refunds staff decided while Stripe could not be reached: asked again with their own keys.
+    partial_refunds_due = db.session.scalars(
+        select(Refund.id)
+        .where(
+            Refund.status == RefundStatus.REQUESTED,
+            Refund.stripe_refund_id.is_(None),
+            Refund.created_at < now - REFUND_RETRY_AFTER,
+        )
+        .order_by(Refund.id)
+    ).all()
     db.session.rollback()
-    counts = {"released": 0, "paid": 0, "waiting": 0, "refunds asked": 0}
+    counts = {"released": 0, "paid": 0, "waiting": 0, "refunds asked": 0, "partial refunds asked": 0}
     for order in due:
         if order.stripe_checkout_session_id is None:
             give_up(order.id)
@@ -511,6 +522,12 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
         except PaymentsUnavailable:
             continue
         counts["refunds asked"] += 1
+    for refund_id in partial_refunds_due:
+        try:
+            ask_partial_refund(refund_id)
+        except (PaymentsUnavailable, refunds.RefundRefused):
+            continue  # still unreachable (asked at the next sweep), or refused (marked failed, logged)
+        counts["partial refunds asked"] += 1
     return counts
 
 

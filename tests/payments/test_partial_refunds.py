@@ -6,6 +6,7 @@ A line's worth is its share of what was charged (discount and tax pro-rated), ch
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import partial
 
 import pytest
@@ -114,6 +115,29 @@ def test_two_staff_refunding_at_once_never_refund_more_than_is_left(app, paid_on
     with app.app_context():
         assert list(db.session.scalars(select(Refund.amount_cents))) == [2000]
     wait_for(lambda: order_of(app, order_id).refunded_cents == 2000, what="the partial charge.refunded")
+
+
+def test_a_partial_refund_stripe_could_not_be_asked_for_is_asked_again_by_the_sweep(app, paid_on_standin):
+    order_id, _, _ = paid_on_standin
+    reachable = app.config["STRIPE_API_BASE"]
+    app.config["STRIPE_API_BASE"] = "http://127.0.0.1:9"  # nothing listens: Stripe cannot be reached
+    app.extensions.pop("stripe_clients", None)
+    with app.app_context(), pytest.raises(payments.PaymentsUnavailable):
+        payments.checkout.refund_part(order_id, amount=500, restock=False, by="staff")
+    with app.app_context():
+        assert db.session.execute(select(Refund.status, Refund.stripe_refund_id)).all() == [("requested", None)]
+        db.session.rollback()
+        # Not yet due: a refund being asked right now is left to its asker.
+        assert payments.checkout.sweep()["partial refunds asked"] == 0
+    app.config["STRIPE_API_BASE"] = reachable
+    app.extensions.pop("stripe_clients", None)
+    with app.app_context():
+        later = datetime.now(UTC) + payments.checkout.REFUND_RETRY_AFTER * 2
+        assert payments.checkout.sweep(now=later)["partial refunds asked"] == 1
+        assert db.session.scalar(select(Refund.stripe_refund_id)) is not None
+        db.session.rollback()
+        assert payments.checkout.sweep(now=later)["partial refunds asked"] == 0  # asked once: nothing left to ask
+    wait_for(lambda: order_of(app, order_id).refunded_cents == 500, what="the partial charge.refunded")
 
 
 def test_the_refund_form_needs_csrf_and_staff(app, client, paid_on_standin, tokens):
