@@ -574,13 +574,8 @@ def ask_refund(order_id: int) -> None:
         db.session.rollback()
         return
     request_number, key = order.refund_requests, refund_key(order)
-    refund: RefundCreateParams = {"metadata": order_metadata(order)}
     try:
-        intent = order.stripe_payment_intent_id or _payment_intent_of(order)
-        if intent:  # without one (nothing was charged) Stripe refuses the refund, and says so
-            refund["payment_intent"] = intent
-        db.session.rollback()
-        created = client().v1.refunds.create(refund, options={"idempotency_key": key})
+        created = _refund_at_stripe(order, {"metadata": order_metadata(order)}, key)
     except stripe.StripeError as exc:
         db.session.rollback()
         log.error("order %s: the refund could not be asked of Stripe: %s", order_id, type(exc).__name__)
@@ -593,6 +588,16 @@ def ask_refund(order_id: int) -> None:
         current = lifecycle.lock(order_id)
         if current.refund_requests == request_number and current.stripe_refund_id is None:
             current.stripe_refund_id = created.id
+
+
+def _refund_at_stripe(order: Order, refund: RefundCreateParams, key: str) -> stripe.Refund:
+    """Ask Stripe for `refund` of the order's payment with `key`, no transaction left open meanwhile.
+    Raises stripe.StripeError."""
+    intent = order.stripe_payment_intent_id or _payment_intent_of(order)
+    if intent:  # without one (nothing was charged) Stripe refuses the refund, and says so
+        refund["payment_intent"] = intent
+    db.session.rollback()
+    return client().v1.refunds.create(refund, options={"idempotency_key": key})
 
 
 def _payment_intent_of(order: Order) -> str | None:
@@ -637,11 +642,7 @@ def ask_partial_refund(refund_id: int) -> Refund:
     key = stripe_key(order, refund.key)
     params: RefundCreateParams = {"amount": refund.amount_cents, "metadata": order_metadata(order)}
     try:
-        intent = order.stripe_payment_intent_id or _payment_intent_of(order)
-        if intent:
-            params["payment_intent"] = intent
-        db.session.rollback()
-        created = client().v1.refunds.create(params, options={"idempotency_key": key})
+        created = _refund_at_stripe(order, params, key)
     except stripe.InvalidRequestError as exc:
         db.session.rollback()
         with transaction():

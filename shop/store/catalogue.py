@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from shop.extensions import db
 from shop.images import SHA256_HEX, PreparedImage
 from shop.inputs import MAX_PAGE
+from shop.mail import outbox
 from shop.store import stock_alerts
 from shop.store.cart import count_statement
 from shop.store.models import LOW_STOCK_THRESHOLD, Product, ProductImage
@@ -188,8 +189,10 @@ def update_product(
             f"The stock changed to {current} while you were editing (an order or a cancellation); "
             "nothing was saved. Check the form and save again."
         )
-    stock_alerts.note_crossings([(product_id, seen_stock - fields.stock)])  # in this save's transaction
+    crossed = stock_alerts.note_crossings([(product_id, seen_stock - fields.stock)])  # in this save's transaction
     db.session.commit()
+    if crossed:
+        outbox.kick()  # the low-stock e-mails, now that they are committed
     log.info("product %s (%s) updated by %s", product_id, fields.slug, by)
     if replaced is not None and replaced != values["image_sha256"]:
         _forget_image(replaced)
@@ -210,8 +213,10 @@ def set_stock(product_id: int, stock: int, *, seen_stock: int, by: str) -> None:
         if current is None:
             raise ProductError("This product does not exist.")
         raise StockChanged(f"The stock changed to {current} meanwhile; nothing was saved. Try again.")
-    stock_alerts.note_crossings([(product_id, seen_stock - stock)])  # in this save's transaction
+    crossed = stock_alerts.note_crossings([(product_id, seen_stock - stock)])  # in this save's transaction
     db.session.commit()
+    if crossed:
+        outbox.kick()  # the low-stock e-mails, now that they are committed
     log.info("stock of product %s (%s) set from %s to %s by %s", product_id, row.slug, seen_stock, stock, by)
 
 

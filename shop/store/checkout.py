@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from shop.database import transaction
 from shop.extensions import db
+from shop.mail import outbox
 from shop.models import User
 from shop.store import orders, shipping, stock_alerts
 from shop.store.addresses import ShippingAddress
@@ -189,7 +190,7 @@ def place_order(
                     db.session.rollback()  # gives back what earlier lines took
                     raise OutOfStock(_shortages(cart_id))
                 taken.append((product_id, quantity, row))
-            stock_alerts.note_crossings(lines)  # staff's e-mail for a fall through a low-stock threshold
+            crossed = stock_alerts.note_crossings(lines)  # staff's e-mail for a fall through a low-stock threshold
             currencies = {row.currency for _, _, row in taken}
             if len(currencies) > 1:
                 raise CheckoutError("Your cart mixes currencies; order the items of each currency separately.")
@@ -234,5 +235,7 @@ def place_order(
         if existing is None:
             raise
         return Placed(existing, created=False)
+    if crossed:
+        outbox.kick()  # the low-stock e-mails, now that they are committed
     log.info("order %s placed by user %s: %d line(s), %d cents", order_id, user_id, len(taken), total)
     return Placed(order, created=True)

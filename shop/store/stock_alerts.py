@@ -16,8 +16,8 @@ restock (they are the ones the admin pages are for), the list follows `flask use
 a restart or a setting to keep in step, and the mirror holds Clerk's verified addresses. A shop that
 wants a shared inbox makes that inbox's account an admin.
 
-The mail is written in the caller's transaction (a rolled-back checkout sends nothing) and sent right
-after its commit (`outbox.kick`), or by `flask mail send-pending`.
+The mail is written in the caller's transaction (a rolled-back checkout sends nothing); the caller sends
+it right after its commit (`outbox.kick`) when a product crossed, or `flask mail send-pending` does.
 """
 
 from __future__ import annotations
@@ -26,10 +26,9 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from flask import current_app, render_template
-from sqlalchemy import BigInteger, Integer, bindparam, event, func, select, update
+from flask import render_template
+from sqlalchemy import BigInteger, Integer, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import Session
 
 from shop.extensions import db
 from shop.mail import outbox
@@ -41,7 +40,6 @@ log = logging.getLogger(__name__)
 
 STOCK_LOW = "stock_low"  # the mail's kind, and its template: templates/mail/stock_low.txt
 DASHBOARD_LIMIT = 50  # the emptiest; a shop with more low products than that has one list to read first
-_KICK = "shop_stock_alert_app"  # Session.info: the app whose outbox to kick after this session's commit
 
 
 # Every product whose stock the caller's statement took from above its threshold to at or below it, counted.
@@ -72,7 +70,8 @@ def dedup_key(product_id: int, crossing: int, user_id: int) -> str:
 def note_crossings(taken: Iterable[Sequence[int]]) -> int:
     """After the caller's UPDATE took `units` off each `(product_id, units)` (negative: added), in its open
     transaction: count a crossing for every active product whose stock fell from above its threshold to at
-    or below it, and write its e-mail to each admin. No commit. Returns how many products crossed."""
+    or below it, and write its e-mail to each admin. No commit. Returns how many products crossed: when
+    any did, the caller kicks the outbox after its commit."""
     falls = [(int(product_id), int(units)) for product_id, units in taken if units > 0]
     if not falls:
         return 0
@@ -101,9 +100,7 @@ def note_crossings(taken: Iterable[Sequence[int]]) -> int:
         )
         for person in staff:
             written += _enqueue(product, person)
-    if written:
-        _kick_after_commit()
-    elif not staff:
+    if not written and not staff:
         log.warning("product %s is low on stock and no admin has an e-mail address to be told", crossed[0].id)
     return len(crossed)
 
@@ -123,25 +120,6 @@ def _enqueue(product: Any, person: Any) -> int:
         dedup_key=dedup_key(product.id, product.low_stock_alerts, person.id),
     )
     return int(outbox.enqueue(db.session, message))
-
-
-def _kick_after_commit() -> None:
-    """Send the alerts as soon as the caller commits. The callers commit themselves (checkout's
-    transaction, the catalogue's saves), so the session remembers to kick: a rollback forgets it."""
-    # Flask types `current_app` as the app itself, not as the proxy that has _get_current_object().
-    db.session().info[_KICK] = current_app._get_current_object()  # type: ignore[attr-defined]
-
-
-@event.listens_for(Session, "after_commit")
-def _kick(session: Session) -> None:
-    app = session.info.pop(_KICK, None)
-    if app is not None:
-        outbox.kick(app)
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget(session: Session) -> None:
-    session.info.pop(_KICK, None)
 
 
 def low_stock(limit: int = DASHBOARD_LIMIT) -> tuple[list[Product], bool]:

@@ -11,10 +11,10 @@ from __future__ import annotations
 from flask import Response, abort, request
 
 from shop.images import SHA256_HEX
+from shop.static_files import IMMUTABLE
 from shop.store import catalogue
 from shop.storefront import bp
 
-CACHE_FOR_A_YEAR = "public, max-age=31536000, immutable"
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
 
@@ -25,14 +25,14 @@ def product_image(digest: str):
     if request.if_none_match.contains(digest):  # the browser holds these very bytes: no need to read them
         not_modified = Response(status=304)
         not_modified.set_etag(digest)
-        not_modified.headers["Cache-Control"] = CACHE_FOR_A_YEAR
+        not_modified.headers["Cache-Control"] = IMMUTABLE
         return not_modified
     image = catalogue.uploaded_image(digest)
     if image is None:
         abort(404)
     response = Response(image.data, mimetype=image.content_type)
     response.set_etag(image.sha256)  # strong: the same bytes, always
-    response.headers["Cache-Control"] = CACHE_FOR_A_YEAR
+    response.headers["Cache-Control"] = IMMUTABLE
     # Never sniffed as anything else (security.py sets it on every answer; said here too, as it matters
     # most here), and shown, not downloaded, when opened on its own.
     response.headers["X-Content-Type-Options"] = "nosniff"

@@ -256,12 +256,13 @@ def order_page(order_id: int):
         abort(404)  # someone else's order is not there for you (no probing)
     pending = order.status == OrderStatus.PLACED and order.payment_status == PaymentStatus.PENDING
     # A payment on its way (or the return page could not ask Stripe): nothing to pay, only to wait for.
-    confirming = pending and (order.payment_processing or request.args.get("confirming") == "1")
+    asked_to_wait = request.args.get("confirming") == "1"
+    confirming = pending and (order.payment_processing or asked_to_wait)
     return render_template(
         "store/order.html",
         order=order,
         can_cancel=order.status == OrderStatus.PLACED,
-        can_pay=pending and not confirming,
+        can_pay=payments.checkout.payable(order) and not asked_to_wait,
         confirming=confirming,
         watch=pending,
         can_put_back=order.status == OrderStatus.CANCELLED,
