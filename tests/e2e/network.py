@@ -125,9 +125,9 @@ class Network:
         if request and not request.cached:
             request.bytes = int(e["encodedDataLength"])
 
-    def quiet(self, seconds: float) -> bool:
-        """Nothing in flight, and nothing happened for `seconds`."""
-        idle = all(r.done for r in self.requests.values())
+    def quiet(self, seconds: float, *, prefix: str = "") -> bool:
+        """Nothing (whose URL starts with `prefix`) in flight, and nothing happened for `seconds`."""
+        idle = all(r.done for r in self.requests.values() if r.url.startswith(prefix))
         return idle and time.monotonic() - self.last_activity >= seconds
 
     def in_flight(self) -> str:

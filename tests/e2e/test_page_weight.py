@@ -35,9 +35,11 @@ def _needs_the_bundles():
         )
 
 
-def settled(page, network: Network) -> None:
-    """Until clerk-js has started with Ada's session and nothing has moved on the network for a moment
-    (polled from Python: the CSP forbids the eval wait_for_function needs)."""
+def settled(page, network: Network, origin: str) -> None:
+    """Until clerk-js has started with Ada's session and none of the shop's requests is in flight, nothing
+    having moved on the network for a moment (polled from Python: the CSP forbids the eval
+    wait_for_function needs). Clerk's own calls, answered by the fake, are waited for through clerk-js
+    having started: one the browser gives up on meanwhile (a busy machine) never reports its end."""
     pause = lambda seconds: page.wait_for_timeout(seconds * 1000)  # noqa: E731  (keeps Playwright's events flowing)
     wait_for(
         lambda: page.evaluate("Boolean(window.Clerk && window.Clerk.loaded && window.Clerk.session)"),
@@ -47,7 +49,7 @@ def settled(page, network: Network) -> None:
         pause=pause,
     )
     wait_for(
-        lambda: network.quiet(0.2),
+        lambda: network.quiet(0.2, prefix=origin),
         timeout=15,
         what=lambda: f"the page's requests to finish ({network.in_flight()})",
         interval=0.05,
@@ -58,7 +60,7 @@ def settled(page, network: Network) -> None:
 def visit(page, network: Network, url: str) -> Network:
     network.reset()
     assert page.goto(url).status == 200, url
-    settled(page, network)
+    settled(page, network, origin="/".join(url.split("/", 3)[:3]))  # http://host:port
     return network
 
 
