@@ -11,7 +11,7 @@ ROLE   ?= ADMIN
 # PostgreSQL, gunicorn or Chromium, so three keep two cores busy; TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 3
 
-.PHONY: run test install install-dev install-npm lock db stop admin lint format bench bench-webhooks bench-store bench-pages serve clean
+.PHONY: run test install install-dev install-npm lock db stop admin lint format bench bench-webhooks bench-webhook-instructions bench-store bench-pages serve clean
 
 # What serving needs (requirements.txt) and, for `make test`, the test and benchmark tools on top.
 # constraints.txt pins what those pull in, so every machine installs the versions CI tested.
@@ -73,6 +73,9 @@ bench: bench-webhooks bench-store bench-pages ## every benchmark in bench/
 
 bench-webhooks: install-dev ## signed user.updated deliveries through gunicorn, beside /api/health (needs wrk)
 	$(BIN)/python bench/webhooks.py
+
+bench-webhook-instructions: install-dev ## instructions per webhook delivery, shop against the raw-SQL floor, counted by callgrind (needs valgrind)
+	$(BIN)/python bench/webhook_instructions.py
 
 bench-store: install-dev ## catalogue and cart pages through gunicorn, signed in and out; orders of a user among 1,000,000 (needs wrk)
 	$(BIN)/python bench/store.py

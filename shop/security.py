@@ -17,6 +17,8 @@ from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request, session
+from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import URLSafeTimedSerializer
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from shop.auth.session import SKIPPED_ENDPOINTS
@@ -60,19 +62,46 @@ def register(app: Flask) -> None:
         app.config.get("CLERK_FRONTEND_API"), development_instance=publishable_key.startswith("pk_test_")
     )
 
+    defaults = [
+        ("Content-Security-Policy", policy),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "strict-origin-when-cross-origin"),
+        ("X-Frame-Options", "DENY"),
+    ]
+    if production:
+        defaults.append(("Strict-Transport-Security", HSTS))
+    by_lowercase_name = [(name.lower(), name, value) for name, value in defaults]
+
     @app.after_request
     def security_headers(response: Response) -> Response:
-        headers = response.headers
-        headers.setdefault("Content-Security-Policy", policy)
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-        headers.setdefault("X-Frame-Options", "DENY")
-        if production:
-            headers.setdefault("Strict-Transport-Security", HSTS)
+        """Each default header a view did not set itself. One pass over the response's headers
+        instead of a `setdefault` each, every one a scan of them all (bench/README.md, "Against the
+        floor")."""
+        present = {name.lower() for name, _ in response.headers}
+        for lowercase, name, value in by_lowercase_name:
+            if lowercase not in present:
+                response.headers.add(name, value)
         return response
 
+    app.session_interface = SessionCookieSignedByOneSerializer()
     register_private_caching(app)
     trust_forwarded_headers_from_the_proxy(app)
+
+
+class SessionCookieSignedByOneSerializer(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, its signing serializer built once per key rather than on every
+    request (Flask builds one even for a request without a cookie, and building one serializes a
+    test value; bench/README.md, "Against the floor"). A new SECRET_KEY or fallback list builds a
+    new one."""
+
+    _built: tuple[tuple[object, ...], URLSafeTimedSerializer | None] | None = None
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        keys = (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        built = self._built
+        if built is None or built[0] != keys:
+            built = self._built = (keys, super().get_signing_serializer(app))
+        return built[1]
 
 
 # -- Responses that depend on who is asking ---------------------------------------------------------

@@ -1,6 +1,7 @@
 """Security headers on every response; production cookie flags; pooler-safe connections."""
 
 import pytest
+from itsdangerous import BadSignature
 
 from shop import config
 from shop.security import content_security_policy
@@ -100,3 +101,34 @@ def test_pooled_url_turns_prepared_statements_off(make_app):
     assert options["connect_args"]["prepare_threshold"] is None
     assert options["pool_pre_ping"] is True
     assert "pgbouncer" not in app.config["SQLALCHEMY_DATABASE_URI"]
+
+
+def test_a_header_the_view_set_itself_is_kept_once(app):
+    """The defaults fill in what a response lacks, whatever the case of the name it was set with."""
+
+    @app.get("/_test/own-headers")
+    def own_headers():
+        return "", 200, {"x-frame-options": "SAMEORIGIN", "Content-Security-Policy": "default-src 'none'"}
+
+    response = app.test_client().get("/_test/own-headers")
+    assert response.headers.getlist("X-Frame-Options") == ["SAMEORIGIN"]
+    assert response.headers.getlist("Content-Security-Policy") == ["default-src 'none'"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"  # the ones it did not set are added
+
+
+def test_the_session_cookie_is_signed_with_the_current_key(app):
+    """The session's signing serializer is built once per key: a new SECRET_KEY refuses cookies signed
+    with the old one, and the old one listed in SECRET_KEY_FALLBACKS accepts them again."""
+    interface = app.session_interface
+    first = interface.get_signing_serializer(app)
+    assert interface.get_signing_serializer(app) is first
+    cookie = first.dumps({"csrf_token": "abc"})
+
+    old_key, app.secret_key = app.secret_key, "a-new-secret-key-for-this-test"
+    rotated = interface.get_signing_serializer(app)
+    assert rotated is not first
+    with pytest.raises(BadSignature):
+        rotated.loads(cookie)
+
+    app.config["SECRET_KEY_FALLBACKS"] = [old_key]
+    assert interface.get_signing_serializer(app).loads(cookie) == {"csrf_token": "abc"}
