@@ -161,6 +161,7 @@ class Shop:
         for who, session in self.sessions.items():
             self.visitors[who].set_cookie("__session", session)
         self.deliveries = 0
+        self.form_tokens: dict[str, tuple[str | None, str]] = {}  # visitor: (their session cookie, a form token)
         self.rules = sorted(
             (
                 (rule.rule, method)
@@ -188,8 +189,23 @@ class Shop:
             return client.get(url)
         data = MultiDict(form)
         if with_csrf:
-            data.setlist("csrf_token", [csrf_token(self.app, client)])
+            data.setlist("csrf_token", [self.form_token(who)])
         return client.open(url, method=method, data=data)
+
+    def form_token(self, who: str) -> str:
+        """A valid form token for the visitor's session: a new one (support.csrf_token) whenever their
+        session cookie is not the one the last token was made for (a sign-out empties the session, a
+        flash rewrites it), the same one otherwise. A new token for every form was an eighth of the walk."""
+        client = self.visitors[who]
+        cached = self.form_tokens.get(who)
+        if cached is None or cached[0] != self._session_cookie(client):
+            token = csrf_token(self.app, client)
+            cached = self.form_tokens[who] = (self._session_cookie(client), token)
+        return cached[1]
+
+    def _session_cookie(self, client: FlaskClient) -> str | None:
+        cookie = client.get_cookie(self.app.config["SESSION_COOKIE_NAME"])
+        return cookie.value if cookie else None
 
     def deliver(self, rule: str, body: bytes, *, client: FlaskClient | None = None):
         """POST `body` to the webhook at `rule`, signed with the secret the app checks."""

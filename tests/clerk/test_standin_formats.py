@@ -14,26 +14,54 @@ import requests
 from clerk_backend_api import Clerk, models
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import func, select
 
-from tests.support import live_server, vector
+from shop import create_app
+from shop.extensions import db
+from shop.models import User
+from tests.conftest import empty_all_tables
+from tests.conftest import settings as app_settings
+from tests.support import live_server, vector, wait_for
 
 
-@pytest.fixture
-def standin(make_app, tmp_path):
-    app = make_app(SHOP_DEV_AUTH="1", SHOP_DEV_CLERK_DIR=str(tmp_path))
-    with live_server(app) as url:
-        people = [
-            ("ada@example.com", "Ada", "Lovelace"),
-            ("Grace@Example.com", "Grace", "Hopper"),
-            ("al@example.com", "Alan", ""),
-        ]
-        for email, first, last in people:
-            answer = requests.post(
-                f"{url}/dev-clerk/sign-in", json={"email": email, "first_name": first, "last_name": last}, timeout=10
-            )
-            assert answer.status_code == 200
-        sdk = Clerk(bearer_auth=app.config["STANDIN_SECRET_KEY"], server_url=f"{url}/dev-clerk/v1")
-        yield url, app.config["STANDIN_SECRET_KEY"], sdk
+@pytest.fixture(scope="module")
+def standin(database_url, tmp_path_factory):
+    """The stand-in on a real server, with three users who signed in. One for the module: every test
+    that uses it only reads (GETs its Backend API and avatars), so each still meets the same three
+    users in the same state; starting it (a new RSA key, three sign-ins) cost half a second a test."""
+    folder = tmp_path_factory.mktemp("standin-formats")
+    app = create_app(app_settings(database_url, SHOP_DEV_AUTH="1", SHOP_DEV_CLERK_DIR=str(folder)))
+    try:
+        with live_server(app) as url:
+            people = [
+                ("ada@example.com", "Ada", "Lovelace"),
+                ("Grace@Example.com", "Grace", "Hopper"),
+                ("al@example.com", "Alan", ""),
+            ]
+            for email, first, last in people:
+                answer = requests.post(
+                    f"{url}/dev-clerk/sign-in",
+                    json={"email": email, "first_name": first, "last_name": last},
+                    timeout=10,
+                )
+                assert answer.status_code == 200
+            # Each sign-in sends the app its user.created webhook from a thread of its own: all three are
+            # in before the tests start, so none lands in the database while another test runs.
+            wait_for(lambda: _mirrored_users(app) == 3, what="the stand-in's three user.created webhooks")
+            sdk = Clerk(bearer_auth=app.config["STANDIN_SECRET_KEY"], server_url=f"{url}/dev-clerk/v1")
+            yield url, app.config["STANDIN_SECRET_KEY"], sdk
+    finally:
+        empty_all_tables(database_url)
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+def _mirrored_users(app) -> int:
+    with app.app_context():
+        count = db.session.scalar(select(func.count()).select_from(User))
+        db.session.rollback()
+        return count
 
 
 def test_the_sdk_reads_users_list_get_and_count(standin):

@@ -13,6 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.harness import free_port
+from tests.conftest import TOKENS
+from tests.servers import gunicorn
+from tests.support import TEST_PUBLISHABLE_KEY
+
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 WRITE_SCREENSHOTS = os.environ.get("SHOP_SCREENSHOTS") == "1"
@@ -67,6 +72,29 @@ def browser() -> Iterator:
         )
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="session")
+def real_clerk_js_server(database_url, tmp_path_factory) -> Iterator[str]:
+    """gunicorn serving the app in production mode, Clerk configured for the fake Frontend API host
+    (tests/e2e/frontend_api.py), for the tests against the real clerk-js: test_real_clerk_js.py's and
+    test_marketing_opt_in.py's. One for the run: each of the two modules started its own (a start costs
+    a second and a half), which its tests already shared one after the other; the database is emptied
+    after each test as usual."""
+    port = free_port()
+    origin = f"http://localhost:{port}"
+    with gunicorn(
+        database_url,
+        tmp_path_factory.mktemp("real-clerk-js") / "gunicorn.log",
+        "--workers",
+        "2",
+        port=port,
+        CLERK_PUBLISHABLE_KEY=TEST_PUBLISHABLE_KEY,
+        CLERK_JWT_KEY=TOKENS.public_pem,
+        CLERK_AUTHORIZED_PARTIES=origin,
+        CLERK_CLOCK_SKEW_SECONDS="0",  # a token is refused the second it expires (the tests shorten lifetimes)
+    ):
+        yield origin
 
 
 @pytest.fixture

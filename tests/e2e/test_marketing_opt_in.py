@@ -24,9 +24,9 @@ from tests.support import live_server, wait_for
 
 pytestmark = pytest.mark.browser
 
-# The real-clerk-js module's fixtures: its gunicorn server, Ada known from user.created, the Frontend API.
+# The real-clerk-js module's fixtures: Ada known from user.created (on the gunicorn server of
+# tests/e2e/conftest.py), the Frontend API.
 _needs_the_bundles = real_clerk_js._needs_the_bundles
-server = real_clerk_js.server
 shop = real_clerk_js.shop
 fapi = real_clerk_js.fapi
 watched = real_clerk_js.watched

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 
 import pytest
 import requests
 from playwright.sync_api import expect
 
-from bench.harness import free_port
 from shop.clerk.keys import cookie_suffix
-from tests.conftest import TOKENS
 from tests.e2e.frontend_api import EMAIL_CODE, FrontendAPI, bundles_installed
-from tests.servers import gunicorn
 from tests.support import TEST_FRONTEND_API, TEST_PUBLISHABLE_KEY, clerk_user, event, signed_headers, wait_for
 
 pytestmark = pytest.mark.browser
@@ -39,33 +35,14 @@ def _needs_the_bundles():
         )
 
 
-@pytest.fixture(scope="module")
-def server(database_url, tmp_path_factory) -> Iterator[str]:
-    """gunicorn serving the app in production mode, Clerk configured for the fake Frontend API host: one
-    for the module (a start costs a second and a half), its database emptied after each test as usual."""
-    port = free_port()
-    origin = f"http://localhost:{port}"
-    with gunicorn(
-        database_url,
-        tmp_path_factory.mktemp("real-clerk-js") / "gunicorn.log",
-        "--workers",
-        "2",
-        port=port,
-        CLERK_PUBLISHABLE_KEY=TEST_PUBLISHABLE_KEY,
-        CLERK_JWT_KEY=TOKENS.public_pem,
-        CLERK_AUTHORIZED_PARTIES=origin,
-        CLERK_CLOCK_SKEW_SECONDS="0",  # a token is refused the second it expires (the tests shorten lifetimes)
-    ):
-        yield origin
-
-
 @pytest.fixture
-def shop(make_app, server) -> str:
-    """The shop at `server`, with the demo catalogue, knowing Ada from Clerk's webhook."""
+def shop(make_app, real_clerk_js_server) -> str:
+    """The shop at `real_clerk_js_server` (tests/e2e/conftest.py), with the demo catalogue, knowing Ada from
+    Clerk's webhook."""
     app = make_app()  # the same database, so this test's rows are cleaned up after it
     assert app.test_cli_runner().invoke(args=["seed"]).exit_code == 0
-    _deliver_user_created(server)
-    return server
+    _deliver_user_created(real_clerk_js_server)
+    return real_clerk_js_server
 
 
 def _deliver_user_created(origin: str) -> None:

@@ -61,7 +61,7 @@ def commands() -> list[list[str]]:
     """Every `flask sync-clerk …` command line in deploy/."""
     found = []
     for path in DEPLOY.rglob("*"):
-        if path.is_file():
+        if path.is_file() and "__pycache__" not in path.parts:  # deploy/proxy.py's bytecode is no deploy file
             text = path.read_text().replace('", "', " ")  # ["flask", "sync-clerk", …] as one line
             for match in re.finditer(r"flask sync-clerk ([a-z-]+(?: --?[a-z-]+(?: \d+)?)*)", text):
                 found.append(shlex.split(match.group(1)))
