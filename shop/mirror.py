@@ -269,17 +269,27 @@ def apply_snapshot(conn: Connection, snapshot: UserSnapshot) -> Change:
     return change or Change.UNCHANGED
 
 
+def is_deadlock(exc: BaseException) -> bool:
+    """PostgreSQL broke a deadlock by aborting this transaction (SQLSTATE 40P01). Concurrent upserts of
+    one new user can meet so: each inserting into the clerk_id and the live-e-mail unique indexes,
+    one waits on the other's clerk_id while the other waits on its e-mail (an `ON CONFLICT` settles
+    its arbiter index only)."""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) == "40P01"
+
+
 def retry_email_conflicts(transaction: Callable[[], T]) -> T:
     """Run `transaction` (which begins, writes snapshots and commits, or rolls back on error) again
-    while a concurrent claim of the same e-mail aborts it; the next attempt finds the claim
-    committed and hands the address over. Like retrying a serialization failure."""
+    while a concurrent claim of the same e-mail aborts it, or a deadlock with one does; the next
+    attempt finds the claim committed and hands the address over (or finds the row written). Like
+    retrying a serialization failure, as PostgreSQL's documentation asks of both."""
     for attempt in range(1, EMAIL_CONFLICT_RETRIES + 1):
         try:
             return transaction()
-        except IntegrityError as exc:
-            if not is_email_conflict(exc) or attempt == EMAIL_CONFLICT_RETRIES:
+        except DBAPIError as exc:
+            if not (is_email_conflict(exc) or is_deadlock(exc)) or attempt == EMAIL_CONFLICT_RETRIES:
                 raise
-            log.info("e-mail claimed concurrently, running the transaction again (%d)", attempt)
+            what = "e-mail claimed concurrently" if is_email_conflict(exc) else "deadlock with a concurrent write"
+            log.info("%s, running the transaction again (%d)", what, attempt)
     raise AssertionError("unreachable")
 
 

@@ -2,9 +2,11 @@
 
 import threading
 
+import psycopg
 import pytest
-from sqlalchemy import NullPool, create_engine, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import NullPool, create_engine, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from shop import mirror
 from shop.clerk.users import parse_user
@@ -199,3 +201,62 @@ def test_the_race_aborts_a_single_snapshots_transaction_that_is_not_run_again(ap
         worker.join(timeout=30)
     other.dispose()
     assert mirror.is_email_conflict(failure["exc"])
+
+
+def _libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def test_a_transaction_that_loses_a_deadlock_runs_again(app, database_url):
+    """PostgreSQL aborts one side of a deadlock (concurrent upserts of one new user can meet so on the
+    clerk_id and e-mail indexes); the mirror's retry runs the losing transaction again, as it does
+    for a concurrent e-mail claim. A real deadlock: two transactions taking two locks in opposite
+    orders, this side checking for deadlocks first (deadlock_timeout 10 ms against the other's 10 s)."""
+    first, second = 0x7E57, 0x7E58
+    this_holds_first, other_holds_second = threading.Event(), threading.Event()
+    other_done: list[str] = []
+
+    def other_transaction() -> None:
+        with psycopg.connect(_libpq(database_url)) as conn:
+            conn.execute("SET deadlock_timeout = '10s'")
+            assert this_holds_first.wait(10)
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (second,))
+            other_holds_second.set()
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (first,))  # waits for ours
+            other_done.append("committed")
+
+    attempts: list[int] = []
+
+    def transaction() -> str:
+        attempts.append(len(attempts) + 1)
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL deadlock_timeout = '10ms'")
+            conn.execute(select(func.pg_advisory_xact_lock(first)))
+            if len(attempts) == 1:
+                this_holds_first.set()
+                assert other_holds_second.wait(10)
+                wait_for_a_lock_wait(database_url)  # the other waits for `first`, which this holds
+            conn.execute(select(func.pg_advisory_xact_lock(second)))  # the cycle: PostgreSQL aborts this side
+        return "written"
+
+    other = threading.Thread(target=other_transaction)
+    with app.app_context():
+        other.start()
+        try:
+            assert mirror.retry_email_conflicts(transaction) == "written"
+        finally:
+            other.join(10)
+    assert attempts == [1, 2] and other_done == ["committed"]
+
+
+def test_other_database_errors_are_not_run_again(app):
+    attempts: list[int] = []
+
+    def transaction() -> None:
+        attempts.append(1)
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("SELECT 1 / 0")
+
+    with app.app_context(), pytest.raises(DBAPIError):
+        mirror.retry_email_conflicts(transaction)
+    assert attempts == [1]
