@@ -23,7 +23,7 @@ from shop.clerk.users import UserSnapshot
 from shop.config import normalize_database_url
 from shop.extensions import db
 from shop.models import Role, User
-from tests.support import TEST_PUBLISHABLE_KEY, WEBHOOK_SECRET, TokenMinter, live_server, signed_headers
+from tests.support import TEST_PUBLISHABLE_KEY, WEBHOOK_SECRET, TokenMinter, libpq, live_server, signed_headers
 
 # One database per run, so that several runs (two terminals, helpers) never disturb each other;
 # under pytest-xdist (`make test` runs two workers), one per worker.
@@ -48,7 +48,7 @@ def _fresh_database_url() -> tuple[str, Callable[[], None]]:
         if direct != url:
             DIRECT_URLS[url] = direct
         # The caller created this database for the suite (.ci/run does); start from an empty schema.
-        with psycopg.connect(_libpq(direct)) as conn:
+        with psycopg.connect(libpq(direct)) as conn:
             conn.execute("DROP SCHEMA public CASCADE")
             conn.execute("CREATE SCHEMA public")
         return url, lambda: None
@@ -73,20 +73,16 @@ def _new_database(server_url: str, name: str) -> tuple[str, Callable[[], None]]:
     """Database `name`, created empty on `server_url`'s server; its URL, and how to drop it."""
 
     def drop() -> None:
-        with psycopg.connect(_libpq(server_url), autocommit=True) as conn:
+        with psycopg.connect(libpq(server_url), autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     drop()
-    with psycopg.connect(_libpq(server_url), autocommit=True) as conn:
+    with psycopg.connect(libpq(server_url), autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
         # A commit need not wait for the disk: the suite's data is thrown away, and its thousands of
         # commits each waited for an fsync.
         conn.execute(f"ALTER DATABASE {name} SET synchronous_commit = off")
     return make_url(server_url).set(database=name).render_as_string(False), drop
-
-
-def _libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(False)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

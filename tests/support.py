@@ -194,12 +194,16 @@ def wait_for(
         pause(interval)
 
 
+def libpq(database_url: str) -> str:
+    """A SQLAlchemy URL as psycopg takes it (no driver name), password kept."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def wait_for_a_lock_wait(database_url: str, timeout: float = 10) -> None:
     """Return once some session of the database waits on a lock: a concurrent statement has
     reached the point the test wants it held at. Polls PostgreSQL itself instead of sleeping."""
-    libpq = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
     query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    with psycopg.connect(libpq, autocommit=True) as conn:
+    with psycopg.connect(libpq(database_url), autocommit=True) as conn:
         wait_for(
             lambda: conn.execute(query).fetchone()[0],  # type: ignore[index]
             timeout=timeout,

@@ -5,14 +5,13 @@ import threading
 import psycopg
 import pytest
 from sqlalchemy import NullPool, create_engine, func, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from shop import mirror
 from shop.clerk.users import parse_user
 from shop.extensions import db
 from shop.models import Role, User
-from tests.support import clerk_user, wait_for_a_lock_wait
+from tests.support import clerk_user, libpq, wait_for_a_lock_wait
 
 
 @pytest.fixture
@@ -203,10 +202,6 @@ def test_the_race_aborts_a_single_snapshots_transaction_that_is_not_run_again(ap
     assert mirror.is_email_conflict(failure["exc"])
 
 
-def _libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 def test_a_transaction_that_loses_a_deadlock_runs_again(app, database_url):
     """PostgreSQL aborts one side of a deadlock (concurrent upserts of one new user can meet so on the
     clerk_id and e-mail indexes); the mirror's retry runs the losing transaction again, as it does
@@ -217,7 +212,7 @@ def test_a_transaction_that_loses_a_deadlock_runs_again(app, database_url):
     other_done: list[str] = []
 
     def other_transaction() -> None:
-        with psycopg.connect(_libpq(database_url)) as conn:
+        with psycopg.connect(libpq(database_url)) as conn:
             conn.execute("SET deadlock_timeout = '10s'")
             assert this_holds_first.wait(10)
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (second,))

@@ -26,8 +26,7 @@ from bench.harness import free_port
 from shop import PROJECT_ROOT
 from tests.conftest import TOKENS, database_settings
 from tests.metrics.support import AUTH, TOKEN, Samples, requests_counted, samples, value
-from tests.scale.test_two_instances import libpq
-from tests.support import TEST_PUBLISHABLE_KEY, WEBHOOK_SECRET, clerk_user, event, signed_headers, wait_for
+from tests.support import TEST_PUBLISHABLE_KEY, WEBHOOK_SECRET, clerk_user, event, libpq, signed_headers, wait_for
 from tests.sync.conftest import user
 from tests.sync.standin import SECRET_KEY, StandInClerk, serve
 

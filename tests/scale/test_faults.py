@@ -42,8 +42,7 @@ from tests.scale.support import (
     send_while,
     webhook_problems,
 )
-from tests.scale.test_two_instances import libpq
-from tests.support import WEBHOOK_SECRET, clerk_user, live_server, wait_for
+from tests.support import WEBHOOK_SECRET, clerk_user, libpq, live_server, wait_for
 
 pytestmark = pytest.mark.slow  # seconds each: `pytest -m "not slow"` skips them while iterating
 

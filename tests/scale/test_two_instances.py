@@ -14,21 +14,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 
 from shop import PROJECT_ROOT
 from shop.sync.cli import EXIT_LOCKED
 from tests.conftest import database_settings
 from tests.scale.support import Clerk, deliver_to_both, drain, webhook_problems
-from tests.support import live_server
+from tests.support import libpq, live_server
 from tests.sync.conftest import mirror_rows, user
 from tests.sync.standin import SECRET_KEY, StandInClerk, serve
 
 pytestmark = pytest.mark.slow  # seconds each: `pytest -m "not slow"` skips them while iterating
-
-
-def libpq(database_url: str) -> str:
-    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def test_deliveries_sent_to_both_instances_at_once_have_one_effect_each(make_app, database_url):
