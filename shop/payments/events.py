@@ -12,11 +12,13 @@ late event finds nothing left to do:
   expired by *Pay now*, says nothing of the one the shopper pays with now;
 - `checkout.session.completed` unpaid (a bank debit on its way) of that session: the order waits for
   it (`payment_processing`), and its page offers no *Pay now*;
-- `charge.refunded`: the order's `refunded_cents` becomes the charge's `amount_refunded` (never less
-  than it was: a replayed or reordered event of an earlier, smaller refund changes nothing); the
-  whole amount also takes REFUNDED (an unshipped order is cancelled, as before partial refunds);
+- `charge.refunded`: the charge's `amount_refunded`, if this is the newest such event, less any refund
+  it counts that failed since, becomes the order's `refunded_cents` (shop.payments.stripe_refunds: a
+  replayed, reordered or late event changes nothing it should not); the whole amount, with no failed
+  refund in it, also takes REFUNDED (an unshipped order is cancelled, as before partial refunds);
 - `refund.failed`: REFUND_FAILED (the money is ours again; staff refund it anew); the failed amount
-  comes off `refunded_cents`, and a partial refund of ours (shop.store.refunds) is marked failed.
+  comes off `refunded_cents`, and a partial refund of ours (shop.store.refunds) is marked failed; the
+  same refund told twice does nothing more.
 
 The event's claim in `webhook_events` commits with its effect (shop.webhooks.inbox).
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -34,9 +37,11 @@ from sqlalchemy.dialects.postgresql import insert
 from shop.extensions import db
 from shop.mail import outbox
 from shop.payloads import is_storable
+from shop.payments import stripe_refunds
+from shop.payments.stripe_refunds import Failure, Total
 from shop.store import lifecycle, refunds
 from shop.store.lifecycle import Move
-from shop.store.models import CheckoutSession, Order
+from shop.store.models import CheckoutSession, Order, PaymentStatus
 from shop.store.money import format_money
 from shop.webhooks.inbox import Applied
 
@@ -67,6 +72,7 @@ class StripeEvent:
     id: str
     type: str
     object: dict[str, Any]
+    created: datetime | None = None  # when Stripe made the event (whole seconds); None if it says no time
 
     @property
     def is_handled(self) -> bool:
@@ -86,7 +92,7 @@ def parse(payload: Any) -> StripeEvent:
         raise NotAStripeEvent("no type")
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
         raise NotAStripeEvent("no data.object")
-    return StripeEvent(event_id, kind, data["object"])
+    return StripeEvent(event_id, kind, data["object"], stripe_refunds.event_time(payload.get("created")))
 
 
 def event_id_of(payload: Any) -> str | None:
@@ -314,24 +320,37 @@ def apply(event: StripeEvent) -> Applied:
         if order_id is None:
             raise OrderNotKnownYet("no order has this payment yet; Stripe will retry")
         order = lifecycle.lock(order_id)
-        amount_refunded = _amount(event.object.get("amount_refunded"))
-        if amount_refunded is not None and amount_refunded > order.refunded_cents:
-            # Stripe's running total: the larger one is the later state (events may come twice or reordered).
-            order.refunded_cents = amount_refunded
-        if event.object.get("refunded"):  # the whole amount: the order is refunded (and cancelled if unshipped)
+        total = stripe_refunds.charge_refunded(
+            order, _amount(event.object.get("amount_refunded")), event.object.get("refunded") is True, event.created
+        )
+        if total is Total.IN_FULL:  # the whole amount: the order is refunded (and cancelled if unshipped)
             lifecycle.take_if_allowed(order, Move.REFUNDED, by=BY_STRIPE)
+        elif total is Total.PART and order.payment_status == PaymentStatus.REFUNDED:
+            # A newer total than the one that refunded the order, and smaller: that refund failed since.
+            lifecycle.take_if_allowed(order, Move.REFUND_FAILED, by=BY_STRIPE)
+        elif total is Total.OLDER:
+            log.info("charge.refunded %s is older than what order %s knows; nothing to do", event.id, order_id)
         return Applied()
     if event.type == REFUND_FAILED:
         order_id = _refunded_order(event.object)
         if order_id is None:  # a refund made in Stripe's dashboard of a payment that is not an order's
             log.info("refund.failed %s names no order of this shop; nothing to do", event.id)
             return Applied()
+        refund_id = _text(event.object.get("id"))
+        if refund_id is None:
+            return Applied(refused="This refund.failed names no refund (re_…), so it cannot be told from another.")
         order = lifecycle.lock(order_id)
-        failed = _amount(event.object.get("amount")) or 0
-        # The money is the shopper's no more: it comes off what was refunded (each event is applied once).
-        order.refunded_cents = max(0, order.refunded_cents - failed)
-        refunds.mark_failed(order.id, _text(event.object.get("id")))
-        if lifecycle.take_if_allowed(order, Move.REFUND_FAILED, by=BY_STRIPE) is not None:
+        # The money is the shopper's no more: it comes off what was refunded, once per refund.
+        failed_amount = _amount(event.object.get("amount")) or 0
+        refund_created = stripe_refunds.event_time(event.object.get("created"))
+        failure = stripe_refunds.refund_failed(order, refund_id, failed_amount, refund_created, event.created)
+        if failure is Failure.REPEATED:
+            log.info("refund.failed %s: refund %s of order %s was told before", event.id, refund_id, order_id)
+            return Applied()
+        refunds.mark_failed(order.id, refund_id)
+        if failure is Failure.SUPERSEDED:  # a later refund's total is what the order stands on
+            log.info("refund.failed %s: order %s knows a newer total already", event.id, order_id)
+        elif lifecycle.take_if_allowed(order, Move.REFUND_FAILED, by=BY_STRIPE) is not None:
             # Stripe's failure_reason is a code (expired_or_canceled_card, lost_or_stolen_card): no personal data.
             log.warning(
                 "order %s: Stripe could not refund the payment (%s); refund it again from the order's page",

@@ -199,8 +199,13 @@ class Order(Model):
     charged_discount_cents: Mapped[int | None] = mapped_column(Integer)
     charged_shipping_cents: Mapped[int | None] = mapped_column(Integer)
     charged_tax_cents: Mapped[int | None] = mapped_column(Integer)
-    # Refunded so far: every refund Stripe confirmed, partial or whole.
+    # Refunded so far: every refund Stripe confirmed, partial or whole, less those that failed
+    # (shop.payments.stripe_refunds works it out from the two below and the order's failed_refunds).
     refunded_cents: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # The charge's amount_refunded in the newest charge.refunded event, and that event's time (None: no
+    # event yet, or one recorded before the time was kept).
+    stripe_refunded_cents: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    stripe_refunded_as_of: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The shipping rate the shopper chose, copied as it was: a later edit of the rate changes no order.
     shipping_rate_id: Mapped[int | None] = mapped_column(ForeignKey("shipping_rates.id", ondelete="SET NULL"))
     shipping_rate_name: Mapped[str | None] = mapped_column(Text)
@@ -310,6 +315,22 @@ class CheckoutSession(Model):
     id: Mapped[str] = mapped_column(String(255), primary_key=True)  # Stripe's cs_… id
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class FailedRefund(Model):
+    """A refund Stripe could not make (refund.failed), whoever asked for it: staff's partial refund, a
+    cancel's whole one, or one made in Stripe's dashboard. Its times say which charge.refunded events
+    counted it: those from after it was created and before it failed (shop.payments.stripe_refunds)."""
+
+    __tablename__ = "failed_refunds"
+
+    stripe_refund_id: Mapped[str] = mapped_column(String(255), primary_key=True)  # Stripe's re_… id
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    refund_created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # the refund's `created`
+    failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # the refund.failed event's `created`
+
+    __table_args__ = (CheckConstraint("amount_cents >= 0", name="ck_failed_refunds_amount_not_negative"),)
 
 
 class RefundStatus(enum.StrEnum):

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from functools import partial
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, update
 
@@ -166,7 +166,9 @@ def paid(app, client, pending_order) -> int:
 def test_partial_charge_refunded_is_recorded_and_replays_keep_the_larger_amount(app, client, pending_order):
     order_id = paid(app, client, pending_order)
     larger = stripe_event("charge.refunded", charge(order_id, refunded=False, amount_refunded=700))
-    smaller = stripe_event("charge.refunded", charge(order_id, refunded=False, amount_refunded=300))
+    smaller = at(
+        larger["created"] - 60, stripe_event("charge.refunded", charge(order_id, refunded=False, amount_refunded=300))
+    )
     for event in (larger, smaller, larger):  # reordered, and replayed
         assert post_event(client, event).status_code == 200
     order = order_of(app, order_id)
@@ -190,6 +192,101 @@ def test_refund_failed_takes_the_amount_back_off_and_marks_our_refund(app, clien
     with app.app_context():
         assert db.session.scalar(select(Refund.status)) == "failed"
         assert refunds.refundable(db.session.get(Order, order_id)).left_cents == 1000
+
+
+def at(created: int, event: dict) -> dict:
+    """`event` as Stripe made it at `created` (Unix seconds)."""
+    return {**event, "created": created}
+
+
+def test_a_refund_failed_that_overtakes_its_charge_refunded_leaves_the_order_paid(app, client, pending_order):
+    """A cancel's whole refund fails at the bank; its charge.refunded, retried by Stripe, comes last."""
+    order_id = paid(app, client, pending_order)
+    made = 1_800_000_000
+    failed = at(made + 3600, stripe_event("refund.failed", refund(order_id, id="re_whole", amount=1000, created=made)))
+    late = at(made, stripe_event("charge.refunded", charge(order_id, refunded=True, amount_refunded=1000)))
+    for event in (failed, late):
+        assert post_event(client, event).json == {"status": "processed"}
+    order = order_of(app, order_id)
+    assert (order.status, order.payment_status, order.refunded_cents, order.holds_stock) == ("placed", "paid", 0, True)
+    # A later refund that Stripe makes counts: its total left the failed one out.
+    again = at(made + 7200, stripe_event("charge.refunded", charge(order_id, refunded=True, amount_refunded=1000)))
+    assert post_event(client, again).json == {"status": "processed"}
+    order = order_of(app, order_id)
+    assert (order.status, order.payment_status, order.refunded_cents, order.holds_stock) == (
+        "cancelled",
+        "refunded",
+        1000,
+        False,
+    )
+
+
+@pytest.mark.parametrize(("second_refund", "expected"), [(1000, ("refunded", 1000)), (400, ("paid", 400))])
+def test_a_failure_told_after_a_newer_total_leaves_the_order_as_that_total_says(
+    app, client, pending_order, second_refund, expected
+):
+    """The whole charge refunded, that refund failed, then a second refund: its total comes before the
+    first refund's failure. The order stands on the second total (refunded in full, or paid with 400 back)."""
+    order_id = paid(app, client, pending_order)
+    made = 1_800_000_000
+    first = at(made, stripe_event("charge.refunded", charge(order_id, refunded=True, amount_refunded=1000)))
+    second = at(
+        made + 20,
+        stripe_event(
+            "charge.refunded", charge(order_id, refunded=second_refund == 1000, amount_refunded=second_refund)
+        ),
+    )
+    failed = at(made + 10, stripe_event("refund.failed", refund(order_id, id="re_first", amount=1000, created=made)))
+    for event in (first, second, failed):
+        assert post_event(client, event).json == {"status": "processed"}
+    order = order_of(app, order_id)
+    assert (order.payment_status, order.refunded_cents) == expected
+
+
+@st.composite
+def stripe_refund_histories(draw):
+    """What Stripe does to a charge of 1000, one step every ten seconds: refunds created (never more than
+    is left) and refunds failed. Each step is an event: (kind, amount, refund number, refund's created,
+    event's created, the charge's amount_refunded after it). Returns the steps and the final total."""
+    steps, made, failed, total = [], [], set(), 0
+    for second in range(1_800_000_000, 1_800_000_000 + 10 * draw(st.integers(1, 6)), 10):
+        live = [number for number in range(len(made)) if number not in failed]
+        if live and draw(st.booleans()):
+            number = draw(st.sampled_from(live))
+            failed.add(number)
+            total -= made[number][0]
+            steps.append(("refund.failed", made[number][0], number, made[number][1], second, total))
+        elif total < 1000:
+            amount = draw(st.integers(1, 1000 - total))
+            made.append((amount, second))
+            total += amount
+            steps.append(("charge.refunded", amount, len(made) - 1, second, second, total))
+    return steps, total
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(history=stripe_refund_histories(), data=st.data())
+def test_whatever_order_stripe_s_refund_events_come_in_the_order_ends_as_stripe_says(
+    app, client, pending_order, history, data
+):
+    """Delivered in any order, some twice: the refunded amount is the charge's last amount_refunded, and the
+    order is refunded exactly when that is the whole charge."""
+    steps, total = history
+    order_id = paid(app, client, pending_order)
+    events = []
+    for kind, amount, number, created, second, after in steps:
+        if kind == "refund.failed":
+            obj = refund(order_id, id=f"re_{order_id}_{number}", amount=amount, created=created)
+        else:
+            obj = charge(order_id, refunded=after == 1000, amount_refunded=after)
+        events.append(at(second, stripe_event(kind, obj)))
+    delivery = data.draw(st.permutations(events))
+    delivery += data.draw(st.lists(st.sampled_from(events), max_size=3))  # Stripe sends some again
+    for event in delivery:
+        assert post_event(client, event).status_code == 200
+    order = order_of(app, order_id)
+    assert order.refunded_cents == total
+    assert order.payment_status == ("refunded" if total == 1000 else "paid")
 
 
 # --- what a line is worth --------------------------------------------------------------------------------
