@@ -459,10 +459,15 @@ def test_a_price_past_decimals_range_is_a_form_error(shop, logs):
 def test_every_route_with_nasty_values(shop, logs):
     walked = 0
     webhook_answers: dict[str, set[int]] = {rule: set() for rule in WEBHOOK_KINDS}
+    values = [*HUGE, *NASTY, str(shop.order_id), str(shop.product_id)]
+    # The order and the product are each the first row of their table, so both ids are "1": every other
+    # route got the very same request twice (a twentieth of the walk). A webhook keeps both, in the same
+    # order as ever: there each value goes out with the next event type in turn, so they are two events.
+    distinct = list(dict.fromkeys(values))
     for rule, method in shop.rules:
         arguments = len(ARGUMENT.findall(rule))
         for who in shop.visitors:
-            for value in [*HUGE, *NASTY, str(shop.order_id), str(shop.product_id)]:
+            for value in values if rule in WEBHOOK_KINDS else distinct:
                 query = [(field, value) for field in QUERY_FIELDS]
                 form = [(field, value) for field in FORM_FIELDS]
                 response = shop.request(who, rule, method, [value] * arguments, query, form)
