@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 from werkzeug import Response
@@ -24,6 +25,7 @@ SECRET = "sk_test_jwks_workers"
 ACCESS_LOG = ("--workers", "2", "--access-logfile", "-", "--access-logformat", "%(p)s %(r)s %(s)s")
 SIGNED_IN = re.compile(r"^<(\d+)> GET /api/me HTTP/1\.1 200$", re.MULTILINE)
 JWKS_FAILED = re.compile(r"Clerk JWKS fetch from \S+ failed")
+WORKER_BOOTED = re.compile(r"Booting worker with pid: (\d+)")
 
 
 class JWKS:
@@ -66,14 +68,43 @@ def sign_in_until_both_workers_answered(server: Server, log: Path, token: str, t
     wait_for(both, timeout=timeout, what=lambda: f"both workers to sign the shopper in; log:\n{log.read_text()}")
 
 
+def sign_in_at(server: Server, log: Path, token: str, worker: psutil.Process, others: list[psutil.Process]) -> None:
+    """Sign the shopper in at `worker`, the `others` stopped (SIGSTOP) meanwhile: only `worker` can take
+    the new connection, however slowly it runs."""
+    try:
+        for other in others:
+            other.suspend()
+        wait_for(lambda: all(o.status() == psutil.STATUS_STOPPED for o in others), what="the other workers to stop")
+        answer = requests.get(f"{server.url}/api/me", headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    finally:
+        for other in others:
+            other.resume()
+    assert answer.status_code == 200, answer.text
+    # The access line is written just after the answer is sent.
+    wait_for(
+        lambda: str(worker.pid) in workers_that_signed_in(log),
+        what=lambda: f"worker {worker.pid} to log the sign-in; log:\n{log.read_text()}",
+    )
+
+
+def sign_in_at_each_worker(server: Server, log: Path, token: str) -> None:
+    """Sign the shopper in once at each worker, in turn. Which worker accepts a new connection is up to
+    the kernel (under load, one can win a dozen times in a row), so the test picks it instead."""
+    workers = [psutil.Process(int(pid)) for pid in WORKER_BOOTED.findall(log.read_text())]
+    assert len(workers) == 2, log.read_text()
+    for worker in workers:
+        sign_in_at(server, log, token, worker, [other for other in workers if other.pid != worker.pid])
+
+
 def test_each_worker_fetches_the_keys_as_it_starts(make_user, database_url, httpserver, tmp_path):
     make_user("user_early")
     jwks = JWKS(httpserver, up=True)
     log = tmp_path / "gunicorn.log"
     with gunicorn(database_url, log, *ACCESS_LOG, **jwks_mode(jwks)) as server:
-        # No request has needed a key yet (the readiness probe, /api/health, reads no token).
-        wait_for(lambda: jwks.served == 2, what=lambda: f"one fetch per worker (got {jwks.served})")
-        sign_in_until_both_workers_answered(server, log, TOKENS.mint("user_early"), timeout=20)
+        # No request has needed a key yet (the readiness probe, /api/health, reads no token). The
+        # second worker may still be booting under load: the deadline only bounds a hung test.
+        wait_for(lambda: jwks.served == 2, timeout=30, what=lambda: f"one fetch per worker (got {jwks.served})")
+        sign_in_at_each_worker(server, log, TOKENS.mint("user_early"))
         assert (jwks.served, jwks.refused) == (2, 0)  # the shoppers waited for no fetch
 
 
