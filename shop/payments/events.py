@@ -326,8 +326,14 @@ def apply(event: StripeEvent) -> Applied:
         if total is Total.IN_FULL:  # the whole amount: the order is refunded (and cancelled if unshipped)
             lifecycle.take_if_allowed(order, Move.REFUNDED, by=BY_STRIPE)
         elif total is Total.PART and order.payment_status == PaymentStatus.REFUNDED:
-            # A newer total than the one that refunded the order, and smaller: that refund failed since.
-            lifecycle.take_if_allowed(order, Move.REFUND_FAILED, by=BY_STRIPE)
+            # A newer total than the one that refunded the order, and smaller: that refund failed since (its
+            # refund.failed, older than this total, changes nothing when it comes: the warning is said here).
+            if lifecycle.take_if_allowed(order, Move.REFUND_FAILED, by=BY_STRIPE) is not None:
+                log.warning(
+                    "order %s: Stripe now has %s of it refunded, not all; refund the rest from the order's page",
+                    order_id,
+                    format_money(order.refunded_cents, order.currency),
+                )
         elif total is Total.OLDER:
             log.info("charge.refunded %s is older than what order %s knows; nothing to do", event.id, order_id)
         return Applied()

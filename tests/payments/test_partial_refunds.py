@@ -223,7 +223,7 @@ def test_a_refund_failed_that_overtakes_its_charge_refunded_leaves_the_order_pai
 
 @pytest.mark.parametrize(("second_refund", "expected"), [(1000, ("refunded", 1000)), (400, ("paid", 400))])
 def test_a_failure_told_after_a_newer_total_leaves_the_order_as_that_total_says(
-    app, client, pending_order, second_refund, expected
+    app, client, pending_order, second_refund, expected, caplog
 ):
     """The whole charge refunded, that refund failed, then a second refund: its total comes before the
     first refund's failure. The order stands on the second total (refunded in full, or paid with 400 back)."""
@@ -241,6 +241,9 @@ def test_a_failure_told_after_a_newer_total_leaves_the_order_as_that_total_says(
         assert post_event(client, event).json == {"status": "processed"}
     order = order_of(app, order_id)
     assert (order.payment_status, order.refunded_cents) == expected
+    # Staff are told when the order is refunded no more (its refund.failed, older, says nothing when it comes).
+    told = f"order {order_id}: Stripe now has €4.00 of it refunded, not all; refund the rest" in caplog.text
+    assert told == (second_refund == 400)
 
 
 @st.composite
