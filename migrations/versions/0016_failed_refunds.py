@@ -24,7 +24,7 @@ def upgrade():
         "orders", sa.Column("stripe_refunded_cents", sa.Integer(), server_default=sa.text("0"), nullable=False)
     )
     op.add_column("orders", sa.Column("stripe_refunded_as_of", sa.DateTime(timezone=True), nullable=True))
-    op.execute("UPDATE orders SET stripe_refunded_cents = refunded_cents")
+    op.execute("UPDATE orders SET stripe_refunded_cents = refunded_cents WHERE refunded_cents <> 0")  # few rows
     # One row per refund Stripe could not make: its amount, when it was created and when it failed.
     op.create_table(
         "failed_refunds",
