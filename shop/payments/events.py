@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -92,7 +92,7 @@ def parse(payload: Any) -> StripeEvent:
         raise NotAStripeEvent("no type")
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
         raise NotAStripeEvent("no data.object")
-    return StripeEvent(event_id, kind, data["object"], stripe_refunds.event_time(payload.get("created")))
+    return StripeEvent(event_id, kind, data["object"], _time(payload.get("created")))
 
 
 def event_id_of(payload: Any) -> str | None:
@@ -109,6 +109,16 @@ def _text(value: Any) -> str | None:
 
 
 MAX_AMOUNT = 2**31 - 1  # the orders' amount columns are INTEGER (Stripe's own limit is 99,999,999)
+
+
+LATEST_TIME = 2**37  # Unix seconds, about the year 6325: anything later is no time of Stripe's
+
+
+def _time(value: Any) -> datetime | None:
+    """A Stripe time (`created`: Unix seconds) as a datetime; None for anything that is not one."""
+    if type(value) is int and 0 < value < LATEST_TIME:
+        return datetime.fromtimestamp(value, UTC)
+    return None
 
 
 def _amount(value: Any) -> int | None:
@@ -348,7 +358,7 @@ def apply(event: StripeEvent) -> Applied:
         order = lifecycle.lock(order_id)
         # The money is the shopper's no more: it comes off what was refunded, once per refund.
         failed_amount = _amount(event.object.get("amount")) or 0
-        refund_created = stripe_refunds.event_time(event.object.get("created"))
+        refund_created = _time(event.object.get("created"))
         failure = stripe_refunds.refund_failed(order, refund_id, failed_amount, refund_created, event.created)
         if failure is Failure.REPEATED:
             log.info("refund.failed %s: refund %s of order %s was told before", event.id, refund_id, order_id)

@@ -21,23 +21,13 @@ as returned that may not have been (fail closed: staff then see the refund as fa
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 
 from shop.extensions import db
 from shop.store.models import FailedRefund, Order
-
-_LATEST_TIME = 2**37  # Unix seconds, about the year 6325: anything later is no time of Stripe's
-
-
-def event_time(value: Any) -> datetime | None:
-    """A Stripe `created` (Unix seconds) as a time; None for anything that is not one."""
-    if type(value) is int and 0 < value < _LATEST_TIME:
-        return datetime.fromtimestamp(value, UTC)
-    return None
 
 
 def _failures_still_counted(order: Order) -> tuple[int, int]:

@@ -64,12 +64,15 @@ def refund(order_id: int, *, order_key: str | None = None, **fields: Any) -> dic
     }
 
 
-def stripe_event(kind: str, obj: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:
+def stripe_event(
+    kind: str, obj: dict[str, Any], *, event_id: str | None = None, created: int | None = None
+) -> dict[str, Any]:
+    """The event as Stripe sends it, made now or at `created` (Unix seconds)."""
     return {
         "id": event_id or f"evt_test_{uuid.uuid4().hex}",
         "object": "event",
         "api_version": stripe.api_version,
-        "created": int(time.time()),
+        "created": int(time.time()) if created is None else created,
         "data": {"object": obj},
         "livemode": False,
         "pending_webhooks": 1,

@@ -166,8 +166,8 @@ def paid(app, client, pending_order) -> int:
 def test_partial_charge_refunded_is_recorded_and_replays_keep_the_larger_amount(app, client, pending_order):
     order_id = paid(app, client, pending_order)
     larger = stripe_event("charge.refunded", charge(order_id, refunded=False, amount_refunded=700))
-    smaller = at(
-        larger["created"] - 60, stripe_event("charge.refunded", charge(order_id, refunded=False, amount_refunded=300))
+    smaller = stripe_event(
+        "charge.refunded", charge(order_id, refunded=False, amount_refunded=300), created=larger["created"] - 60
     )
     for event in (larger, smaller, larger):  # reordered, and replayed
         assert post_event(client, event).status_code == 200
@@ -194,23 +194,20 @@ def test_refund_failed_takes_the_amount_back_off_and_marks_our_refund(app, clien
         assert refunds.refundable(db.session.get(Order, order_id)).left_cents == 1000
 
 
-def at(created: int, event: dict) -> dict:
-    """`event` as Stripe made it at `created` (Unix seconds)."""
-    return {**event, "created": created}
-
-
 def test_a_refund_failed_that_overtakes_its_charge_refunded_leaves_the_order_paid(app, client, pending_order):
     """A cancel's whole refund fails at the bank; its charge.refunded, retried by Stripe, comes last."""
     order_id = paid(app, client, pending_order)
     made = 1_800_000_000
-    failed = at(made + 3600, stripe_event("refund.failed", refund(order_id, id="re_whole", amount=1000, created=made)))
-    late = at(made, stripe_event("charge.refunded", charge(order_id, refunded=True, amount_refunded=1000)))
+    failed = stripe_event(
+        "refund.failed", refund(order_id, id="re_whole", amount=1000, created=made), created=made + 3600
+    )
+    late = stripe_event("charge.refunded", charge(order_id, refunded=True, amount_refunded=1000), created=made)
     for event in (failed, late):
         assert post_event(client, event).json == {"status": "processed"}
     order = order_of(app, order_id)
     assert (order.status, order.payment_status, order.refunded_cents, order.holds_stock) == ("placed", "paid", 0, True)
     # A later refund that Stripe makes counts: its total left the failed one out.
-    again = at(made + 7200, stripe_event("charge.refunded", charge(order_id, refunded=True, amount_refunded=1000)))
+    again = stripe_event("charge.refunded", charge(order_id, refunded=True, amount_refunded=1000), created=made + 7200)
     assert post_event(client, again).json == {"status": "processed"}
     order = order_of(app, order_id)
     assert (order.status, order.payment_status, order.refunded_cents, order.holds_stock) == (
@@ -229,14 +226,15 @@ def test_a_failure_told_after_a_newer_total_leaves_the_order_as_that_total_says(
     first refund's failure. The order stands on the second total (refunded in full, or paid with 400 back)."""
     order_id = paid(app, client, pending_order)
     made = 1_800_000_000
-    first = at(made, stripe_event("charge.refunded", charge(order_id, refunded=True, amount_refunded=1000)))
-    second = at(
-        made + 20,
-        stripe_event(
-            "charge.refunded", charge(order_id, refunded=second_refund == 1000, amount_refunded=second_refund)
-        ),
+    first = stripe_event("charge.refunded", charge(order_id, refunded=True, amount_refunded=1000), created=made)
+    second = stripe_event(
+        "charge.refunded",
+        charge(order_id, refunded=second_refund == 1000, amount_refunded=second_refund),
+        created=made + 20,
     )
-    failed = at(made + 10, stripe_event("refund.failed", refund(order_id, id="re_first", amount=1000, created=made)))
+    failed = stripe_event(
+        "refund.failed", refund(order_id, id="re_first", amount=1000, created=made), created=made + 10
+    )
     for event in (first, second, failed):
         assert post_event(client, event).json == {"status": "processed"}
     order = order_of(app, order_id)
@@ -282,7 +280,7 @@ def test_whatever_order_stripe_s_refund_events_come_in_the_order_ends_as_stripe_
             obj = refund(order_id, id=f"re_{order_id}_{number}", amount=amount, created=created)
         else:
             obj = charge(order_id, refunded=after == 1000, amount_refunded=after)
-        events.append(at(second, stripe_event(kind, obj)))
+        events.append(stripe_event(kind, obj, created=second))
     delivery = data.draw(st.permutations(events))
     delivery += data.draw(st.lists(st.sampled_from(events), max_size=3))  # Stripe sends some again
     for event in delivery:
